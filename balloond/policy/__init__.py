@@ -1,0 +1,1 @@
+"""Policies: immutable, validated once at load (see `loader`), matched per domain."""
