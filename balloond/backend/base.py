@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from balloond.model import DomainSnapshot, GuestReport, HostSnapshot
+from balloond.model import DomainSnapshot, GuestReport, Hold, HostSnapshot
 
 
 class EventKind(StrEnum):
@@ -131,3 +131,18 @@ class ReportSource(Protocol):
     simulated host's own agents). Keyed by domain UUID, newest report only."""
 
     def reports(self) -> Mapping[str, GuestReport]: ...
+
+
+@runtime_checkable
+class HoldStore(Protocol):
+    """Holds kept with the domain itself (libvirt metadata; in memory for the simulated host),
+    so `balloonctl` and the daemon see the same holds, with or without the daemon running,
+    and across daemon restarts. Keyed by domain UUID."""
+
+    def holds(self) -> dict[str, Hold]:
+        """Every hold recorded on an active domain (expired ones included; callers filter)."""
+        ...
+
+    def put_hold(self, name: str, hold: Hold) -> None: ...
+
+    def clear_hold(self, name: str) -> None: ...
