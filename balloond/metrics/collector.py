@@ -1,0 +1,66 @@
+"""The Prometheus collector: observes a running daemon through its DaemonView at scrape time.
+
+It keeps no state of its own and never changes the daemon: every scrape reads the last
+snapshot, decision, a copy of the telemetry, the holds, the stuck set and the reports, and
+turns them into metric families. Register it explicitly (`make_registry`), never at import.
+
+No `_created` series: custom families only emit them when given a `created` value, and we
+never give one, so nothing global (`disable_created_metrics`) needs touching.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from balloond.metrics.daemon import daemon_families
+from balloond.metrics.domains import DomainInputs, domain_families, host_families
+from balloond.view import DaemonView
+
+
+class BalloondCollector(Collector):
+    """`clock` must be the daemon's clock (reports carry its timestamps); tests running a
+    simulated daemon on a manual clock pass that clock here."""
+
+    def __init__(self, view: DaemonView, *, clock: Callable[[], float] = time.time) -> None:
+        self._view = view
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._view
+        snapshot = view.last_snapshot()
+        decision = view.last_decision()
+        names = {d.uuid: d.name for d in snapshot.domains} if snapshot else {}
+        yield from daemon_families(view.telemetry(), names)
+        yield from host_families(snapshot, decision, view.reserve)
+        if snapshot is None:
+            return
+        inputs = DomainInputs(
+            decisions={d.uuid: d for d in decision.domains} if decision else {},
+            reports=dict(view.reports()),
+            holds=frozenset(view.holds()),
+            stuck=frozenset(view.stuck()),
+        )
+        yield from domain_families(snapshot, inputs, self._clock())
+
+    def describe(self) -> list[Metric]:
+        # Returning nothing tells the registry not to call collect() at registration,
+        # so registering before the daemon's first tick is cheap and side-effect free.
+        return []
+
+
+def make_registry(view: DaemonView, *, clock: Callable[[], float] = time.time) -> CollectorRegistry:
+    """A fresh registry holding only balloond's collector (no process or GC collectors:
+    the global default registry is left alone)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BalloondCollector(view, clock=clock))
+    return registry
+
+
+def render(view: DaemonView, *, clock: Callable[[], float] = time.time) -> bytes:
+    """One scrape's text exposition (format 0.0.4), e.g. for `balloonctl` or tests."""
+    return generate_latest(make_registry(view, clock=clock))
