@@ -1,0 +1,5 @@
+import sys
+
+from balloond_guest.cli import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""The agent: one tick samples /proc and sends a report; `run()` owns time and wakes on a
+period, a pressure trigger, host messages and local requests.
+"""
+
+import logging
+import select
+import time
+
+from balloond_guest import demand as demand_mod
+from balloond_guest import protocol, xen
+from balloond_guest.selfadjust import SelfAdjuster
+
+log = logging.getLogger("balloond-guest")
+
+HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+class Settings(object):
+    """Everything the agent is told on its command line, validated once."""
+
+    def __init__(self, root="/", interval=5.0, buffer=demand_mod.DEFAULT_BUFFER,
+                 buffer_ratio=demand_mod.DEFAULT_BUFFER_RATIO, floor=demand_mod.DEFAULT_FLOOR,
+                 auto=False, min_gap=0.2, limits=None):
+        if interval <= 0:
+            raise ValueError("interval must be positive, got: %r" % interval)
+        if not 0 <= buffer_ratio <= 1:
+            raise ValueError("buffer ratio must be between 0 and 1, got: %r" % buffer_ratio)
+        self.root = root
+        self.interval = float(interval)
+        self.buffer = buffer
+        self.buffer_ratio = buffer_ratio
+        self.floor = floor
+        self.auto = auto
+        self.min_gap = min_gap  # pressure reports closer than this are merged
+        self.limits = limits  # (floor, ceiling) to start self-adjusting before the host speaks
+
+
+class Agent(object):
+    def __init__(self, settings, transport, trigger=None, control=None, clock=time.monotonic,
+                 wall=time.time, reopen=None):
+        self.settings = settings
+        self.transport = transport
+        self.trigger = trigger
+        self.control = control
+        self.clock = clock
+        self.reopen = reopen  # called to get a new transport after the host end closed
+        self.adjuster = SelfAdjuster()
+        if settings.limits is not None:
+            self.adjuster.set_limits(*settings.limits)
+        # Starting seq at the wall clock in ms keeps it rising across agent restarts.
+        self.seq = int(wall() * 1000)
+        self.previous = None
+        self.request = None  # a manual request (`balloond-guest target SIZE`): sticky
+        self.auto_request = None
+        self.last_sent_at = None
+        self.sent = 0
+        self.dropped = 0
+        self._stop_requested = False
+
+    # -- one step -----------------------------------------------------------------------
+    def tick(self, trigger="periodic"):
+        """Sample, decide, report. Returns the report dict (sent or not)."""
+        now = self.clock()
+        sample = demand_mod.take_sample(self.settings.root, now)
+        rates = demand_mod.rates(self.previous, sample)
+        self.previous = sample
+        need = demand_mod.demand_of(sample.meminfo)
+        wanted = demand_mod.wanted_target(
+            need, self.settings.buffer, self.settings.buffer_ratio, self.settings.floor
+        )
+        if self.settings.auto:
+            self._self_adjust(sample, wanted)
+        request = self.request if self.request is not None else self.auto_request
+        self.seq += 1
+        message = protocol.report(self.seq, sample, rates, need, request, trigger,
+                                  self.settings.interval)
+        self._send(protocol.encode(message))
+        self.last_sent_at = now
+        return message
+
+    def _self_adjust(self, sample, wanted):
+        found = xen.read_target(self.settings.root)
+        if found is not None:  # Xen: the guest moves its own balloon
+            path, current, _ = found
+            nxt = self.adjuster.step(current, wanted)
+            if nxt is not None:
+                xen.write_target(self.settings.root, nxt)
+                log.info("self-adjust: %s %d -> %d bytes", path, current, nxt)
+            return
+        # KVM: no guest-side knob; ask the host, which applies it within policy.
+        current = self.auto_request if self.auto_request is not None else sample.meminfo.get("MemTotal")
+        nxt = self.adjuster.step(current, wanted)
+        if nxt is not None:
+            self.auto_request = nxt
+        elif self.auto_request is None and self.adjuster.ready and current is not None:
+            self.auto_request = self.adjuster.clamp(current)
+
+    def _send(self, line):
+        if self.transport is None and self.reopen is not None:
+            try:
+                self.transport = self.reopen()
+            except OSError as error:
+                log.debug("transport still unavailable: %s", error)
+        if self.transport is not None and self.transport.send(line):
+            self.sent += 1
+        else:
+            self.dropped += 1
+
+    # -- messages -----------------------------------------------------------------------
+    def handle_host_line(self, line):
+        try:
+            message = protocol.decode_host_message(line)
+        except protocol.ProtocolError as error:
+            log.warning("%s", error)
+            return None
+        if message["type"] == "limits":
+            self.adjuster.set_limits(message["floor"], message["ceiling"])
+        return message
+
+    def set_request(self, size):
+        """A manual target (bytes), or None to return to automatic requests."""
+        self.request = size
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, max_ticks=None):
+        """Report every `interval` and at once on pressure, until `stop()` or `max_ticks`."""
+        poller = select.poll()
+        watched = {}
+        next_at = self.clock()
+        ticks = 0
+        while not self._stop_requested and (max_ticks is None or ticks < max_ticks):
+            self._watch(poller, watched)
+            timeout_ms = max(0, int((next_at - self.clock()) * 1000))
+            for fd, events in poller.poll(timeout_ms):
+                ticks += self._on_event(poller, watched, fd, events)
+            if self.clock() >= next_at:
+                self.tick("periodic")
+                ticks += 1
+                next_at = max(next_at + self.settings.interval, self.clock())
+                watched.pop("transport-hup", None)  # host may be back: poll it again
+        return ticks
+
+    def stop(self):
+        self._stop_requested = True
+
+    def _watch(self, poller, watched):
+        wanted = {}
+        if self.trigger is not None:
+            wanted[self.trigger.fileno()] = ("trigger", self.trigger.mask)
+        if self.control is not None:
+            wanted[self.control.fileno()] = ("control", select.POLLIN)
+        fd = self.transport.readable() if self.transport is not None else None
+        if fd is not None and "transport-hup" not in watched:
+            wanted[fd] = ("transport", select.POLLIN)
+        for fd in [f for f in watched if isinstance(f, int) and f not in wanted]:
+            poller.unregister(fd)
+            del watched[fd]
+        for fd, (role, mask) in wanted.items():
+            if watched.get(fd) != role:
+                poller.register(fd, mask)
+                watched[fd] = role
+
+    def _on_event(self, poller, watched, fd, events):
+        role = watched.get(fd)
+        if role == "trigger":
+            if not events & self.trigger.mask:  # trigger broken (POLLERR): periodic only
+                log.warning("pressure trigger %s failed; periodic reports only", self.trigger.label)
+                self._forget(poller, watched, fd)
+                self.trigger = None
+                return 0
+            self.trigger.drain()
+            if self.last_sent_at is None or self.clock() - self.last_sent_at >= self.settings.min_gap:
+                self.tick("pressure")
+                return 1
+        elif role == "control":
+            if self.control.serve(self):
+                self.tick("request")
+                return 1
+        elif role == "transport":
+            self._on_transport(poller, watched, fd, events)
+        return 0
+
+    def _on_transport(self, poller, watched, fd, events):
+        if events & select.POLLIN:
+            try:
+                for line in self.transport.read_lines():
+                    self.handle_host_line(line)
+                return
+            except EOFError as error:
+                log.info("%s; reopening at the next report", error)
+                self._forget(poller, watched, fd)
+                self.transport.close()
+                self.transport = None
+                return
+        if events & HANGUP:
+            # A virtio port whose host end is not connected polls as HUP forever: stop
+            # polling it until the next periodic report instead of spinning.
+            self._forget(poller, watched, fd)
+            watched["transport-hup"] = True
+
+    @staticmethod
+    def _forget(poller, watched, fd):
+        poller.unregister(fd)
+        watched.pop(fd, None)

@@ -1,0 +1,50 @@
+"""Automatic self-adjustment: move the balloon target toward what the guest wants.
+
+Grow at once (a guest under pressure must not wait), shrink slowly (a step of 1/8 of the
+gap per report, as Linux's selfballoon did; anchors), always within the floor and ceiling the
+host last told us. Without limits from the host we do not move at all: the guest alone cannot
+know what its host will tolerate.
+"""
+
+from balloond_guest.sizes import MIB
+
+SHRINK_FRACTION = 8
+MIN_STEP = 4 * MIB  # smaller moves are noise: they cost a balloon operation and gain nothing
+
+
+class SelfAdjuster(object):
+    def __init__(self, floor=None, ceiling=None, shrink_fraction=SHRINK_FRACTION, min_step=MIN_STEP):
+        self.floor = floor
+        self.ceiling = ceiling
+        self.shrink_fraction = shrink_fraction
+        self.min_step = min_step
+
+    def set_limits(self, floor, ceiling):
+        if floor > ceiling:
+            raise ValueError("floor %d is above ceiling %d" % (floor, ceiling))
+        self.floor, self.ceiling = floor, ceiling
+
+    @property
+    def ready(self):
+        return self.floor is not None and self.ceiling is not None
+
+    def clamp(self, size):
+        return min(self.ceiling, max(self.floor, size))
+
+    def step(self, current, wanted):
+        """The next target from `current` toward `wanted`, or None to stay put."""
+        if not self.ready or current is None or wanted is None:
+            return None
+        goal = self.clamp(wanted)
+        if goal > current:
+            nxt = goal
+        else:
+            gap = current - goal
+            nxt = current - max(gap // self.shrink_fraction, min(gap, self.min_step))
+        nxt = self.clamp(nxt)
+        if abs(nxt - current) < self.min_step and not self._outside(current):
+            return None
+        return nxt if nxt != current else None
+
+    def _outside(self, current):
+        return current < self.floor or current > self.ceiling
