@@ -53,67 +53,84 @@ def short_uuid(uuid: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _TagRule:
+    rank: tuple[int, int]  # (-number of tags, load order): smaller is more specific
     tags: frozenset[str]
     policy: Policy
     rule: str
 
 
-@dataclass(frozen=True, slots=True)
-class _GlobRule:
-    match: Callable[[str], re.Match[str] | None]
-    policy: Policy
-    rule: str
-
-
 class Matcher:
-    """A `PolicySet` compiled into lookup tables. Immutable after construction."""
+    """A `PolicySet` compiled into lookup tables. Immutable after construction.
 
-    __slots__ = ("_by_name", "_by_uuid", "_default", "_globs", "_tags", "policies")
+    UUIDs and exact names are dict lookups; tag rules are indexed by each of their tags so a
+    domain only tests rules that share a tag with it; all globs form one regular expression
+    whose alternatives are ordered most specific first, so the first alternative that
+    matches (the regex engine tries them in order) is the answer."""
+
+    __slots__ = ("_by_name", "_by_tag", "_by_uuid", "_default", "_glob_hits", "_globs", "policies")
 
     def __init__(self, policies: PolicySet) -> None:
         self.policies = policies
         self._default = (policies.default, "default")
         self._by_uuid: dict[str, tuple[Policy, str]] = {}
         self._by_name: dict[str, tuple[Policy, str]] = {}
-        tag_rules: list[tuple[int, int, _TagRule]] = []
-        glob_rules: list[tuple[int, int, _GlobRule]] = []
+        self._by_tag: dict[str, list[_TagRule]] = {}
+        globs: list[tuple[int, int, str, tuple[Policy, str]]] = []
         for order, policy in enumerate(policies.policies):
             for uuid in policy.match.uuids:
                 # setdefault: the first policy loaded keeps a contested UUID or name.
                 self._by_uuid.setdefault(uuid.lower(), (policy, f"uuid {short_uuid(uuid)}"))
             for pattern in policy.match.names:
                 if is_glob(pattern):
-                    matcher = re.compile(fnmatch.translate(pattern)).match
-                    rule = _GlobRule(matcher, policy, f"name {pattern!r}")
-                    glob_rules.append((-literal_length(pattern), order, rule))
+                    hit = (policy, f"name {pattern!r}")
+                    globs.append((-literal_length(pattern), order, pattern, hit))
                 else:
                     self._by_name.setdefault(pattern, (policy, f"name {pattern!r}"))
             if policy.match.tags:
                 tags = frozenset(policy.match.tags)
-                rule_text = f"tags [{', '.join(policy.match.tags)}]"
-                tag_rules.append((-len(tags), order, _TagRule(tags, policy, rule_text)))
-        # Sorted most specific first, then by load order: the first hit is the answer.
-        self._tags = tuple(rule for _, _, rule in sorted(tag_rules, key=lambda t: t[:2]))
-        self._globs = tuple(rule for _, _, rule in sorted(glob_rules, key=lambda t: t[:2]))
+                text = f"tags [{', '.join(policy.match.tags)}]"
+                rule = _TagRule((-len(tags), order), tags, policy, text)
+                for tag in tags:
+                    self._by_tag.setdefault(tag, []).append(rule)
+        globs.sort(key=lambda glob: glob[:2])
+        self._glob_hits = tuple(hit for *_, hit in globs)
+        self._globs = _one_regex([glob[2] for glob in globs])
 
     def select_explained(self, domain: DomainSnapshot) -> tuple[Policy, str]:
-        hit = self._by_uuid.get(domain.uuid.lower())
+        hit = self._by_uuid.get(domain.uuid.lower()) or self._by_name.get(domain.name)
         if hit is not None:
             return hit
-        hit = self._by_name.get(domain.name)
-        if hit is not None:
-            return hit
-        if domain.tags:
-            for tag_rule in self._tags:
-                if tag_rule.tags <= domain.tags:
-                    return tag_rule.policy, tag_rule.rule
-        for glob_rule in self._globs:
-            if glob_rule.match(domain.name) is not None:
-                return glob_rule.policy, glob_rule.rule
+        if domain.tags and self._by_tag:
+            best = self._best_tag_rule(domain.tags)
+            if best is not None:
+                return best.policy, best.rule
+        if self._globs is not None:
+            found = self._globs(domain.name)
+            if found is not None and found.lastindex is not None:
+                return self._glob_hits[found.lastindex - 1]
         return self._default
+
+    def _best_tag_rule(self, tags: frozenset[str]) -> _TagRule | None:
+        best: _TagRule | None = None
+        for tag in tags:
+            for rule in self._by_tag.get(tag, ()):
+                if (best is None or rule.rank < best.rank) and rule.tags <= tags:
+                    best = rule
+        return best
 
     def select(self, domain: DomainSnapshot) -> Policy:
         return self.select_explained(domain)[0]
+
+
+def _one_regex(globs: list[str]) -> Callable[[str], re.Match[str] | None] | None:
+    """One regex whose group N is glob N. Python 3.11+'s fnmatch.translate adds no capturing
+    groups of its own; if a future one does, group numbers would lie, so check."""
+    if not globs:
+        return None
+    compiled = re.compile("|".join(f"({fnmatch.translate(glob)})" for glob in globs))
+    if compiled.groups != len(globs):
+        raise RuntimeError("fnmatch.translate added capturing groups; update balloond")
+    return compiled.match
 
 
 # Identity cache: holding the PolicySet itself keeps its id() from being reused while cached.
