@@ -1,0 +1,152 @@
+"""First pass of a tick: what each domain is (left alone, or a claimant) and what it wants.
+
+A domain is *fixed* (the core does not act on it this tick) when it is busy (not running, or a
+hypervisor job), held, disabled by policy, stuck, or has no data and sits within its range.
+Otherwise it is a *claimant*: it has a `want` in [floor, ceiling] and a `low` below which the
+sharing step may not push it (its floor; its current size when the data is bad or it swaps).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from balloond.core import explain
+from balloond.core.estimate import SWAP_IN_GUARD, Estimate, estimate
+from balloond.core.state import DomainMemo
+from balloond.model import DomainSnapshot, DomainState, Hold, Reason
+from balloond.policy.model import Policy
+from balloond.units import format_size as sz
+
+RUNNING = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
+# States in which an issued target may still be taken later (the promise stands).
+ALIVE = RUNNING | {DomainState.PAUSED, DomainState.PMSUSPENDED}
+# Held demand decays toward lower readings with this half-life (seconds).
+PEAK_HALF_LIFE = 60.0
+
+
+@dataclass(slots=True)
+class Work:
+    """One domain's decision in the making (mutable, private to a tick)."""
+
+    dom: DomainSnapshot
+    policy: Policy
+    memo: DomainMemo
+    floor: int
+    ceiling: int
+    reason: Reason
+    target: int
+    explanation: str = ""
+    fixed: bool = True
+    act: bool = False
+    promise: int = 0  # memory promised earlier and not yet taken
+    est: Estimate | None = None
+    want: int = 0
+    low: int = 0
+    in_force: int = 0  # the target the hypervisor is working toward now
+    guard: bool = False  # swap guard forbids shrinking
+
+
+def classify(
+    dom: DomainSnapshot,
+    policy: Policy,
+    memo: DomainMemo,
+    hold: Hold | None,
+    *,
+    now: float,
+    stale_after: float,
+) -> Work:
+    cur, maxmem = dom.current, dom.maxmem
+    floor, ceiling = policy.floor_for(max(maxmem, 0)), policy.ceiling_for(max(maxmem, 0))
+    work = Work(dom, policy, memo, floor, ceiling, Reason.STEADY, cur)
+    work.promise = memo.promised(cur) if dom.state in ALIVE else 0
+    work.in_force = memo.target if memo.target is not None and dom.state in ALIVE else cur
+    if dom.state not in RUNNING or dom.job is not None:
+        return _fixed(work, Reason.BUSY, explain.busy(dom.state, dom.job, cur))
+    if maxmem <= 0 or cur <= 0:
+        text = f"left alone: implausible size (current {cur}, maxmem {maxmem} bytes)"
+        return _fixed(work, Reason.NO_DATA, text)
+    if hold is not None and hold.active(now):
+        if hold.target is not None:
+            work.target = hold.target
+            work.promise = max(work.promise, hold.target - cur)
+        return _fixed(work, Reason.HOLD, explain.held(hold, cur))
+    if not policy.enabled:
+        return _fixed(work, Reason.DISABLED, f"left alone at {sz(cur)}: policy '{policy.name}' "
+                      "is disabled")  # fmt: skip
+    if memo.stuck_until is not None and memo.stuck_until > now:
+        text = explain.stuck(cur, memo.target, memo.stuck_until, memo.strikes)
+        return _fixed(work, Reason.STUCK, text)
+    return _claimant(work, now=now, stale_after=stale_after)
+
+
+def _fixed(work: Work, reason: Reason, text: str) -> Work:
+    work.reason, work.explanation = reason, text
+    return work
+
+
+def stats_time(dom: DomainSnapshot, now: float) -> float:
+    last = dom.stats.last_update if dom.stats is not None else None
+    return last if last is not None and math.isfinite(last) and last > 0 else now
+
+
+def _claimant(work: Work, *, now: float, stale_after: float) -> Work:
+    dom, policy, memo = work.dom, work.policy, work.memo
+    at = stats_time(dom, now)
+    est = estimate(dom, policy, memo, now=now, stale_after=stale_after, stats_at=at)
+    work.est, work.fixed = est, False
+    work.memo = _remember(memo, dom, est, now, at)
+    cur, floor, ceiling = dom.current, work.floor, work.ceiling
+    work.guard = (
+        policy.swap_guard and est.swap_in_rate is not None and est.swap_in_rate >= SWAP_IN_GUARD
+    )
+    if est.demand is None:
+        # Never shrink on bad data; only the policy range itself may move the domain.
+        work.want = work.low = min(max(cur, floor), ceiling)
+        work.reason = Reason.NO_DATA
+        work.explanation = f"kept at {sz(cur)}: no data ({est.why_no_data})"
+        return work
+    held = work.memo.peak if work.memo.peak is not None else est.demand
+    want = int(max(est.demand, held) * (1.0 + policy.buffer))
+    work.reason = _direction(est, want, cur)
+    if est.requested is not None and policy.self_adjust:
+        want, work.reason = est.requested, Reason.GUEST_REQUEST
+    if want < floor:
+        want, work.reason = floor, (Reason.FLOOR if cur != floor else Reason.STEADY)
+    elif want > ceiling:
+        want, work.reason = ceiling, (Reason.CEILING if cur != ceiling else Reason.STEADY)
+    work.want = want
+    work.low = max(floor, min(cur, ceiling)) if work.guard else floor
+    return work
+
+
+def _direction(est: Estimate, want: int, cur: int) -> Reason:
+    if want > cur:
+        return Reason.GROW_PRESSURE if est.short else Reason.GROW_DEMAND
+    if want < cur:
+        return Reason.SHRINK_IDLE
+    return Reason.STEADY
+
+
+def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
+              at: float) -> DomainMemo:  # fmt: skip
+    """Carry the guest counters and the held demand peak to the next tick."""
+    stats = dom.stats
+    swap_in = stats.swap_in if stats is not None else None
+    faults = stats.major_faults if stats is not None else None
+    peak, peak_at = memo.peak, memo.peak_at
+    if est.demand is not None:
+        if peak is None or peak_at is None or est.demand >= peak:
+            peak = est.demand
+        else:
+            keep = 0.5 ** (max(0.0, now - peak_at) / PEAK_HALF_LIFE)
+            peak = est.demand + int((peak - est.demand) * keep)
+        peak_at = now
+    return replace(
+        memo,
+        swap_in=swap_in if swap_in is not None and swap_in >= 0 else None,
+        major_faults=faults if faults is not None and faults >= 0 else None,
+        counters_at=at if swap_in is not None or faults is not None else None,
+        peak=peak,
+        peak_at=peak_at,
+    )

@@ -1,0 +1,257 @@
+"""The control law: one tick's decision from a snapshot, the policies and the controller state.
+
+Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
+
+1. Track progress of targets issued earlier (stuck detection, `progress.track`).
+2. Classify every domain (`classify.classify`): busy, held, disabled and stuck domains are left
+   alone; the others are claimants with a `want` (demand x (1 + buffer), or the guest's own
+   request, clamped to [floor, ceiling]).
+3. Share the pool by weight (`share.water_fill`): the pool is what claimants hold now plus
+   what the host can still give (free - reserve - promises to everyone else). Nobody goes below
+   its floor; a guest without usable data or one that swaps is not pushed below its size.
+4. Rate limits: shrink at most `max_shrink_step` per tick (lifted for idle guests while the
+   host is below its reserve), grow at most `max_grow_step` (default: at once), no shrink while
+   the guest swaps in (`swap_guard`), no action within the `deadband` of the target in force.
+5. Grow budget: new promises never exceed host free - reserve - promises still outstanding.
+   Memory that shrinks free is not counted until the host reports it free (shrinks and grows
+   are issued together, shrinks first, but a grow never relies on a shrink having happened).
+   Growth is shared by weight, floors first.
+
+Budget invariant (tested): whenever any domain's commitment grows in a tick,
+sum over domains of max(0, commitment - current) <= host.free - reserve after the tick, where
+a domain's commitment is the larger of its current size and the target in force for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from balloond.core import explain, progress
+from balloond.core.classify import ALIVE, Work, classify
+from balloond.core.share import water_fill
+from balloond.core.state import ControllerState, DomainMemo
+from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
+from balloond.policy.model import Policy
+from balloond.units import format_size as sz
+
+# In a host deficit, claimants cut by contention shrink at this multiple of their usual step.
+DEFICIT_STEP_FACTOR = 2
+
+
+def decide(
+    snapshot: Snapshot,
+    policy_for: Callable[[DomainSnapshot], Policy],
+    state: ControllerState,
+    *,
+    reserve: int,
+    holds: Mapping[str, Hold],
+    now: float,
+    stale_after: float = 15.0,
+    stuck_after: float = 30.0,
+) -> tuple[Decision, ControllerState]:
+    """Decide one tick. Returns the decision (every domain, with reasons) and the next state.
+
+    The next state assumes every action is applied; when one is not (dry run, a failed
+    setMemory), call `state.forget_target(uuid)` on it.
+    """
+    works: list[Work] = []
+    for dom in snapshot.domains:
+        memo = progress.track(state.memo(dom.uuid), dom.current, now, stuck_after)
+        if dom.state not in ALIVE and memo.target is not None:
+            memo = DomainMemo(strikes=memo.strikes, stuck_until=memo.stuck_until)
+        works.append(
+            classify(dom, policy_for(dom), memo, holds.get(dom.uuid), now=now,
+                     stale_after=stale_after)
+        )  # fmt: skip
+    host_free = snapshot.host.free
+    claimants = [w for w in works if not w.fixed]
+    fixed_promises = sum(w.promise for w in works if w.fixed)
+    spare = host_free - reserve - fixed_promises - sum(w.promise for w in claimants)
+    notes: list[str] = []
+    if spare < 0:
+        notes.append(
+            f"host free {sz(host_free)} minus promises is below the reserve {sz(reserve)}: "
+            "idle guests shrink to demand + buffer at once, nothing grows"
+        )
+    _share(claimants, host_free - reserve - fixed_promises, notes)
+    for work in claimants:
+        _limit(work, deficit=spare < 0)
+    budget = _grant(claimants, spare)
+    decision = Decision(
+        taken_at=now,
+        domains=tuple(_decision(w) for w in works),
+        host_free=host_free,
+        reserve=reserve,
+        budget=max(0, budget),
+        notes=tuple(notes),
+    )
+    return decision, _next_state(works, now)
+
+
+def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
+    """Set each claimant's `target` to its weighted share of the pool (step 3)."""
+    pool = room + sum(w.dom.current for w in claimants)
+    lows = [w.low for w in claimants]
+    if sum(lows) > pool and claimants:
+        notes.append(f"floors need {sz(sum(lows))} but only {sz(max(pool, 0))} is available")
+    alloc = water_fill(lows, [w.want for w in claimants], [w.policy.weight for w in claimants],
+                       pool)  # fmt: skip
+    for work, share in zip(claimants, alloc, strict=True):
+        work.target = share
+        if share < work.want:
+            work.reason = Reason.CONTENTION
+            work.explanation = (
+                f"contention: {sz(share)} of the {sz(work.want)} wanted, by weight "
+                f"{work.policy.weight}"
+            )
+
+
+def _limit(work: Work, *, deficit: bool) -> None:
+    """Apply step limits, the swap guard and the deadband (step 4)."""
+    dom, policy = work.dom, work.policy
+    cur, goal = dom.current, work.target
+    new = goal
+    limited = ""
+    if goal < cur:
+        step = policy.max_shrink_step.resolve(cur)
+        if deficit and work.reason is Reason.CONTENTION:
+            step *= DEFICIT_STEP_FACTOR
+        elif deficit:
+            step = cur  # idle guests give back at once while the host is short
+        new = min(work.ceiling, max(goal, cur - step))
+        if new > goal:
+            limited = f"; step limited to {policy.max_shrink_step}"
+        if work.guard and new < min(cur, work.ceiling):
+            new = min(cur, work.ceiling)
+            work.reason = Reason.SWAP_GUARD
+            rate = sz(int(work.est.swap_in_rate or 0)) if work.est else "?"
+            work.explanation = f"kept at {sz(cur)}: swapping in {rate}/s (swap guard)"
+    elif goal > cur and policy.max_grow_step is not None:
+        new = max(min(goal, cur + policy.max_grow_step.resolve(cur)), min(goal, work.floor))
+        if new < goal:
+            limited = f"; step limited to {policy.max_grow_step}"
+    work.target = new
+    inside = work.floor <= cur <= work.ceiling
+    if inside and abs(new - work.in_force) < policy.deadband.resolve(cur):
+        _steady(work)
+        return
+    if new == work.in_force:
+        _steady(work)
+        return
+    work.act = True
+    _explain_move(work, limited)
+
+
+def _steady(work: Work) -> None:
+    computed = work.target
+    work.target, work.act = work.in_force, False
+    if work.reason in (Reason.NO_DATA, Reason.SWAP_GUARD, Reason.CONTENTION):
+        return
+    work.reason = Reason.STEADY
+    why = _why(work)
+    work.explanation = (
+        f"steady at {sz(work.dom.current)}: {why}; {sz(computed)} is within the deadband "
+        f"{work.policy.deadband} of the target {sz(work.in_force)}"
+    )
+
+
+def _why(work: Work) -> str:
+    est, policy = work.est, work.policy
+    if est is None or est.demand is None:
+        return "no data"
+    if work.reason is Reason.GUEST_REQUEST and est.requested is not None:
+        return f"guest requests {sz(est.requested)}"
+    text = explain.cause(est, policy.buffer, policy.pressure_target, work.want > work.dom.current)
+    if work.reason is Reason.FLOOR:
+        text += f", below the floor {sz(work.floor)}"
+    elif work.reason is Reason.CEILING:
+        text += f", above the ceiling {sz(work.ceiling)}"
+    return text + (f" ({est.note})" if est.note else "")
+
+
+def _explain_move(work: Work, limited: str) -> None:
+    cur = work.dom.current
+    if work.reason is Reason.SWAP_GUARD:
+        return
+    if work.reason is Reason.NO_DATA:
+        work.reason = Reason.FLOOR if cur < work.floor else Reason.CEILING
+        bound = "floor" if cur < work.floor else "ceiling"
+        work.explanation = explain.move(cur, work.target, f"no usable data; to the {bound}")
+        return
+    if work.reason is Reason.CONTENTION:
+        work.explanation = explain.move(cur, work.target, work.explanation + limited)
+        return
+    work.explanation = explain.move(cur, work.target, _why(work) + limited)
+
+
+def _grant(claimants: list[Work], spare: int) -> int:
+    """Cut growth to what the host can give now, floors first, then by weight (step 5).
+    Returns what is left of the grow budget."""
+    growers = [w for w in claimants if w.act and w.target > max(w.dom.current, w.in_force)]
+    freed = sum(
+        max(w.dom.current, w.in_force) - max(w.dom.current, w.target)
+        for w in claimants
+        if w.act and w not in growers
+    )
+    room = spare + freed
+    asks = [w.target - max(w.dom.current, w.in_force) for w in growers]
+    if sum(asks) <= room:
+        return room - sum(asks)
+    room = max(0, room)
+    weights = [w.policy.weight for w in growers]
+    floor_gaps = [min(ask, max(0, w.floor - max(w.dom.current, w.in_force)))
+                  for w, ask in zip(growers, asks, strict=True)]  # fmt: skip
+    first = water_fill([0] * len(growers), floor_gaps, weights, room)
+    rest = water_fill([0] * len(growers), [a - f for a, f in zip(asks, first, strict=True)],
+                      weights, room - sum(first))  # fmt: skip
+    for work, ask, a, b in zip(growers, asks, first, rest, strict=True):
+        _cut_growth(work, ask, a + b)
+    return room - sum(first) - sum(rest)
+
+
+def _cut_growth(work: Work, ask: int, granted: int) -> None:
+    if granted >= ask:
+        return
+    base = max(work.dom.current, work.in_force)
+    wanted = work.target
+    work.target = base + granted
+    work.reason = Reason.CONTENTION
+    if granted <= 0 or (granted < work.policy.deadband.resolve(work.dom.current)
+                        and work.dom.current >= work.floor):  # fmt: skip
+        work.target, work.act = work.in_force, False
+        work.explanation = (
+            f"waiting at {sz(work.dom.current)}: wants {sz(wanted)} but the host has no "
+            "memory to give above its reserve"
+        )
+        return
+    work.explanation = explain.move(
+        work.dom.current, work.target, f"host can give only {sz(granted)} of {sz(ask)} now"
+    )
+
+
+def _decision(work: Work) -> DomainDecision:
+    est = work.est
+    return DomainDecision(
+        name=work.dom.name,
+        uuid=work.dom.uuid,
+        policy=work.policy.name,
+        reason=work.reason,
+        current=work.dom.current,
+        target=work.target,
+        floor=work.floor,
+        ceiling=work.ceiling,
+        explanation=work.explanation,
+        demand=est.demand if est is not None else None,
+        pressure=est.pressure if est is not None else None,
+        act=work.act,
+    )
+
+
+def _next_state(works: list[Work], now: float) -> ControllerState:
+    memos: dict[str, DomainMemo] = {}
+    for work in works:
+        memo = work.memo
+        if work.act:
+            memo = progress.issued(memo, work.dom.current, work.target, now)
+        memos[work.dom.uuid] = memo
+    return ControllerState.of(memos)
