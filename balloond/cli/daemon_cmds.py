@@ -1,10 +1,241 @@
-"""Placeholder: subcommands registered here are being written (see balloond/cli/__init__.py)."""
+"""`balloond run` (the daemon) and `balloond demo` (the daemon on the simulated host)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from balloond.backend.simulated import SimulatedHost, open_simulated
+from balloond.daemon.assemble import build_daemon, source_tree_policies
+from balloond.daemon.commands import handlers
+from balloond.daemon.control import ControlServer
+from balloond.daemon.loop import Daemon, LoopSettings
+from balloond.daemon.scheduler import Runner
+from balloond.errors import ConfigError
+from balloond.metrics import DEFAULT_PORT, serve
+from balloond.units import format_size, parse_duration
+
+DEMO_URI = "sim://default"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Nothing registered yet."""
+    _register_run(subparsers)
+    _register_demo(subparsers)
+
+
+def _register_run(subparsers: argparse._SubParsersAction[Any]) -> None:
+    run = subparsers.add_parser(
+        "run", help="run the daemon (in the foreground; systemd runs it as a service)",
+        description="Balance the memory of every domain on a hypervisor host, tick after "
+        "tick: collect each domain's size and pressure, decide targets with the policies, "
+        "set them, export metrics. SIGHUP (or any change in the policy folder) reloads the "
+        "policies; SIGTERM/SIGINT stop gracefully.",
+    )  # fmt: skip
+    run.add_argument("--config", metavar="FILE",
+                     help="daemon config (default: /etc/balloond/balloond.yaml if it exists, "
+                     "else built-in defaults)")
+    run.add_argument("--connect", metavar="URI",
+                     help="hypervisor URI, as virsh takes it (default: the config's `uri`, "
+                     "qemu:///system); sim://default is the simulated host")
+    run.add_argument("--dry-run", action="store_true",
+                     help="decide and print what would change, but change nothing")
+    run.add_argument("--policy-dir", metavar="DIR",
+                     help="folder of YAML policy files (default: the config's `policy_dir`)")
+    run.add_argument("--interval", metavar="DUR",
+                     help="time between ticks, e.g. 10s (default: the config's `interval`)")
+    run.add_argument("--once", action="store_true",
+                     help="run a single tick, print its decision and exit (no socket, "
+                     "no metrics server)")
+    run.set_defaults(func=cmd_run)  # fmt: skip
+
+
+def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="watch the daemon balance a simulated host (no hypervisor needed)",
+        description="Run the real daemon loop on the simulated host sim://default (six "
+        "guests with varied workloads on a 16 GiB host), print what it decides, and serve "
+        "metrics, until Ctrl-C or --duration. Uses the shipped policies/ folder when run "
+        "from the source tree, else the built-in default policy.",
+    )  # fmt: skip
+    demo.add_argument("--duration", metavar="DUR",
+                      help="stop by itself after this long, e.g. 30s (default: run until "
+                      "Ctrl-C)")
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
+                      help=f"metrics port on 127.0.0.1 (default: {DEFAULT_PORT}; 0 picks "
+                      "a free one)")
+    demo.add_argument("--speed", type=float, default=10.0,
+                      help="simulated seconds per real second (default: 10, so the "
+                      "ten-minute workload cycle shows within a minute)")
+    demo.add_argument("--interval", metavar="DUR", default="1s",
+                      help="time between ticks, in real time (default: 1s)")
+    demo.add_argument("--policy-dir", metavar="DIR",
+                      help="folder of YAML policies (default: policies/ of the source tree, "
+                      "else the built-in default)")
+    demo.add_argument("--socket", metavar="PATH",
+                      help="control socket for balloonctl (default: a fresh temporary "
+                      "folder, printed at start)")
+    demo.set_defaults(func=cmd_demo)  # fmt: skip
+
+
+def setup_logging(*, timestamps: bool) -> None:
+    """Decisions go to stdout, one line each; warnings and errors are marked as such.
+    Under systemd the journal adds the time, so `run` leaves it out."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Formatter(timestamps))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, timestamps: bool) -> None:
+        super().__init__(datefmt="%H:%M:%S")
+        self._timestamps = timestamps
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if self._timestamps:
+            text = f"{self.formatTime(record, self.datefmt)} {text}"
+        return text
+
+
+# -- balloond demo ------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    duration = _duration(args.duration, "--duration") if args.duration else None
+    interval = _duration(args.interval, "--interval")
+    if interval <= 0:
+        raise ConfigError(f"--interval must be positive, got: {args.interval!r}")
+    setup_logging(timestamps=True)
+    host = open_simulated(f"{DEMO_URI}?speed={args.speed:g}")
+    policy_dir = args.policy_dir or source_tree_policies()
+    settings = LoopSettings(interval=interval, reserve=host.scenario.host.reserve)
+    daemon = build_daemon(DEMO_URI, settings, policy_dir, connect=lambda: host)
+    socket_dir = None if args.socket else tempfile.mkdtemp(prefix="balloond-demo-")
+    socket_path = Path(args.socket) if args.socket else Path(socket_dir or ".") / "control.sock"
+    extra = _extra_status(daemon, policy_dir, socket_path)
+    control = ControlServer(socket_path, handlers(daemon, extra))
+    try:
+        metrics = serve(daemon, "127.0.0.1", args.port)
+    except BaseException:
+        control.close()
+        raise
+    _print_banner(daemon, host, policy_dir, metrics.url, socket_path, args.speed)
+    return _run_until_stopped(daemon, duration, [control.close, metrics.close], socket_dir)
+
+
+def _print_banner(daemon: Daemon, host: SimulatedHost, policy_dir: Path | str | None,
+                  url: str, socket_path: Path, speed: float) -> None:  # fmt: skip
+    scenario = host.scenario
+    print(f"balloond demo: {scenario.description or scenario.name} ({DEMO_URI}, "
+          f"{speed:g}x speed)")
+    print(f"  policies: {policy_dir or 'built-in default'}; reserve "
+          f"{format_size(daemon.reserve)}; a tick every {daemon.settings.interval:g} s")
+    print(f"  metrics:  {url}")
+    print(f"  control:  balloonctl list --socket {socket_path}")
+    print("  Ctrl-C stops.", flush=True)  # fmt: skip
+
+
+def _run_until_stopped(daemon: Daemon, duration: float | None,
+                       closers: list[Callable[[], None]], scratch: str | None) -> int:  # fmt: skip
+    runner = Runner(daemon)
+    runner.install_signal_handlers()
+    runner.start()
+    try:
+        runner.wait(duration)
+    finally:
+        runner.shutdown()
+        for close in closers:
+            close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    telemetry = daemon.telemetry()
+    print(f"balloond: stopped after {telemetry.ticks} ticks, "
+          f"{sum(telemetry.adjustments.values())} adjustments", flush=True)
+    return 0
+
+
+def _extra_status(daemon: Daemon, policy_dir: Path | str | None, socket_path: Path
+                  ) -> Callable[[], dict[str, Any]]:
+    def extra() -> dict[str, Any]:
+        return {
+            "dry_run": daemon.settings.dry_run,
+            "interval": daemon.settings.interval,
+            "policy_dir": None if policy_dir is None else str(policy_dir),
+            "control_socket": str(socket_path),
+        }
+
+    return extra
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(f"{option}: {error}") from None
+
+
+# -- balloond run -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from balloond.daemon.runconfig import RunConfig
+
+    config = RunConfig.from_args(args)
+    setup_logging(timestamps=sys.stdout.isatty())
+    daemon = build_daemon(config.uri, config.settings, config.policy_dir,
+                          state_dir=config.state_dir)  # fmt: skip
+    if args.once:
+        return _run_once(daemon)
+    extra = _extra_status(daemon, config.policy_dir, config.control_socket)
+    control = ControlServer(config.control_socket, handlers(daemon, extra))
+    closers: list[Callable[[], None]] = [control.close]
+    try:
+        metrics = config.serve_metrics(daemon)
+        if metrics is not None:
+            closers.append(metrics.close)
+            logging.getLogger("balloond.daemon").info("metrics on %s", metrics.url)
+    except BaseException:
+        control.close()
+        raise
+    logging.getLogger("balloond.daemon").info(
+        "balloond on %s: a tick every %g s%s", config.uri, config.settings.interval,
+        " (dry run: nothing will change)" if config.settings.dry_run else "")  # fmt: skip
+    runner = Runner(daemon, after_tick=config.after_tick_hooks(daemon))
+    runner.install_signal_handlers()
+    runner.start()
+    try:
+        runner.wait()
+    finally:
+        runner.shutdown()
+        for close in closers:
+            close()
+    return 0
+
+
+def _run_once(daemon: Daemon) -> int:
+    from balloond.errors import ConnectionLost
+
+    started = time.time()
+    try:
+        decision = daemon.tick(started)
+        if decision is None:
+            raise ConnectionLost(f"{daemon.uri}: unreachable")
+        if not decision.actions:
+            print("nothing to change")  # each change was logged as it was decided
+    finally:
+        daemon.close()
+    return 0

@@ -1,0 +1,93 @@
+"""Build a `Daemon` from settings: the one place that wires backend, policies, reports and
+state together, shared by `balloond run`, `balloond demo` and `balloonctl` (which runs a
+single dry tick when no daemon is there to ask)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import balloond
+from balloond.backend import open_backend
+from balloond.backend.base import Backend, ReportSource
+from balloond.daemon.loop import Clock, Daemon, LoopSettings
+from balloond.daemon.reload import PolicyWatcher
+from balloond.daemon.statefile import StateFile
+from balloond.errors import BackendError
+from balloond.telemetry import Telemetry
+
+log = logging.getLogger("balloond.daemon")
+
+
+def source_tree_policies() -> Path | None:
+    """The shipped `policies/` folder when running from a source checkout, else None."""
+    root = Path(balloond.__file__).resolve().parent.parent
+    folder = root / "policies"
+    in_tree = (root / "pyproject.toml").is_file() and folder.is_dir()
+    if in_tree and any(p.suffix in (".yaml", ".yml") for p in folder.iterdir()):
+        return folder
+    return None
+
+
+def agent_hub(uri: str, telemetry: Telemetry) -> ReportSource | None:
+    """The guest agent channel hub for a real hypervisor, when the package has it.
+    The simulated host reports by itself and needs none."""
+    if uri.startswith("sim:"):
+        return None
+    try:
+        from balloond.channels import AgentHub
+    except ImportError:
+        log.warning("guest agent channels unavailable: balloond.channels is not installed")
+        return None
+    hub: ReportSource = AgentHub(telemetry)
+    return hub
+
+
+def build_daemon(
+    uri: str,
+    settings: LoopSettings,
+    policy_dir: str | os.PathLike[str] | None,
+    *,
+    clock: Clock = time.time,
+    state_dir: str | os.PathLike[str] | None = None,
+    telemetry: Telemetry | None = None,
+    connect: Callable[[], Backend] | None = None,
+    channels: bool = True,
+) -> Daemon:
+    """A daemon with its policies loaded (raises the loader's error: nothing to fall back on
+    at start). `connect` defaults to opening `uri`; the first connection happens at the
+    first tick, so a hypervisor that comes up later is simply retried."""
+    telemetry = telemetry if telemetry is not None else Telemetry()
+    policies = PolicyWatcher(policy_dir, telemetry)
+    policies.load_initial()
+    hub = agent_hub(uri, telemetry) if channels else None
+    return Daemon(
+        connect if connect is not None else (lambda: open_backend(uri)),
+        settings,
+        policies,
+        uri=uri,
+        clock=clock,
+        telemetry=telemetry,
+        state_file=StateFile(state_dir) if state_dir is not None else None,
+        report_sources=[hub] if hub is not None else [],
+    )
+
+
+def compute_once(uri: str, policy_dir: str | os.PathLike[str] | None, settings: LoopSettings
+                 ) -> Daemon:
+    """One dry tick, for `balloonctl` when no daemon runs: opens the backend, loads the
+    policies, decides once, moves nothing. Raises the backend's error if it is unreachable."""
+    backend = open_backend(uri)
+    settings = replace(settings, dry_run=True)
+    daemon = build_daemon(uri, settings, policy_dir, connect=lambda: backend, channels=False)
+    try:
+        if daemon.tick() is None:
+            raise BackendError(f"{uri}: could not read the host's domains")
+    except BaseException:
+        daemon.close()
+        raise
+    return daemon

@@ -1,0 +1,139 @@
+"""The control socket's commands, served from a running `Daemon`.
+
+    status                          the daemon's health and counters
+    list                            every domain, `xm list` columns plus policy fields
+    explain  domain=NAME            inputs, policy, selector and why the target is what it is
+    holds                           active holds
+    hold     domain=NAME [owner=, reason=, seconds=, target=, pid=]
+    release  domain=NAME            clear a hold (the backend's and the daemon's own)
+
+Every argument arrives from a client and is checked here before use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from balloond.backend.base import HoldStore
+from balloond.daemon import present
+from balloond.daemon.control import Handler, RequestError
+from balloond.daemon.loop import Daemon
+from balloond.errors import BackendError
+from balloond.model import Hold
+from balloond.units import MAX_SIZE
+
+MAX_TEXT = 500
+
+
+def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> dict[str, Handler]:
+    def status(_request: Mapping[str, Any]) -> object:
+        now = daemon.clock()
+        return present.status(daemon, daemon.policies.current, extra_status(), now)
+
+    def list_(_request: Mapping[str, Any]) -> object:
+        return {"uri": daemon.uri, "rows": present.list_rows(daemon, daemon.clock())}
+
+    def explain(request: Mapping[str, Any]) -> object:
+        key = _text(request, "domain", required=True)
+        result = present.explain(daemon, daemon.policies.current, key, daemon.clock())
+        if result is None:
+            raise RequestError(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+        return {"uri": daemon.uri, **result}
+
+    def holds(_request: Mapping[str, Any]) -> object:
+        return {"uri": daemon.uri, "holds": present.holds_list(daemon, daemon.clock())}
+
+    def hold(request: Mapping[str, Any]) -> object:
+        return put_hold(daemon, request)
+
+    def release(request: Mapping[str, Any]) -> object:
+        return release_hold(daemon, _text(request, "domain", required=True))
+
+    return {"status": status, "list": list_, "explain": explain, "holds": holds, "hold": hold,
+            "release": release}  # fmt: skip
+
+
+def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
+    key = _text(request, "domain", required=True)
+    domain = present.find_domain(daemon, key)
+    if domain is None:
+        raise RequestError(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+    seconds = _number(request, "seconds")
+    now = daemon.clock()
+    hold = Hold(
+        domain=domain.uuid,
+        owner=_text(request, "owner") or "balloonctl hold",
+        reason=_text(request, "reason") or "held by an operator",
+        until=None if seconds is None else now + seconds,
+        target=_size(request, "target"),
+        pid=_pid(request),
+    )
+    backend = daemon.backend
+    if isinstance(backend, HoldStore):
+        try:
+            backend.put_hold(domain.name, hold)
+            where = "backend"
+        except BackendError:
+            daemon.holds_book.put(domain.uuid, hold)
+            where = "daemon"
+    else:
+        daemon.holds_book.put(domain.uuid, hold)
+        where = "daemon"
+    daemon.wake()
+    return {"domain": domain.name, "uuid": domain.uuid, "stored": where,
+            "hold": present.hold_dict(hold, now)}  # fmt: skip
+
+
+def release_hold(daemon: Daemon, key: str) -> dict[str, Any]:
+    domain = present.find_domain(daemon, key)
+    if domain is None:
+        raise RequestError(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+    had = domain.uuid in daemon.holds()
+    released_own = daemon.holds_book.release(domain.uuid)
+    backend = daemon.backend
+    if isinstance(backend, HoldStore):
+        backend.clear_hold(domain.name)  # BackendError answers the client as an error
+    daemon.wake()
+    return {"domain": domain.name, "uuid": domain.uuid, "released": had or released_own}
+
+
+def _text(request: Mapping[str, Any], key: str, *, required: bool = False) -> str:
+    value = request.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise RequestError(f"'{key}' must be a non-empty string, got: {value!r:.60}")
+    if len(value) > MAX_TEXT:
+        raise RequestError(f"'{key}' is longer than {MAX_TEXT} characters")
+    return value
+
+
+def _number(request: Mapping[str, Any], key: str) -> float | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(f"'{key}' must be a number, got: {value!r:.60}")
+    if not math.isfinite(value) or value <= 0 or value > 10 * 365 * 86400:
+        raise RequestError(f"'{key}' must be a positive number of seconds, got: {value!r:.60}")
+    return float(value)
+
+
+def _size(request: Mapping[str, Any], key: str) -> int | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
+        raise RequestError(f"'{key}' must be a positive number of bytes, got: {value!r:.60}")
+    return value
+
+
+def _pid(request: Mapping[str, Any]) -> int | None:
+    value = request.get("pid")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 1 << 31:
+        raise RequestError(f"'pid' must be a positive integer, got: {value!r:.60}")
+    return value

@@ -1,0 +1,241 @@
+"""The daemon's local control socket: JSON lines, one request, one response.
+
+Request:  {"cmd": "explain", "domain": "web1"}\\n
+Response: {"ok": true, "result": ...}\\n  or  {"ok": false, "error": "one clear line"}\\n
+
+The socket is a unix stream socket of mode 0600 in a folder of mode 0700: only its owner
+(root, for the system daemon) can talk to it. Everything a client sends is untrusted:
+requests are capped in size, connections in number and time, and a malformed request gets
+an error response; nothing a client does can end the daemon or its tick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from balloond.errors import BalloondError, ControlError
+
+log = logging.getLogger("balloond.control")
+
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_CONNECTIONS = 16
+CONNECTION_TIMEOUT = 10.0
+DEFAULT_SOCKET = "/run/balloond/control.sock"
+
+Handler = Callable[[Mapping[str, Any]], object]
+
+
+class DaemonNotRunning(ControlError):
+    """Nothing listens on the control socket: the caller may compute the answer itself."""
+
+
+class RequestError(BalloondError):
+    """A request was malformed or named something that does not exist (sent back, not raised)."""
+
+
+class ControlServer:
+    """Serves `handlers` (command name -> function of the request) on a unix socket."""
+
+    def __init__(self, path: str | os.PathLike[str], handlers: Mapping[str, Handler]) -> None:
+        self.path = Path(path)
+        self._handlers = dict(handlers)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._stopping = threading.Event()
+        self._sock = _listen(self.path)
+        self._thread = threading.Thread(target=self._accept_loop, name="balloond-control",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                continue
+            if not self._slots.acquire(blocking=False):
+                _send_quietly(conn, _error("too many control connections; try again"))
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn,), name="balloond-control-conn",
+                             daemon=True).start()  # fmt: skip
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(CONNECTION_TIMEOUT)
+            with conn:
+                self._serve_lines(conn)
+        except OSError as error:
+            log.debug("control connection ended: %s", error)
+        finally:
+            self._slots.release()
+
+    def _serve_lines(self, conn: socket.socket) -> None:
+        buffer = b""
+        while True:
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                if len(buffer) > MAX_REQUEST_BYTES:
+                    conn.sendall(_error(f"request larger than {MAX_REQUEST_BYTES} bytes"))
+                    return
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                continue
+            line, buffer = buffer[:newline], buffer[newline + 1 :]
+            if len(line) > MAX_REQUEST_BYTES:
+                conn.sendall(_error(f"request larger than {MAX_REQUEST_BYTES} bytes"))
+                return
+            conn.sendall(self.respond(line))
+
+    def respond(self, line: bytes) -> bytes:
+        """The response line for one request line. Never raises."""
+        try:
+            request = _parse(line)
+            handler = self._handlers.get(request["cmd"])
+            if handler is None:
+                known = ", ".join(sorted(self._handlers))
+                raise RequestError(f"unknown command {request['cmd']!r:.60} (known: {known})")
+            result = handler(request)
+            return _encode({"ok": True, "result": result})
+        except BalloondError as error:
+            return _error(str(error))
+        except Exception as error:  # a handler bug answers the client; the daemon goes on
+            log.exception("control command failed")
+            return _error(f"internal error: {type(error).__name__}: {error}")
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise RequestError("request is not a JSON object on one line") from None
+    if not isinstance(request, dict):
+        raise RequestError(f"request must be a JSON object, got: {type(request).__name__}")
+    if not isinstance(request.get("cmd"), str):
+        raise RequestError("request needs a string 'cmd'")
+    return request
+
+
+def _encode(message: Mapping[str, Any]) -> bytes:
+    text = json.dumps(message, separators=(",", ":"), allow_nan=False, default=str)
+    return (text + "\n").encode()
+
+
+def _error(message: str) -> bytes:
+    return _encode({"ok": False, "error": message})
+
+
+def _send_quietly(conn: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(data)
+
+
+def _listen(path: Path) -> socket.socket:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old_umask = os.umask(0o177)  # born 0600: no window where others could connect
+    try:
+        sock.bind(str(path))
+    except OSError as error:
+        sock.close()
+        raise ControlError(f"control socket {str(path)!r}: cannot bind: {error}") from error
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(MAX_CONNECTIONS)
+    return sock
+
+
+def _remove_stale(path: Path) -> None:
+    """A socket file left by a daemon that died is removed; a live one is an error."""
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise ControlError(f"control socket {str(path)!r}: another balloond is listening there")
+
+
+class ControlClient:
+    """Talks to a running daemon. Raises DaemonNotRunning when nothing listens."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        request = _encode({"cmd": cmd, **args})
+        with self._connect() as sock:
+            sock.sendall(request)
+            response = _read_line(sock, self.path)
+        if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
+            raise ControlError(f"control socket {str(self.path)!r}: malformed response")
+        if not response["ok"]:
+            raise ControlError(f"balloond: {response.get('error', 'unknown error')}")
+        return response.get("result")
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError as error:
+            sock.close()
+            if error.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK):
+                raise DaemonNotRunning(
+                    f"balloond is not running (no listener on {str(self.path)!r})"
+                ) from error
+            raise ControlError(f"control socket {str(self.path)!r}: {error}") from error
+        return sock
+
+
+def _read_line(sock: socket.socket, path: Path) -> Any:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if chunk.endswith(b"\n") or size > MAX_RESPONSE_BYTES:
+                break
+    except OSError as error:
+        raise ControlError(f"control socket {str(path)!r}: {error}") from error
+    data = b"".join(chunks)
+    if size > MAX_RESPONSE_BYTES or not data.endswith(b"\n"):
+        raise ControlError(f"control socket {str(path)!r}: incomplete or oversized response")
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ControlError(f"control socket {str(path)!r}: malformed response") from error

@@ -1,0 +1,65 @@
+"""Holds: domains the daemon must leave alone.
+
+Two places keep them. The backend's `HoldStore` (libvirt metadata, or the simulated host's
+memory) is where `balloonctl` records its own, so they are seen with or without the daemon
+and survive its restart. The daemon's own `HoldBook` keeps the holds its control socket was
+asked for when the backend cannot store holds; it is saved in the state file.
+
+A hold counts while it has not expired and, when it names a pid, while that process lives:
+a command that dies does not pin its domain forever.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+
+from balloond.model import Hold
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it is just not ours
+    except OSError:
+        return False
+    return True
+
+
+def hold_counts(hold: Hold, now: float) -> bool:
+    return hold.active(now) and (hold.pid is None or process_alive(hold.pid))
+
+
+class HoldBook:
+    """The daemon's own holds, by domain UUID. Thread-safe (control socket vs tick)."""
+
+    def __init__(self, initial: Mapping[str, Hold], clock: Callable[[], float]) -> None:
+        self._holds = dict(initial)
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def own(self) -> dict[str, Hold]:
+        """Own holds that still count (expired ones are dropped here, so they are not saved)."""
+        now = self._clock()
+        with self._lock:
+            self._holds = {u: h for u, h in self._holds.items() if hold_counts(h, now)}
+            return dict(self._holds)
+
+    def put(self, uuid: str, hold: Hold) -> None:
+        with self._lock:
+            self._holds[uuid] = hold
+
+    def release(self, uuid: str) -> bool:
+        with self._lock:
+            return self._holds.pop(uuid, None) is not None
+
+    def active(self, backend_holds: Mapping[str, Hold], now: float) -> dict[str, Hold]:
+        """Every hold that counts now. The backend's wins over our own for the same domain:
+        it is the more recent, explicit operator request."""
+        merged = {u: h for u, h in self.own().items() if hold_counts(h, now)}
+        merged.update({u: h for u, h in backend_holds.items() if hold_counts(h, now)})
+        return merged

@@ -1,0 +1,349 @@
+"""The control loop: one `tick` is one step, collect → decide → act → export.
+
+The clock is passed in, so tests call `tick()` directly with a manual clock; the scheduler
+(`balloond.daemon.scheduler`) is the only thing that calls it on a timer. Side effects live
+here and at the backend; the decision itself (`balloond.core.decide`) is pure.
+
+Failure rules, in the order a tick meets them:
+- collect fails (connection lost or any backend error): nothing is moved on stale data; the
+  backend is closed and reopened with exponential backoff (capped), the daemon keeps running;
+- one domain's `set_target` fails or the domain vanished: logged, counted, and the tick goes
+  on for the others;
+- the decision law never targets below a floor, so neither a reconnect nor a restart can
+  squeeze a domain under it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from balloond.backend.base import Backend, DomainEvent, EventKind, HoldStore, ReportSource
+from balloond.core.decide import decide
+from balloond.core.state import ControllerState
+from balloond.daemon.holds import HoldBook
+from balloond.daemon.reload import PolicyWatcher
+from balloond.daemon.reporting import ReportCollector, describe_action
+from balloond.daemon.statefile import PersistedState, StateFile
+from balloond.errors import BackendError, ConnectionLost, DomainNotFound
+from balloond.model import Decision, DomainDecision, GuestReport, Hold, Snapshot
+from balloond.policy.match import matcher_for
+from balloond.telemetry import Telemetry
+from balloond.units import MiB
+
+log = logging.getLogger("balloond.daemon")
+decisions_log = logging.getLogger("balloond.decisions")
+
+Clock = Callable[[], float]
+Connect = Callable[[], Backend]
+
+# Events after which a domain should be looked at now rather than at the next interval.
+_WAKE_EVENTS = frozenset(
+    {EventKind.STARTED, EventKind.RESTORED, EventKind.RESUMED, EventKind.CONNECTION_LOST}
+)
+# Events after which the domain is gone from this host: forget it at once.
+_GONE_EVENTS = frozenset(
+    {EventKind.STOPPED, EventKind.SAVED, EventKind.MIGRATED, EventKind.UNDEFINED,
+     EventKind.CRASHED}
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """The knobs of the loop itself (policies are separate and reloadable)."""
+
+    interval: float = 10.0  # seconds between ticks
+    reserve: int = 512 * MiB  # host memory never promised to guests
+    stale_after: float = 60.0  # statistics or reports older than this are "no data"
+    stuck_after: float = 30.0  # no progress toward a target for this long: stuck
+    stats_period: int = 5  # seconds; libvirt balloon statistics period to ensure
+    dry_run: bool = False  # decide and report, change nothing
+    reconnect_initial: float = 1.0  # first retry delay after a lost connection
+    reconnect_cap: float = 60.0  # retry delay never grows past this
+
+
+class Daemon:
+    """The running balancer. Implements `balloond.view.DaemonView` for observers."""
+
+    def __init__(
+        self,
+        connect: Connect,
+        settings: LoopSettings,
+        policies: PolicyWatcher,
+        *,
+        uri: str,
+        clock: Clock = time.time,
+        telemetry: Telemetry | None = None,
+        state_file: StateFile | None = None,
+        report_sources: Sequence[ReportSource] = (),
+    ) -> None:
+        self.settings = settings
+        self.policies = policies
+        self._connect = connect
+        self._uri = uri
+        self._clock = clock
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
+        self._telemetry.started_at = clock()
+        self._state_file = state_file
+        self._reports = ReportCollector(report_sources, self._telemetry)
+        self._backend: Backend | None = None
+        self._retry_at = 0.0
+        self._retry_delay = settings.reconnect_initial
+        self._stats_period_set: set[str] = set()
+        self._tick_lock = threading.Lock()
+        self._view_lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._decision: Decision | None = None
+        self._holds_seen: dict[str, Hold] = {}
+        self.wake: Callable[[], None] = lambda: None  # set by the scheduler: tick soon
+        persisted = state_file.load() if state_file is not None else PersistedState()
+        self._state = _controller_state(persisted)
+        self.holds_book = HoldBook(persisted.holds, clock)
+
+    # -- DaemonView ---------------------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    @property
+    def reserve(self) -> int:
+        return self.settings.reserve
+
+    @property
+    def connected(self) -> bool:
+        return self._backend is not None
+
+    @property
+    def backend(self) -> Backend | None:
+        return self._backend
+
+    def last_snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def last_decision(self) -> Decision | None:
+        return self._decision
+
+    def telemetry(self) -> Telemetry:
+        return self._telemetry.copy()
+
+    def counters(self) -> Telemetry:
+        """The live counters, for components that record into them (channels, operations)."""
+        return self._telemetry
+
+    def holds(self) -> Mapping[str, Hold]:
+        with self._view_lock:
+            return dict(self._holds_seen)
+
+    def stuck(self) -> Mapping[str, float]:
+        return _stuck_marks(self._state, self._clock())
+
+    def reports(self) -> Mapping[str, GuestReport]:
+        return self._reports.last()
+
+    def controller_state(self) -> ControllerState:
+        return self._state
+
+    def clock(self) -> float:
+        return self._clock()
+
+    # -- the tick -------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> Decision | None:
+        """One control step. Returns the decision, or None when nothing could be collected
+        (the backend is down); never moves anything in that case."""
+        with self._tick_lock:
+            now = self._clock() if now is None else now
+            started = time.perf_counter()
+            self.policies.check()
+            decision = self._step(now)
+            self._telemetry.record_tick(time.perf_counter() - started, decision is not None, now)
+            return decision
+
+    def _step(self, now: float) -> Decision | None:
+        backend = self._backend_or_reconnect(now)
+        if backend is None:
+            return None
+        try:
+            snapshot, holds = self._collect(backend, now)
+        except BackendError as error:
+            self._lost(now, error)
+            return None
+        policy_set = self.policies.current
+        decision, state = decide(
+            snapshot,
+            matcher_for(policy_set).select,
+            self._state,
+            reserve=self.settings.reserve,
+            holds=holds,
+            now=now,
+            stale_after=self.settings.stale_after,
+            stuck_after=self.settings.stuck_after,
+        )
+        self._state = state
+        self._export(snapshot, decision, holds)
+        self._act(backend, decision, now)
+        self._reports.send_limits(decision)
+        self._persist()
+        return decision
+
+    def _collect(self, backend: Backend, now: float) -> tuple[Snapshot, dict[str, Hold]]:
+        host = backend.host()
+        domains = backend.domains()
+        self._ensure_stats_period(backend, [d.name for d in domains if d.uuid])
+        reports = self._reports.collect(backend, domains)
+        backend_holds = backend.holds() if isinstance(backend, HoldStore) else {}
+        holds = self.holds_book.active(backend_holds, now)
+        with_reports = tuple(
+            replace(d, report=reports[d.uuid]) if d.uuid in reports else d for d in domains
+        )
+        return Snapshot(taken_at=now, host=host, domains=with_reports), holds
+
+    def _act(self, backend: Backend, decision: Decision, now: float) -> None:
+        applied: set[str] = set()
+        for action in decision.actions:  # shrinks first: free memory before promising it
+            line = describe_action(action)
+            if self.settings.dry_run:
+                decisions_log.info("[dry-run] %s", line)
+            elif self._backend is not None and self._apply(backend, action, line, now):
+                applied.add(action.uuid)
+                continue
+            # Not applied: it must neither count as promised nor feed stuck detection.
+            self._state = self._state.forget_target(action.uuid)
+        self._telemetry.record_applied(decision, applied)
+
+    def _apply(self, backend: Backend, action: DomainDecision, line: str, now: float) -> bool:
+        try:
+            backend.set_target(action.name, action.target)
+        except DomainNotFound as error:
+            log.warning("domain %r vanished before its target was set: %s", action.name, error)
+            self._telemetry.record_failure("domain_vanished")
+        except ConnectionLost as error:
+            self._telemetry.record_failure("connection_lost")
+            self._lost(now, error)
+        except BackendError as error:
+            log.error("could not %s: %s", line, error)
+            self._telemetry.record_failure("set_target")
+        else:
+            decisions_log.info("%s", line)
+            return True
+        return False
+
+    def _export(self, snapshot: Snapshot, decision: Decision, holds: dict[str, Hold]) -> None:
+        with self._view_lock:
+            self._snapshot = snapshot
+            self._decision = decision
+            self._holds_seen = holds
+
+    def _persist(self) -> None:
+        if self._state_file is None:
+            return
+        state = PersistedState(controller=self._state.to_dict(), holds=self.holds_book.own())
+        try:
+            self._state_file.save(state)
+        except OSError as error:
+            log.error("could not write state file %s: %s", self._state_file.path, error)
+            self._telemetry.record_failure("state_write")
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _backend_or_reconnect(self, now: float) -> Backend | None:
+        if self._backend is not None:
+            return self._backend
+        if now < self._retry_at:
+            return None
+        try:
+            backend = self._connect()
+        except BackendError as error:
+            self._telemetry.record_connection(False, now)
+            self._schedule_retry(now, error)
+            return None
+        self._backend = backend
+        self._retry_delay = self.settings.reconnect_initial
+        self._stats_period_set.clear()
+        self._telemetry.record_connection(True, now)
+        log.info("connected to %s", self._uri)
+        self._watch(backend)
+        return backend
+
+    def _schedule_retry(self, now: float, error: BaseException) -> None:
+        delay = self._retry_delay
+        self._retry_at = now + delay
+        self._retry_delay = min(delay * 2, self.settings.reconnect_cap)
+        log.error("%s unreachable (%s); retrying in %.0f s", self._uri, error, delay)
+
+    def _lost(self, now: float, error: BaseException) -> None:
+        """Drop the backend; the next tick reconnects (after backoff)."""
+        backend, self._backend = self._backend, None
+        self._telemetry.record_connection(False, now)
+        self._schedule_retry(now, error)
+        if backend is not None:
+            try:
+                backend.close()
+            except BackendError as close_error:
+                log.debug("closing %s after a lost connection: %s", self._uri, close_error)
+
+    def _ensure_stats_period(self, backend: Backend, names: list[str]) -> None:
+        ensure = getattr(backend, "ensure_stats_period", None)
+        if ensure is None or self.settings.dry_run:
+            return
+        for name in names:
+            if name in self._stats_period_set:
+                continue
+            self._stats_period_set.add(name)  # once per connection, even if it fails
+            try:
+                ensure(name, self.settings.stats_period)
+            except BackendError as error:
+                log.warning("domain %r: cannot set the statistics period: %s", name, error)
+
+    # -- lifecycle events (any thread) ------------------------------------------------------
+
+    def _watch(self, backend: Backend) -> None:
+        try:
+            backend.watch(self.on_event)
+        except BackendError as error:
+            log.warning("lifecycle events unavailable on %s: %s", self._uri, error)
+
+    def on_event(self, event: DomainEvent) -> None:
+        log.info("event: %s %s", event.name or event.uuid, event.kind.value)
+        if event.kind in _GONE_EVENTS:
+            self._forget(event.uuid, event.name)
+        if event.kind in _WAKE_EVENTS:
+            self.wake()
+
+    def _forget(self, uuid: str, name: str) -> None:
+        """Drop a domain that left from what observers see, until the next tick."""
+        self._stats_period_set.discard(name)
+        with self._view_lock:
+            snapshot, decision = self._snapshot, self._decision
+            if snapshot is not None:
+                kept = tuple(d for d in snapshot.domains if d.uuid != uuid)
+                self._snapshot = replace(snapshot, domains=kept)
+            if decision is not None:
+                kept_d = tuple(d for d in decision.domains if d.uuid != uuid)
+                self._decision = replace(decision, domains=kept_d)
+
+    def close(self) -> None:
+        backend, self._backend = self._backend, None
+        self._reports.close()
+        if backend is not None:
+            try:
+                backend.close()
+            except BackendError as error:
+                log.debug("closing %s: %s", self._uri, error)
+
+
+def _controller_state(persisted: PersistedState) -> ControllerState:
+    # from_dict never raises: a bad document is an empty state, a bad entry is dropped.
+    return ControllerState.from_dict(dict(persisted.controller))
+
+
+def _stuck_marks(state: ControllerState, now: float) -> Mapping[str, float]:
+    return {
+        uuid: memo.stuck_until
+        for uuid, memo in state.domains.items()
+        if memo.stuck_until is not None and memo.stuck_until > now
+    }

@@ -1,0 +1,111 @@
+"""Guest reports into the tick, and the tick's decisions out to people and guests.
+
+Report sources are the simulated host itself (it is a `ReportSource`) or the agent channel
+hub, which also wants to know the current domains (`sync`) and may pass each guest its
+floor and ceiling (`send_limits`). A failing source costs its reports for one tick, never
+the tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from balloond.backend.base import Backend, ReportSource
+from balloond.errors import BalloondError
+from balloond.model import Decision, DomainDecision, DomainSnapshot, GuestReport
+from balloond.telemetry import Telemetry
+from balloond.units import format_size
+
+log = logging.getLogger("balloond.daemon")
+
+
+@runtime_checkable
+class SyncedSource(Protocol):
+    """A report source that needs the current domain list (the agent channel hub)."""
+
+    def sync(self, domains: Sequence[DomainSnapshot]) -> None: ...
+
+
+@runtime_checkable
+class LimitSink(Protocol):
+    def send_limits(self, uuid: str, floor: int, ceiling: int) -> None: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class ReportCollector:
+    def __init__(self, sources: Sequence[ReportSource], telemetry: Telemetry) -> None:
+        self._sources = tuple(sources)
+        self._telemetry = telemetry
+        self._last: dict[str, GuestReport] = {}
+        self._limits_sent: dict[str, tuple[int, int]] = {}
+
+    def collect(
+        self, backend: Backend, domains: Sequence[DomainSnapshot]
+    ) -> dict[str, GuestReport]:
+        """Newest report per domain UUID, from the backend (if it reports) then each source."""
+        sources: list[object] = [backend, *self._sources]
+        merged: dict[str, GuestReport] = {}
+        for source in sources:
+            merged.update(self._read(source, domains))
+        present = {d.uuid for d in domains}
+        self._last = {uuid: r for uuid, r in merged.items() if uuid in present}
+        return self._last
+
+    def _read(self, source: object, domains: Sequence[DomainSnapshot]) -> Mapping[str, GuestReport]:
+        if not isinstance(source, ReportSource):
+            return {}
+        try:
+            if isinstance(source, SyncedSource):
+                source.sync(domains)
+            return source.reports()
+        except (BalloondError, OSError) as error:
+            log.warning("guest reports from %s unavailable this tick: %s", type(source).__name__,
+                        error)  # fmt: skip
+            self._telemetry.record_failure("report_source")
+            return {}
+
+    def last(self) -> dict[str, GuestReport]:
+        return dict(self._last)
+
+    def send_limits(self, decision: Decision) -> None:
+        """Tell each guest agent its floor and ceiling, when they changed."""
+        sinks = [s for s in self._sources if isinstance(s, LimitSink)]
+        if not sinks:
+            return
+        for domain in decision.domains:
+            limits = (domain.floor, domain.ceiling)
+            if domain.uuid not in self._last or self._limits_sent.get(domain.uuid) == limits:
+                continue
+            self._limits_sent[domain.uuid] = limits
+            for sink in sinks:
+                try:
+                    sink.send_limits(domain.uuid, domain.floor, domain.ceiling)
+                except (BalloondError, OSError) as error:
+                    log.debug("domain %r: limits not sent: %s", domain.name, error)
+
+    def close(self) -> None:
+        for source in self._sources:
+            if isinstance(source, Closable):
+                try:
+                    source.close()
+                except (BalloondError, OSError) as error:
+                    log.debug("closing report source: %s", error)
+
+
+def describe_action(action: DomainDecision) -> str:
+    """One line an operator reads: "grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target".
+    The core's explanation already says "grow 1 GiB → ...": the name goes after the verb."""
+    direction = "grow" if action.delta > 0 else "shrink"
+    text = action.explanation
+    if text.startswith(direction + " "):
+        return f"{direction} {action.name} {text[len(direction) + 1 :]}"
+    return (
+        f"{direction} {action.name} {format_size(action.current)} → "
+        f"{format_size(action.target)}: {text}"
+    )
