@@ -1,0 +1,321 @@
+"""The collector: what a scrape of a daemon view contains, value by value."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from collections.abc import Mapping
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from balloond.metrics import BalloondCollector, make_registry, render
+from balloond.metrics.demo import simulated_view
+from balloond.metrics.static import StaticView
+from balloond.model import (
+    Decision,
+    DomainDecision,
+    DomainSnapshot,
+    DomainState,
+    GuestReport,
+    Hold,
+    HostSnapshot,
+    MemoryStats,
+    Reason,
+    Snapshot,
+)
+from balloond.telemetry import TICK_BUCKETS, Telemetry
+from balloond.units import GiB, MiB
+
+NOW = 1_000_000.0
+
+# Every family the issue asks for; a scrape of a busy view must contain each one.
+EXPECTED = {
+    "balloond_domain_current_bytes", "balloond_domain_target_bytes",
+    "balloond_domain_floor_bytes", "balloond_domain_ceiling_bytes",
+    "balloond_domain_maxmem_bytes", "balloond_domain_demand_bytes",
+    "balloond_domain_available_bytes", "balloond_domain_pressure_some_ratio",
+    "balloond_domain_pressure_full_ratio", "balloond_domain_swap_in_bytes_total",
+    "balloond_domain_swap_out_bytes_total", "balloond_domain_major_faults_total",
+    "balloond_domain_report_age_seconds", "balloond_domain_info", "balloond_domain_state",
+    "balloond_domain_held", "balloond_domain_stuck", "balloond_domain_decision_reason",
+    "balloond_adjustments_total", "balloond_adjusted_bytes_total",
+    "balloond_adjustment_failures_total", "balloond_host_total_bytes",
+    "balloond_host_free_bytes", "balloond_host_reserve_bytes", "balloond_host_targets_bytes",
+    "balloond_host_reclaimed_bytes", "balloond_host_overcommit_ratio",
+    "balloond_tick_duration_seconds_bucket", "balloond_tick_duration_seconds_count",
+    "balloond_tick_duration_seconds_sum", "balloond_last_tick_timestamp_seconds",
+    "balloond_libvirt_up", "balloond_libvirt_reconnects_total", "balloond_policy_reloads_total",
+    "balloond_policy_errors_total", "balloond_reports_accepted_total",
+    "balloond_reports_rejected_total", "balloond_operations_total",
+    "balloond_migration_last_duration_seconds", "balloond_migration_last_downtime_seconds",
+}  # fmt: skip
+
+
+def samples(body: bytes) -> list[Sample]:
+    return [s for fam in text_string_to_metric_families(body.decode()) for s in fam.samples]
+
+
+def value(body: bytes, name: str, **labels: str) -> float:
+    found = [s.value for s in samples(body) if s.name == name and _has(s.labels, labels)]
+    assert len(found) == 1, f"{name}{labels}: expected one sample, found {found}"
+    return found[0]
+
+
+def _has(actual: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    return all(actual.get(k) == v for k, v in wanted.items())
+
+
+def names(body: bytes) -> set[str]:
+    return {s.name for s in samples(body)}
+
+
+def hand_made_view(**overrides: object) -> StaticView:
+    """Two domains: web1 shrinking (held), db1 growing under pressure (stuck)."""
+    web1 = DomainSnapshot(
+        "web1", "u-web1", current=2 * GiB, maxmem=4 * GiB, id=3,
+        stats=MemoryStats(available=GiB, swap_in=4096, swap_out=8192, major_faults=7),
+    )  # fmt: skip
+    db1 = DomainSnapshot(
+        "db1", "u-db1", current=3 * GiB, maxmem=4 * GiB, state=DomainState.PAUSED,
+        report=GuestReport(seq=1, received_at=NOW - 100, mem_available=GiB, demand=GiB,
+                           psi_some=0.25, psi_full=0.05),
+    )  # fmt: skip
+    snapshot = Snapshot(NOW, HostSnapshot(total=16 * GiB, free=6 * GiB), (web1, db1))
+    decision = Decision(
+        NOW,
+        (
+            DomainDecision("web1", "u-web1", "web", Reason.SHRINK_IDLE, 2 * GiB, 1536 * MiB,
+                           GiB, 4 * GiB, "shrink web1", act=True),
+            DomainDecision("db1", "u-db1", "db", Reason.GROW_PRESSURE, 3 * GiB, 4 * GiB,
+                           GiB, 4 * GiB, "grow db1", demand=2 * GiB, pressure=0.25, act=True),
+            # A domain the snapshot no longer has: must not produce series.
+            DomainDecision("gone", "u-gone", "web", Reason.STEADY, GiB, GiB, GiB, GiB, "-"),
+        ),
+        host_free=6 * GiB, reserve=GiB, budget=2 * GiB,
+    )  # fmt: skip
+    telemetry = Telemetry(started_at=NOW - 3600)
+    telemetry.record_connection(True, NOW - 3600)
+    telemetry.record_connection(False, NOW - 1000)
+    telemetry.record_connection(True, NOW - 900)
+    for duration in (0.0005, 0.003, 0.003, 0.2, 30.0):
+        telemetry.record_tick(duration, True, NOW - 10)
+    telemetry.record_tick(0.002, False, NOW - 5)
+    telemetry.record_applied(decision, {"u-web1", "u-db1"})
+    telemetry.record_failure("domain_not_found")
+    telemetry.record_report("u-db1")  # keyed by UUID: exported under the domain's name
+    telemetry.record_report("u-db1", rejected_reason="malformed")
+    telemetry.record_policy_load(None)
+    telemetry.record_policy_load("policies/web.yaml:3: floor: bad size")
+    telemetry.record_operation("migrate", "ok", duration=12.5, downtime=0.25)
+    telemetry.record_operation("migrate", "ok", duration=4.0, downtime=0.5)
+    telemetry.record_operation("save", "failed")
+    fields: dict[str, object] = {
+        "uri": "test:///default", "reserve": GiB, "snapshot": snapshot, "decision": decision,
+        "counters": telemetry, "held": {"u-web1": Hold("u-web1", "balloonctl balloon", "ops")},
+        "stuck_until": {"u-db1": NOW + 60},
+    }  # fmt: skip
+    fields.update(overrides)
+    return StaticView(**fields)  # type: ignore[arg-type]
+
+
+def scrape(view: StaticView) -> bytes:
+    return render(view, clock=lambda: NOW)
+
+
+def test_hand_made_view_exports_every_family() -> None:
+    missing = EXPECTED - names(scrape(hand_made_view()))
+    assert not missing
+
+
+def test_simulated_host_scrape_exports_domains_with_libvirt_names() -> None:
+    view, host = simulated_view(ticks=2)
+    body = render(view, clock=host.now)
+    assert view.snapshot is not None
+    domains = {d.name for d in view.snapshot.domains}
+    exported = {s.labels["domain"] for s in samples(body) if s.name == "balloond_domain_info"}
+    assert exported == domains
+    assert value(body, "balloond_domains") == len(domains)
+
+
+def test_per_domain_values() -> None:
+    body = scrape(hand_made_view())
+    assert value(body, "balloond_domain_current_bytes", domain="web1") == 2 * GiB
+    assert value(body, "balloond_domain_target_bytes", domain="web1") == 1536 * MiB
+    assert value(body, "balloond_domain_floor_bytes", domain="db1") == GiB
+    assert value(body, "balloond_domain_ceiling_bytes", domain="db1") == 4 * GiB
+    assert value(body, "balloond_domain_maxmem_bytes", domain="db1") == 4 * GiB
+    # The decision's demand wins over the guest's own claim.
+    assert value(body, "balloond_domain_demand_bytes", domain="db1") == 2 * GiB
+    assert value(body, "balloond_domain_available_bytes", domain="web1") == GiB
+    assert value(body, "balloond_domain_pressure_some_ratio", domain="db1") == 0.25
+    assert value(body, "balloond_domain_pressure_full_ratio", domain="db1") == 0.05
+    assert value(body, "balloond_domain_swap_in_bytes_total", domain="web1") == 4096
+    assert value(body, "balloond_domain_swap_out_bytes_total", domain="web1") == 8192
+    assert value(body, "balloond_domain_major_faults_total", domain="web1") == 7
+    assert value(body, "balloond_domain_report_age_seconds", domain="db1") == 100
+    assert value(body, "balloond_domain_info", domain="db1", uuid="u-db1", policy="db") == 1
+    assert value(body, "balloond_domain_state", domain="db1", state="paused") == 1
+    assert value(body, "balloond_domain_decision_reason", domain="db1",
+                 reason="grow_pressure") == 1  # fmt: skip
+    assert value(body, "balloond_domain_held", domain="web1") == 1
+    assert value(body, "balloond_domain_held", domain="db1") == 0
+    assert value(body, "balloond_domain_stuck", domain="db1") == 1
+    assert value(body, "balloond_domain_stuck", domain="web1") == 0
+    assert not [s for s in samples(body) if s.labels.get("domain") == "gone"]
+
+
+def test_missing_guest_data_gives_no_sample_rather_than_a_fake_zero() -> None:
+    body = scrape(hand_made_view())
+    sampled = {s.labels.get("domain") for s in samples(body)
+               if s.name == "balloond_domain_pressure_some_ratio"}  # fmt: skip
+    assert sampled == {"db1"}  # web1 has no report
+    swap = {s.labels.get("domain") for s in samples(body)
+            if s.name == "balloond_domain_swap_in_bytes_total"}  # fmt: skip
+    assert swap == {"web1"}  # db1 has no balloon statistics
+
+
+def test_host_values() -> None:
+    body = scrape(hand_made_view())
+    assert value(body, "balloond_host_total_bytes") == 16 * GiB
+    assert value(body, "balloond_host_free_bytes") == 6 * GiB
+    assert value(body, "balloond_host_reserve_bytes") == GiB
+    assert value(body, "balloond_host_targets_bytes") == 1536 * MiB + 4 * GiB
+    assert value(body, "balloond_host_reclaimed_bytes") == (4 - 2 + 4 - 3) * GiB
+    assert value(body, "balloond_host_overcommit_ratio") == 0.5
+    assert value(body, "balloond_host_budget_bytes") == 2 * GiB
+
+
+def test_decision_and_daemon_counters() -> None:
+    body = scrape(hand_made_view())
+    assert value(body, "balloond_adjustments_total", direction="shrink", reason="shrink_idle") == 1
+    assert value(body, "balloond_adjustments_total", direction="grow", reason="grow_pressure") == 1
+    assert value(body, "balloond_adjusted_bytes_total", direction="shrink") == 512 * MiB
+    assert value(body, "balloond_adjusted_bytes_total", direction="grow") == GiB
+    assert value(body, "balloond_adjustment_failures_total", reason="domain_not_found") == 1
+    assert value(body, "balloond_reports_accepted_total", domain="db1") == 1
+    assert value(body, "balloond_reports_rejected_total", reason="malformed") == 1
+    assert value(body, "balloond_libvirt_up") == 1
+    assert value(body, "balloond_libvirt_reconnects_total") == 1
+    assert value(body, "balloond_policy_reloads_total") == 2
+    assert value(body, "balloond_policy_errors_total") == 1
+    assert value(body, "balloond_policy_last_load_failed") == 1
+    assert value(body, "balloond_operations_total", operation="migrate", result="ok") == 2
+    assert value(body, "balloond_operations_total", operation="save", result="failed") == 1
+    assert value(body, "balloond_migration_last_duration_seconds") == 4.0
+    assert value(body, "balloond_migration_max_duration_seconds") == 12.5
+    assert value(body, "balloond_migration_last_downtime_seconds") == 0.5
+    assert value(body, "balloond_last_tick_timestamp_seconds") == NOW - 10
+    assert value(body, "balloond_tick_failures_total") == 1
+    assert value(body, "balloond_start_time_seconds") == NOW - 3600
+
+
+def test_tick_histogram_is_cumulative_and_ends_at_the_count() -> None:
+    body = scrape(hand_made_view())
+    buckets = [(s.labels["le"], s.value) for s in samples(body)
+               if s.name == "balloond_tick_duration_seconds_bucket"]  # fmt: skip
+    assert [float(le) for le, _ in buckets] == [*TICK_BUCKETS, math.inf]
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts)
+    assert dict(buckets)["0.001"] == 1  # 0.5 ms
+    assert dict(buckets)["0.005"] == 4  # + 3 ms, 3 ms, 2 ms (the failed tick counts too)
+    assert dict(buckets)["+Inf"] == 6  # 30 s lands past the last bound
+    assert value(body, "balloond_tick_duration_seconds_count") == 6
+    assert value(body, "balloond_tick_duration_seconds_sum") == pytest.approx(30.2085)
+
+
+def test_no_created_series_and_nothing_but_balloond() -> None:
+    body = scrape(hand_made_view())
+    assert not [n for n in names(body) if n.endswith("_created")]
+    assert all(n.startswith("balloond_") for n in names(body))
+
+
+def test_importing_registers_nothing_globally() -> None:
+    collected = {s.name for m in REGISTRY.collect() for s in m.samples}
+    assert not [n for n in collected if n.startswith("balloond_")]
+
+
+def test_daemon_without_a_tick_yet_still_scrapes() -> None:
+    view = StaticView(uri="test:///default", reserve=GiB)
+    body = scrape(view)
+    assert value(body, "balloond_host_reserve_bytes") == GiB
+    assert value(body, "balloond_libvirt_up") == 0
+    assert "balloond_last_tick_timestamp_seconds" not in names(body)
+    assert not [n for n in names(body) if n.startswith("balloond_domain_")]
+
+
+def test_snapshot_without_decision_has_no_targets_but_current_sizes() -> None:
+    body = scrape(hand_made_view(decision=None))
+    assert value(body, "balloond_domain_current_bytes", domain="web1") == 2 * GiB
+    assert "balloond_domain_target_bytes" not in names(body)
+    # With no decision, the sum of targets falls back to the current sizes.
+    assert value(body, "balloond_host_targets_bytes") == 5 * GiB
+    assert value(body, "balloond_domain_info", domain="web1", policy="") == 1
+
+
+def test_empty_host_and_zero_total_do_not_divide_by_zero() -> None:
+    snapshot = Snapshot(NOW, HostSnapshot(total=0, free=0), ())
+    body = scrape(hand_made_view(snapshot=snapshot, decision=None))
+    assert value(body, "balloond_host_overcommit_ratio") == 0
+    assert value(body, "balloond_host_reclaimed_bytes") == 0
+
+
+def test_report_in_the_future_gives_age_zero_not_negative() -> None:
+    view = hand_made_view(last_reports={"u-db1": GuestReport(seq=2, received_at=NOW + 50)})
+    assert value(scrape(view), "balloond_domain_report_age_seconds", domain="db1") == 0
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['we"b', "back\\slash", "new\nline", "ünï cödé", "x" * 300, "{}=,", 'a"} 1\nevil_metric 2'],
+)
+def test_hostile_domain_names_are_escaped(hostile: str) -> None:
+    dom = DomainSnapshot(hostile, "u-h", current=GiB, maxmem=2 * GiB)
+    snapshot = Snapshot(NOW, HostSnapshot(total=8 * GiB, free=4 * GiB), (dom,))
+    body = scrape(hand_made_view(snapshot=snapshot, decision=None))
+    assert "evil_metric" not in names(body)
+    assert value(body, "balloond_domain_current_bytes", domain=hostile) == GiB
+
+
+def test_collector_reads_the_view_at_scrape_time() -> None:
+    view = hand_made_view()
+    registry = make_registry(view, clock=lambda: NOW)
+    first = generate_latest(registry)
+    assert view.snapshot is not None
+    grown = Snapshot(NOW, view.snapshot.host, (
+        DomainSnapshot("web1", "u-web1", current=3 * GiB, maxmem=4 * GiB),
+    ))  # fmt: skip
+    object.__setattr__(view, "snapshot", grown)
+    second = generate_latest(registry)
+    assert value(first, "balloond_domain_current_bytes", domain="web1") == 2 * GiB
+    assert value(second, "balloond_domain_current_bytes", domain="web1") == 3 * GiB
+    current = {s.labels["domain"] for s in samples(second)
+               if s.name == "balloond_domain_current_bytes"}  # fmt: skip
+    assert current == {"web1"}
+
+
+def test_collector_describes_nothing_so_registration_does_not_collect() -> None:
+    class Exploding(StaticView):
+        def last_snapshot(self) -> Snapshot | None:
+            raise AssertionError("collected at registration")
+
+    collector = BalloondCollector(Exploding(uri="x", reserve=0))
+    assert collector.describe() == []
+    make_registry(Exploding(uri="x", reserve=0))
+
+
+@pytest.mark.prometheus
+def test_promtool_check_metrics_is_clean() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus')")
+    view, host = simulated_view(ticks=2)
+    for body in (scrape(hand_made_view()), render(view, clock=host.now)):
+        result = subprocess.run(
+            [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+        assert result.stdout.strip() == b"" and result.stderr.strip() == b""
