@@ -1,0 +1,286 @@
+"""AgentHub: one unix-socket connection per domain to its guest agent's channel.
+
+libvirt runs `<channel type='unix'><source mode='bind' path=.../>` as a socket server in QEMU;
+the guest writes report lines to its virtio-serial port and they come out here. One background
+thread owns every socket (a selector); the daemon's tick thread only calls `sync`, `reports`
+and `send_limits`, which hand state over under a lock.
+
+Identity comes from the socket we connected to: a line is parsed with its domain's maxmem and
+stored under its domain's UUID, so nothing a guest writes can address another domain. A flood
+is cut by a token bucket per domain; a line over 4 KiB is skipped up to its newline; a socket
+that closes (guest save, migration, QEMU exit) is retried until the path answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from balloond.channels.ratelimit import TokenBucket
+from balloond.errors import ReportRejected
+from balloond.model import DomainSnapshot, GuestReport
+from balloond.reports import MAX_LINE, PROTOCOL_VERSION, parse_report
+from balloond.telemetry import Telemetry
+
+READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    max_age: float = 30.0  # seconds; an older report is no report (6 missed 5 s reports)
+    rate: float = 2.0  # reports per second per domain, sustained
+    burst: float = 20.0  # reports a domain may send at once (pressure spikes)
+    reconnect_interval: float = 2.0  # seconds between attempts on a dead channel
+
+
+@dataclass(frozen=True)
+class _Target:
+    uuid: str
+    name: str
+    path: str
+    maxmem: int
+
+
+class _Link:
+    """One domain's connection and what we remember about its agent."""
+
+    def __init__(self, target: _Target) -> None:
+        self.target = target
+        self.sock: socket.socket | None = None
+        self.buffer = bytearray()
+        self.skipping = False  # inside an over-long line: drop up to the next newline
+        self.last_seq: int | None = None
+        self.next_attempt = 0.0
+        self.limits: tuple[int, int] | None = None
+        self.limits_sent = False
+
+
+class AgentHub:
+    """A `ReportSource` over guest agent channels. Call `close()` when done."""
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        clock: Callable[[], float] = time.time,
+        settings: HubSettings | None = None,
+    ) -> None:
+        self.telemetry = telemetry
+        self.clock = clock
+        self.settings = settings or HubSettings()
+        self._lock = threading.Lock()
+        self._wanted: dict[str, _Target] = {}
+        self._links: dict[str, _Link] = {}
+        self._reports: dict[str, GuestReport] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="balloond-agent-hub", daemon=True)
+        self._thread.start()
+
+    # -- the daemon's side --------------------------------------------------------------
+    def sync(self, domains: Iterable[DomainSnapshot]) -> None:
+        """Follow the current domain list: connect new channels, drop vanished domains."""
+        wanted = {
+            d.uuid: _Target(d.uuid, d.name, d.channel, d.maxmem) for d in domains if d.channel
+        }
+        with self._lock:
+            self._wanted = wanted
+            for uuid in [u for u in self._reports if u not in wanted]:
+                del self._reports[uuid]
+        self._wake()
+
+    def reports(self) -> Mapping[str, GuestReport]:
+        """The newest report of each domain, if it is younger than `max_age`."""
+        now = self.clock()
+        with self._lock:
+            return {
+                uuid: report
+                for uuid, report in self._reports.items()
+                if uuid in self._wanted and now - report.received_at <= self.settings.max_age
+            }
+
+    def send_limits(self, uuid: str, floor: int, ceiling: int) -> bool:
+        """Tell the domain's agent its self-adjustment range (bytes). Sent once per change
+        and again after each reconnect; False when the domain has no live channel now."""
+        with self._lock:
+            link = self._links.get(uuid)
+            if link is None:
+                return False
+            if link.limits != (floor, ceiling):
+                link.limits, link.limits_sent = (floor, ceiling), False
+            if not link.limits_sent:
+                link.limits_sent = self._send(link, _limits_line(floor, ceiling))
+            return link.limits_sent
+
+    def connected(self) -> set[str]:
+        """UUIDs with a live connection (for status and tests)."""
+        with self._lock:
+            return {uuid for uuid, link in self._links.items() if link.sock is not None}
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout=5.0)
+        with self._lock:
+            for link in self._links.values():
+                self._disconnect(link)
+            self._links.clear()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- the hub thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping:
+            self._reconcile()
+            self._connect_due()
+            for key, _ in self._selector.select(timeout=self.settings.reconnect_interval):
+                if key.data is None:
+                    self._drain_wake()
+                else:
+                    self._read(key.data)
+
+    def _reconcile(self) -> None:
+        with self._lock:
+            for uuid, link in list(self._links.items()):
+                target = self._wanted.get(uuid)
+                if target is None or target.path != link.target.path:
+                    self._disconnect(link)
+                    del self._links[uuid]
+                    if target is None:
+                        self._buckets.pop(uuid, None)
+                elif target != link.target:
+                    link.target = target  # maxmem or name changed: same connection
+            for uuid, target in self._wanted.items():
+                if uuid not in self._links:
+                    self._links[uuid] = _Link(target)
+
+    def _connect_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for link in self._links.values():
+                if link.sock is None and now >= link.next_attempt:
+                    self._connect(link, now)
+
+    def _connect(self, link: _Link, now: float) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(link.target.path)
+        except OSError:
+            sock.close()  # not there yet (guest saved, migrating, QEMU starting): retry
+            link.next_attempt = now + self.settings.reconnect_interval
+            return
+        link.sock, link.buffer, link.skipping, link.last_seq = sock, bytearray(), False, None
+        self._selector.register(sock, selectors.EVENT_READ, link)
+        if link.limits is not None:
+            link.limits_sent = self._send(link, _limits_line(*link.limits))
+
+    def _disconnect(self, link: _Link) -> None:
+        if link.sock is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(link.sock)
+        link.sock.close()
+        link.sock = None
+        link.limits_sent = False
+        link.next_attempt = time.monotonic() + self.settings.reconnect_interval
+
+    def _read(self, link: _Link) -> None:
+        with self._lock:
+            if link.sock is None:
+                return
+            try:
+                data = link.sock.recv(READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._disconnect(link)
+                return
+            for line in _split(link, data):
+                self._accept(link, line)
+
+    def _accept(self, link: _Link, line: bytes | None) -> None:
+        """One complete line (None: an over-long one we skipped). Called under the lock."""
+        target, now = link.target, self.clock()
+        bucket = self._buckets.setdefault(
+            target.uuid, TokenBucket(self.settings.rate, self.settings.burst, now)
+        )
+        if not bucket.take(now):
+            self.telemetry.record_report(target.name, "rate_limited")
+            return
+        try:
+            if line is None:
+                raise ReportRejected("too_long", f"report line longer than {MAX_LINE} bytes")
+            report = parse_report(line, maxmem=target.maxmem, now=now, previous_seq=link.last_seq)
+        except ReportRejected as rejected:
+            self.telemetry.record_report(target.name, rejected.reason)
+            return
+        link.last_seq = report.seq
+        self._reports[target.uuid] = report
+        self.telemetry.record_report(target.name, None)
+        if report.requested_target is not None:
+            self._send(link, _ack_line(report.seq))
+
+    def _send(self, link: _Link, line: bytes) -> bool:
+        """Non-blocking: a guest that does not read its port must not stall the hub."""
+        if link.sock is None:
+            return False
+        try:
+            return link.sock.send(line) == len(line)
+        except OSError:
+            return False
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # already woken (buffer full) or closing
+            self._wake_w.send(b"x")
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+def _split(link: _Link, data: bytes) -> list[bytes | None]:
+    """Complete lines from the link's buffer; None stands for a line that was too long."""
+    link.buffer += data
+    lines: list[bytes | None] = []
+    while True:
+        end = link.buffer.find(b"\n")
+        if end < 0:
+            break
+        line = bytes(link.buffer[:end])
+        del link.buffer[: end + 1]
+        if link.skipping:  # the tail of an over-long line, counted when it overflowed
+            link.skipping = False
+            continue
+        lines.append(None if len(line) > MAX_LINE else line)
+    if len(link.buffer) > MAX_LINE:
+        if not link.skipping:
+            lines.append(None)
+        link.buffer.clear()
+        link.skipping = True
+    return lines
+
+
+def _limits_line(floor: int, ceiling: int) -> bytes:
+    message = {"v": PROTOCOL_VERSION, "type": "limits", "floor": floor, "ceiling": ceiling}
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def _ack_line(seq: int) -> bytes:
+    return json.dumps({"v": PROTOCOL_VERSION, "type": "ack", "seq": seq}).encode() + b"\n"
