@@ -220,7 +220,7 @@ class TextKind(Kind):
             return None
         if not isinstance(value, str):
             raise _type_error(f"{self.what} (quote it if YAML reads it as another type)", value)
-        if self.pattern is not None and not re.match(self.pattern, value):
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
             raise ValueError(f"{value!r} is not a valid {self.what}")
         if not value:
             raise ValueError(f"{self.what} must not be empty")
