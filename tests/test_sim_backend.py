@@ -210,3 +210,22 @@ def test_paused_and_busy_domains(host: SimulatedHost) -> None:
     stats = by_name["a"].stats
     assert stats is not None and stats.last_update is not None
     assert stats.last_update == host.now() - 5  # a paused guest's statistics go stale
+
+
+def test_balloons_grow_only_into_free_memory() -> None:
+    text = """\
+name: tight
+host: {memory: 6GiB, reserve: 512MiB}
+guests:
+  - {name: a, maxmem: 4GiB, initial: 2GiB, demand: {anon: 500MiB}}
+  - {name: b, maxmem: 4GiB, initial: 2GiB, demand: {anon: 500MiB}}
+"""
+    sim = SimulatedHost.from_scenario(parse_scenario(text))
+    sim.set_target("a", 4 * GiB)
+    sim.set_target("b", 4 * GiB)
+    for _ in range(20):
+        sim.advance(1)
+        assert sim.sim.free >= 0
+    assert sim.host().free == 0
+    currents = sorted(d.current for d in sim.domains())
+    assert sum(currents) == 6 * GiB

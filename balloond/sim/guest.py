@@ -102,12 +102,13 @@ class SimGuest:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def step(self, t: float, dt: float, now: float) -> None:
-        """Advance from t to t + dt; `now` is the host's epoch clock at the end of the step."""
+    def step(self, t: float, dt: float, now: float, *, room: int | None = None) -> None:
+        """Advance from t to t + dt; `now` is the host's epoch clock at the end of the step;
+        `room` is how much the balloon may grow (the host's free memory; None: unlimited)."""
         anon = self.spec.anon.at(t + dt)
         file = self.spec.file.at(t + dt)
         if self.state == DomainState.RUNNING:
-            self._move_balloon(anon, dt)
+            self._move_balloon(anon, dt, room)
         usable = max(0, self.current - self.memmap - KERNEL_USED)
         resident = min(anon, usable)
         short = anon - resident
@@ -116,12 +117,12 @@ class SimGuest:
             short = self.spec.swap  # the killer freed the rest
         self._count_oom(oom, t + dt)
         swap_in, swap_out = self._swap(short, dt)
-        room = usable - resident
-        self.file_resident = min(file, room)
+        spare = usable - resident
+        self.file_resident = min(file, spare)
         file_short = file - self.file_resident
         refault = file_short * REFAULT_RATE * dt
         self.cold_cache = max(0, min(self.cold_cache + int(self.spec.cache_fill * dt),
-                                     room - self.file_resident))
+                                     spare - self.file_resident))
         faults = int((swap_in + refault) / PAGE)
         self.swap_in += swap_in
         self.swap_out += swap_out
@@ -136,17 +137,18 @@ class SimGuest:
         self.seq += 1
         self.last_update = now
 
-    def _move_balloon(self, anon: int, dt: float) -> None:
+    def _move_balloon(self, anon: int, dt: float, room: int | None) -> None:
         if self.spec.behaviour == "stuck":
             return
         rate = BALLOON_RATE / (SLOW_FACTOR if self.spec.behaviour == "slow" else 1)
         limit = int(rate * dt)
         if self.target >= self.current:
-            self.current = min(self.target, self.current + limit, self.maxmem)
+            grow = limit if room is None else min(limit, room)
+            self.current = min(self.target, self.current + grow, self.maxmem)
             return
         # virtio-balloon inflates with __GFP_NORETRY: it reclaims and swaps, but stops
         # rather than OOM-kill, so the balloon never takes more than anon can yield to swap.
-        lowest = self.memmap + KERNEL_USED + max(0, anon - (self.spec.swap - 0))
+        lowest = self.memmap + KERNEL_USED + max(0, anon - self.spec.swap)
         goal = max(self.target, min(self.current, lowest))
         self.current = max(goal, self.current - limit)
 

@@ -2,8 +2,9 @@
 shut down on the scenario's schedule.
 
 Memory is charged Xen-style: a guest holds its whole balloon `current` whether or not it
-touches it, so `free = memory - used - Σ current`. It may go below zero (an overcommitted
-KVM host would swap); the benchmark counts every step where free is below the reserve.
+touches it, so `free = memory - used - Σ current`. A balloon only deflates (grows) into memory the
+host has free, as with Xen; guests booting at their initial size may still push free below
+zero. The benchmark counts every step where free is below the reserve.
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ class SimHost:
         dt = self.scenario.step
         t = self.trace_time()
         self._now = now
+        room = max(0, self.free)
         for guest in list(self.guests.values()):
             if guest.state == DomainState.RUNNING:  # a paused guest's stats go stale
-                guest.step(t, dt, now)
+                before = guest.current
+                guest.step(t, dt, now, room=room)
+                room = max(0, room - (guest.current - before))
         self.t += dt
         self._stop_due(self.t)
         self._boot_due(self.t)
