@@ -37,6 +37,7 @@ _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 # The largest size anyone will configure (1 EiB); anything beyond is a typo or an attack.
 MAX_SIZE = 1 << 60
+_MAX_DIGITS = 30
 
 
 def parse_size(value: object, *, default_unit: str = "B") -> int:
@@ -52,6 +53,8 @@ def parse_size(value: object, *, default_unit: str = "B") -> int:
         if match is None:
             raise ValueError(f"expected a size such as '512MiB' or '2G', got: {value!r}")
         number, unit = match.groups()
+        if len(number) > _MAX_DIGITS:  # before int(): huge digit strings are slow or overflow
+            raise ValueError(f"size {value!r} is implausibly large")
         factor = _SIZE_UNITS.get((unit or default_unit).lower())
         if factor is None:
             raise ValueError(
@@ -60,6 +63,8 @@ def parse_size(value: object, *, default_unit: str = "B") -> int:
         result = float(number) * factor if "." in number else int(number) * factor
     else:
         raise ValueError(f"expected a size such as '512MiB', got: {value!r}")
+    if not result < MAX_SIZE + 1:  # also catches inf from float overflow
+        raise ValueError(f"size {value!r} is implausibly large")
     size = int(result)
     if size > MAX_SIZE:
         raise ValueError(f"size {value!r} is implausibly large")

@@ -29,6 +29,8 @@ MAX_DEPTH = 16
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_YAML}{name}" for name in ("str", "int", "float", "bool", "null")}
 _CONSTRUCT = SafeConstructor()
+_MAX_NUMBER_CHARS = 40
+_MAX_MESSAGE_CHARS = 300  # a hostile 1 MiB value must not become a 1 MiB log line
 
 
 class _Refused(yaml.YAMLError):
@@ -156,6 +158,8 @@ def scalar_value(node: Node) -> Any:
     if node.tag not in _SCALAR_TAGS:
         raise ValueError(f"unsupported YAML type {node.tag!r} for {shown(node)}")
     tag = str(node.tag).removeprefix(_YAML)
+    if tag in ("int", "float") and len(str(node.value)) > _MAX_NUMBER_CHARS:
+        raise ValueError(f"number {shown(node)} is implausibly long")
     method = "construct_scalar" if tag == "str" else f"construct_yaml_{tag}"
     constructor = getattr(_CONSTRUCT, method)
     return constructor(node)
@@ -180,6 +184,8 @@ class Errors:
 
     def add(self, node: Node | int | None, key: str | None, message: str) -> None:
         line = line_of(node) if isinstance(node, Node) else node
+        if len(message) > _MAX_MESSAGE_CHARS:
+            message = message[: _MAX_MESSAGE_CHARS - 1] + "…"
         self.items.append(self.error_cls(message, file=self.file, line=line, key=key))
 
     def sorted(self) -> list[ConfigError]:
