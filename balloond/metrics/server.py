@@ -57,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b"not found; metrics are at /metrics\n", "text/plain; charset=utf-8")
 
+    do_HEAD = do_GET
+
     def _metrics(self) -> None:
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         try:
@@ -97,10 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def check_basic_auth(header: str | None, expected: BasicAuth) -> bool:
     """Constant-time comparison of an untrusted Authorization header with (user, password)."""
-    if header is None or not header.startswith("Basic "):
+    if header is None:
+        return False
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":  # the scheme is case-insensitive (RFC 7617)
         return False
     try:
-        untrusted = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        untrusted = base64.b64decode(token.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return False
     user, sep, password = untrusted.partition(":")
