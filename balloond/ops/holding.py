@@ -1,0 +1,77 @@
+"""The hold a command keeps on a domain while it works on it.
+
+The hold names the command's pid: if the command dies, the hold dies with it (the daemon and
+the libvirt backend both check the pid). A hold the domain already had (an operator's
+`balloonctl balloon` pin) is put back afterwards rather than lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from balloond.backend.base import HoldStore
+from balloond.errors import BackendError, DomainNotFound
+from balloond.model import DomainSnapshot, Hold
+
+log = logging.getLogger(__name__)
+
+# A command hold also carries an end, in case its pid cannot be checked (another host).
+COMMAND_HOLD_LIMIT = 6 * 3600.0
+
+
+def command_hold(dom: DomainSnapshot, owner: str, reason: str, now: float | None = None) -> Hold:
+    start = time.time() if now is None else now
+    return Hold(
+        domain=dom.uuid,
+        owner=owner,
+        reason=reason,
+        until=start + COMMAND_HOLD_LIMIT,
+        pid=os.getpid(),
+    )
+
+
+def _previous(store: HoldStore, dom: DomainSnapshot) -> Hold | None:
+    hold = store.holds().get(dom.uuid)
+    if hold is None or hold.pid is not None or not hold.active(time.time()):
+        return None  # only a still-valid operator pin is worth putting back
+    return hold
+
+
+@contextmanager
+def working_hold(store: HoldStore, dom: DomainSnapshot, owner: str, reason: str) -> Iterator[Hold]:
+    """Hold `dom` for the duration of the block; afterwards restore the previous pin or clear.
+    If the domain is gone by then (saved, migrated away) there is nothing left to clear."""
+    previous = _previous(store, dom)
+    hold = command_hold(dom, owner, reason)
+    store.put_hold(dom.name, hold)
+    try:
+        yield hold
+    finally:
+        _finish(store, dom, previous)
+
+
+def _finish(store: HoldStore, dom: DomainSnapshot, previous: Hold | None) -> None:
+    try:
+        if previous is not None:
+            store.put_hold(dom.name, previous)
+        else:
+            store.clear_hold(dom.name)
+    except DomainNotFound:
+        pass
+    except BackendError as exc:  # the command's own outcome matters more; the pid expires it
+        log.warning("domain '%s': could not remove the command's hold: %s", dom.name, exc)
+
+
+def clear_command_hold(store: HoldStore, name: str, uuid: str) -> None:
+    """Remove a command hold that travelled with the domain (inside a saved image or a
+    migration stream); leave an operator's pin (no pid) in place."""
+    hold = store.holds().get(uuid)
+    if hold is not None and hold.pid is not None:
+        try:
+            store.clear_hold(name)
+        except BackendError as exc:
+            log.warning("domain '%s': could not remove a stale command hold: %s", name, exc)
