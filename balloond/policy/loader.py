@@ -62,7 +62,11 @@ def load_policy_dir(path: str | os.PathLike[str]) -> PolicySet:
     """Load every ``*.yaml``/``*.yml`` file of a folder, in name order. Hidden files (editor
     swap and lock files) and sub-folders are skipped. An empty folder gives the built-in
     default only."""
-    return load_policy_files([path])
+    try:
+        files = policy_files_in(path)
+    except PolicyError as exc:
+        raise PolicyLoadErrors([exc]) from None
+    return load_policy_files(files)
 
 
 def policy_files_in(folder: str | os.PathLike[str]) -> list[str]:

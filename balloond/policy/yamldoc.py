@@ -108,7 +108,13 @@ def compose(text: str, display: str, error_cls: type[ConfigError]) -> Node | Non
     """The file's single YAML document as a node tree (None when the file is empty)."""
     if len(text) > MAX_FILE_BYTES:
         raise error_cls(f"text is over the {MAX_FILE_BYTES} byte (1 MiB) limit", file=display)
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)  # checks for unprintable characters already
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise error_cls(f"invalid YAML: {exc.reason} (character #x{exc.character:04x})"
+                        if isinstance(exc.character, int) else f"invalid YAML: {exc.reason}",
+                        file=display, line=line) from None  # fmt: skip
     try:
         node = loader.get_node() if loader.check_node() else None
         if loader.check_node():
