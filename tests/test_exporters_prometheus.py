@@ -1,0 +1,160 @@
+"""A real Prometheus server scrapes a metrics endpoint over a simulated daemon, loads the
+alert rules, and answers every dashboard query with data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from test_exporters_rules import ALERTS, alert_rules, dashboard_targets, substitute
+
+from balloond.metrics import serve
+from balloond.metrics.demo import simulated_view
+
+pytestmark = pytest.mark.prometheus
+
+WAIT = 90.0  # seconds before a condition that never comes true fails the test
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
+    """Poll `probe` until it returns something; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Prometheus:
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.url = url
+        self.process = process
+        self.log = log
+
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=30) as answer:
+            body = json.load(answer)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def ready(self) -> bool | None:
+        if self.process.poll() is not None:
+            pytest.fail(f"prometheus exited with {self.process.returncode}: "
+                        f"{self.log.read_text()[-2000:]}")  # fmt: skip
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as answer:
+                return True if answer.status == 200 else None
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus not installed (Debian package 'prometheus')")
+    folder = tmp_path_factory.mktemp("prometheus")
+    view, host = simulated_view(ticks=3)
+    # Counters a short simulated run does not reach; the daemon records them the same way.
+    view.counters.record_failure("operation_failed")
+    view.counters.record_report("u-none", rejected_reason="malformed")
+    view.counters.record_operation("migrate", "ok", duration=8.0, downtime=0.2)
+    metrics = serve(view, "127.0.0.1", 0, clock=host.now)
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ALERTS)],
+        "scrape_configs": [{
+            "job_name": "balloond",
+            "static_configs": [{"targets": [f"127.0.0.1:{metrics.port}"]}],
+        }],
+    }  # fmt: skip
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = folder / "prometheus.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [binary, f"--config.file={folder / 'prometheus.yml'}",
+             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+             "--log.level=warn"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    server = Prometheus(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_for("prometheus to be ready", server.ready)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+        metrics.close()
+
+
+def test_prometheus_scrapes_the_daemon(prometheus: Prometheus) -> None:
+    def up() -> list[Any] | None:
+        result: list[Any] = prometheus.api("query", query='up{job="balloond"} == 1')["result"]
+        return result or None
+
+    assert len(wait_for("the balloond target to be up", up)) == 1
+
+
+def test_prometheus_loads_every_alert_rule(prometheus: Prometheus) -> None:
+    groups = prometheus.api("rules")["groups"]
+    loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
+    assert set(loaded) == {rule["alert"] for rule in alert_rules()}
+    assert all(rule["health"] != "err" for rule in loaded.values())
+
+
+@pytest.mark.parametrize(("panel", "ref", "expr"), dashboard_targets(),
+                         ids=[f"{p}/{r}" for p, r, _ in dashboard_targets()])  # fmt: skip
+def test_dashboard_query_returns_data(
+    prometheus: Prometheus, panel: str, ref: str, expr: str
+) -> None:
+    query = substitute(expr)
+    assert "$" not in query, f"unsubstituted Grafana variable in {panel!r} {ref}: {query}"
+
+    def answered() -> list[Any] | None:
+        result: list[Any] = prometheus.api("query", query=query)["result"]
+        return result or None
+
+    result = wait_for(f"data for panel {panel!r} query {ref}: {query}", answered)
+    assert all("value" in series for series in result)
+
+
+def test_dashboard_variables_have_values(prometheus: Prometheus) -> None:
+    def values(label: str) -> list[str] | None:
+        found: list[str] = prometheus.api(
+            f"label/{label}/values", **{"match[]": "balloond_domain_info"}
+        )
+        return found or None
+
+    domains = wait_for("domain names for the $domain variable", lambda: values("domain"))
+    assert "web" in domains and "idle" in domains  # the demo scenario's guests
+    assert wait_for("instances for the $instance variable", lambda: values("instance"))
