@@ -9,6 +9,7 @@
 
 import argparse
 import logging
+import signal
 import sys
 
 from balloond_guest import AGENT, control, demand, psi, transport, xen
@@ -106,6 +107,8 @@ def cmd_run(args):
         if args.once:
             agent.tick("once")
             return 0 if agent.sent else 1
+        # systemd and init scripts stop us with SIGTERM: unwind so the control socket goes.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         agent.run()
         return 0
     finally:

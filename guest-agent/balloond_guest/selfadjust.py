@@ -36,14 +36,14 @@ class SelfAdjuster(object):
         if not self.ready or current is None or wanted is None:
             return None
         goal = self.clamp(wanted)
+        gap = abs(goal - current)
+        if gap < self.min_step and not self._outside(current):
+            return None  # close enough: a balloon move costs more than it gains
         if goal > current:
-            nxt = goal
-        else:
-            gap = current - goal
-            nxt = current - max(gap // self.shrink_fraction, min(gap, self.min_step))
-        nxt = self.clamp(nxt)
-        if abs(nxt - current) < self.min_step and not self._outside(current):
-            return None
+            return goal
+        move = max(gap // self.shrink_fraction, self.min_step)
+        # The last step lands on the goal rather than leaving a remainder below min_step.
+        nxt = self.clamp(goal if gap - move < self.min_step else current - move)
         return nxt if nxt != current else None
 
     def _outside(self, current):

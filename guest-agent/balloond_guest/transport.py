@@ -53,7 +53,7 @@ class _LineReader(object):
             if not sep:
                 break
             self._buffer = rest
-            if not self._skipping:
+            if not self._skipping and len(line) <= MAX_LINE:
                 lines.append(line)
             self._skipping = False
         if len(self._buffer) > MAX_LINE:
