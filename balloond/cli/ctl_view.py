@@ -1,10 +1,203 @@
-"""Placeholder: subcommands registered here are being written (see balloond/cli/__init__.py)."""
+"""`balloonctl list`, `explain`, `status`, `holds`, `release`.
+
+Each asks the running daemon over its control socket. When no daemon runs (or it manages
+another URI than `--connect`), list/explain/holds open the backend themselves, load the
+policies, decide once without changing anything, and say "daemon not running; computed now".
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Callable
 from typing import Any
+
+from balloond.backend import open_backend
+from balloond.backend.base import HoldStore
+from balloond.cli import ctl_view_text as text
+from balloond.cli.common import EXIT_OK, EXIT_UNREACHABLE
+from balloond.daemon import present
+from balloond.daemon.assemble import compute_once
+from balloond.daemon.control import ControlClient, DaemonNotRunning
+from balloond.daemon.loop import Daemon
+from balloond.daemon.runconfig import load_daemon_config, loop_settings
+from balloond.errors import DomainNotFound, Refused
+
+COMPUTED_NOW = "daemon not running; computed now"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Nothing registered yet."""
+    parser = subparsers.add_parser(
+        "list", help="list domains: xm list columns plus target, policy and pressure",
+        description="List every active domain with xm list's columns (Name, ID, Mem(MiB), "
+        "VCPUs, State, Time(s)) plus maxmem, target, floor, ceiling, policy, pressure, hold "
+        "and the age of the last guest report.")  # fmt: skip
+    _common(parser, json_help="print the rows as JSON (sizes in bytes)")
+    parser.set_defaults(func=cmd_list)
+
+    parser = subparsers.add_parser(
+        "explain", help="why a domain's target is what it is",
+        description="Show a domain's inputs (balloon statistics, guest report), the policy "
+        "that governs it and the selector that chose it, and why its target is what it is.")
+    parser.add_argument("domain", metavar="DOMAIN", help="domain name, UUID or id")
+    _common(parser, json_help="print the explanation as JSON (sizes in bytes)")
+    parser.set_defaults(func=cmd_explain)
+
+    parser = subparsers.add_parser("status", help="is the daemon running, and how is it doing",
+                                   description="The running daemon's health: connection, "
+                                   "ticks, policies, holds, failures. Exits 4 if it is not "
+                                   "running.")  # fmt: skip
+    _common(parser, json_help="print the status as JSON")
+    parser.set_defaults(func=cmd_status)
+
+    parser = subparsers.add_parser("holds", help="list domains the daemon leaves alone",
+                                   description="Active holds: domains the daemon must not "
+                                   "move (an explicit balloon, a save or migration in "
+                                   "progress, an operator's hold).")  # fmt: skip
+    _common(parser, json_help="print the holds as JSON")
+    parser.set_defaults(func=cmd_holds)
+
+    parser = subparsers.add_parser("release", help="clear a domain's hold",
+                                   description="Clear a domain's hold, so the daemon manages "
+                                   "it again at its next tick (which runs at once).")
+    parser.add_argument("domain", metavar="DOMAIN", help="domain name, UUID or id")
+    _common(parser, json_help=None)
+    parser.set_defaults(func=cmd_release)
+
+
+def _common(parser: argparse.ArgumentParser, *, json_help: str | None) -> None:
+    parser.add_argument("--connect", "-c", metavar="URI",
+                        help="hypervisor URI as virsh takes it (default: the config's `uri`, "
+                        "qemu:///system); used when the daemon is not running or manages "
+                        "another URI")
+    parser.add_argument("--config", metavar="FILE",
+                        help="daemon config to read defaults from (default: "
+                        "/etc/balloond/balloond.yaml if it exists)")
+    parser.add_argument("--socket", metavar="PATH",
+                        help="the daemon's control socket (default: the config's "
+                        "`control_socket`, /run/balloond/control.sock)")
+    parser.add_argument("--policy-dir", metavar="DIR",
+                        help="policies to use when computing without the daemon (default: "
+                        "the config's `policy_dir`)")
+    if json_help is not None:
+        parser.add_argument("--json", action="store_true", help=json_help)  # fmt: skip
+
+
+# -- where the answer comes from --------------------------------------------------------------
+
+
+class Source:
+    """Settings for reaching the daemon, or for computing without it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.config = load_daemon_config(args.config)
+        self.policy_dir_given = args.policy_dir is not None
+        self.requested_uri: str | None = args.connect
+        self.uri: str = args.connect or self.config.uri
+        self.socket = args.socket or str(self.config.control_socket)
+        self.policy_dir = args.policy_dir or self.config.policy_dir
+
+    def ask(self, cmd: str, **kwargs: Any) -> dict[str, Any] | None:
+        """The daemon's answer, or None when it is not running or manages another URI."""
+        try:
+            result = ControlClient(self.socket).call(cmd, **kwargs)
+        except DaemonNotRunning:
+            return None
+        if not isinstance(result, dict):
+            return None
+        if self.requested_uri and result.get("uri") != self.requested_uri:
+            return None
+        return result
+
+    def compute(self) -> Daemon:
+        return compute_once(self.uri, self.policy_dir, loop_settings(self.config),
+                            policy_dir_required=self.policy_dir_given)
+
+
+Local = Callable[[Daemon], dict[str, Any]]
+
+
+def obtain(source: Source, cmd: str, local: Local, **kwargs: Any) -> tuple[dict[str, Any], bool]:
+    """(answer, live): the daemon's answer, or one computed now without it."""
+    answer = source.ask(cmd, **kwargs)
+    if answer is not None:
+        return answer, True
+    daemon = source.compute()
+    try:
+        return local(daemon), False
+    finally:
+        daemon.close()
+
+
+def _emit(answer: object, as_json: bool, text: str, live: bool) -> None:
+    if not live:
+        print(COMPUTED_NOW, file=sys.stderr)
+    if as_json:
+        print(json.dumps(answer, indent=1, sort_keys=True))
+    else:
+        print(text)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    def local(daemon: Daemon) -> dict[str, Any]:
+        return {"uri": daemon.uri, "rows": present.list_rows(daemon, daemon.clock())}
+
+    answer, live = obtain(Source(args), "list", local)
+    rows = answer.get("rows", [])
+    _emit(rows, args.json, text.list_table(rows), live)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    def local(daemon: Daemon) -> dict[str, Any]:
+        found = present.explain(daemon, daemon.policies.current, args.domain, daemon.clock())
+        if found is None:
+            raise DomainNotFound(f"domain {args.domain!r} is not running on {daemon.uri}")
+        return {"uri": daemon.uri, **found}
+
+    answer, live = obtain(Source(args), "explain", local, domain=args.domain)
+    _emit(answer, args.json, text.explanation(answer), live)
+    return EXIT_OK
+
+
+def cmd_holds(args: argparse.Namespace) -> int:
+    def local(daemon: Daemon) -> dict[str, Any]:
+        return {"uri": daemon.uri, "holds": present.holds_list(daemon, daemon.clock())}
+
+    answer, live = obtain(Source(args), "holds", local)
+    holds = answer.get("holds", [])
+    _emit(holds, args.json, text.holds_table(holds), live)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    source = Source(args)
+    try:
+        answer = ControlClient(source.socket).call("status")
+    except DaemonNotRunning as error:
+        print(f"balloonctl: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    _emit(answer, args.json, text.status(answer), True)
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    source = Source(args)
+    answer = source.ask("release", domain=args.domain)
+    if answer is not None:
+        what = "released" if answer.get("released") else "had no hold; nothing to release"
+        print(f"{answer.get('domain', args.domain)}: {what}")
+        return EXIT_OK
+    backend = open_backend(source.uri)
+    try:
+        if not isinstance(backend, HoldStore):
+            raise Refused(f"{source.uri}: this backend keeps no holds")
+        backend.clear_hold(args.domain)
+    finally:
+        backend.close()
+    print(f"{args.domain}: hold cleared ({COMPUTED_NOW.split(';')[0]})")
+    return EXIT_OK

@@ -197,7 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig.from_args(args)
     setup_logging(timestamps=sys.stdout.isatty())
     daemon = build_daemon(config.uri, config.settings, config.policy_dir,
-                          state_dir=config.state_dir)  # fmt: skip
+                          state_dir=config.state_dir,
+                          policy_dir_required=args.policy_dir is not None)  # fmt: skip
     if args.once:
         return _run_once(daemon)
     extra = _extra_status(daemon, config.policy_dir, config.control_socket)
@@ -205,9 +206,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     closers: list[Callable[[], None]] = [control.close]
     try:
         metrics = config.serve_metrics(daemon)
-        if metrics is not None:
-            closers.append(metrics.close)
-            logging.getLogger("balloond.daemon").info("metrics on %s", metrics.url)
+        closers.append(metrics.close)
+        logging.getLogger("balloond.daemon").info("metrics on %s", metrics.url)
     except BaseException:
         control.close()
         raise

@@ -57,13 +57,14 @@ def build_daemon(
     telemetry: Telemetry | None = None,
     connect: Callable[[], Backend] | None = None,
     channels: bool = True,
+    policy_dir_required: bool = True,
 ) -> Daemon:
     """A daemon with its policies loaded (raises the loader's error: nothing to fall back on
     at start). `connect` defaults to opening `uri`; the first connection happens at the
     first tick, so a hypervisor that comes up later is simply retried."""
     telemetry = telemetry if telemetry is not None else Telemetry()
     policies = PolicyWatcher(policy_dir, telemetry)
-    policies.load_initial()
+    policies.load_initial(required=policy_dir_required)
     hub = agent_hub(uri, telemetry) if channels else None
     return Daemon(
         connect if connect is not None else (lambda: open_backend(uri)),
@@ -77,13 +78,14 @@ def build_daemon(
     )
 
 
-def compute_once(uri: str, policy_dir: str | os.PathLike[str] | None, settings: LoopSettings
-                 ) -> Daemon:
+def compute_once(uri: str, policy_dir: str | os.PathLike[str] | None, settings: LoopSettings,
+                 *, policy_dir_required: bool = True) -> Daemon:
     """One dry tick, for `balloonctl` when no daemon runs: opens the backend, loads the
     policies, decides once, moves nothing. Raises the backend's error if it is unreachable."""
     backend = open_backend(uri)
     settings = replace(settings, dry_run=True)
-    daemon = build_daemon(uri, settings, policy_dir, connect=lambda: backend, channels=False)
+    daemon = build_daemon(uri, settings, policy_dir, connect=lambda: backend, channels=False,
+                          policy_dir_required=policy_dir_required)
     try:
         if daemon.tick() is None:
             raise BackendError(f"{uri}: could not read the host's domains")

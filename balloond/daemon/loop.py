@@ -31,8 +31,9 @@ from balloond.daemon.statefile import PersistedState, StateFile
 from balloond.errors import BackendError, ConnectionLost, DomainNotFound
 from balloond.model import Decision, DomainDecision, GuestReport, Hold, Snapshot
 from balloond.policy.match import matcher_for
+from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
-from balloond.units import MiB
+from balloond.units import GiB
 
 log = logging.getLogger("balloond.daemon")
 decisions_log = logging.getLogger("balloond.decisions")
@@ -55,14 +56,23 @@ _GONE_EVENTS = frozenset(
 class LoopSettings:
     """The knobs of the loop itself (policies are separate and reloadable)."""
 
-    interval: float = 10.0  # seconds between ticks
-    reserve: int = 512 * MiB  # host memory never promised to guests
-    stale_after: float = 60.0  # statistics or reports older than this are "no data"
+    interval: float = 5.0  # seconds between ticks
+    reserve: int | Amount = GiB  # host memory never promised to guests (Amount: of total)
+    stale_after: float | None = None  # older statistics are "no data"; None: 3 intervals
     stuck_after: float = 30.0  # no progress toward a target for this long: stuck
     stats_period: int = 5  # seconds; libvirt balloon statistics period to ensure
     dry_run: bool = False  # decide and report, change nothing
     reconnect_initial: float = 1.0  # first retry delay after a lost connection
     reconnect_cap: float = 60.0  # retry delay never grows past this
+
+    @property
+    def stale_seconds(self) -> float:
+        return self.stale_after if self.stale_after is not None else 3 * self.interval
+
+    def reserve_for(self, host_total: int) -> int:
+        if isinstance(self.reserve, int):
+            return min(self.reserve, host_total)
+        return min(self.reserve.resolve(host_total), host_total)
 
 
 class Daemon:
@@ -98,6 +108,9 @@ class Daemon:
         self._snapshot: Snapshot | None = None
         self._decision: Decision | None = None
         self._holds_seen: dict[str, Hold] = {}
+        # Resolved against the host's total at each tick; before that, what is known.
+        reserve = settings.reserve
+        self._reserve = reserve if isinstance(reserve, int) else (reserve.size or 0)
         self.wake: Callable[[], None] = lambda: None  # set by the scheduler: tick soon
         persisted = state_file.load() if state_file is not None else PersistedState()
         self._state = _controller_state(persisted)
@@ -111,7 +124,7 @@ class Daemon:
 
     @property
     def reserve(self) -> int:
-        return self.settings.reserve
+        return self._reserve
 
     @property
     def connected(self) -> bool:
@@ -173,14 +186,15 @@ class Daemon:
             self._lost(now, error)
             return None
         policy_set = self.policies.current
+        self._reserve = self.settings.reserve_for(snapshot.host.total)
         decision, state = decide(
             snapshot,
             matcher_for(policy_set).select,
             self._state,
-            reserve=self.settings.reserve,
+            reserve=self._reserve,
             holds=holds,
             now=now,
-            stale_after=self.settings.stale_after,
+            stale_after=self.settings.stale_seconds,
             stuck_after=self.settings.stuck_after,
         )
         self._state = state

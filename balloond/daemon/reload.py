@@ -32,6 +32,8 @@ def fingerprint(folder: Path | None) -> Fingerprint:
         return ()
     try:
         entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return ()  # like an empty folder: the built-in default until files appear
     except OSError:
         return (("<unreadable>", 0, 0),)
     marks = []
@@ -75,11 +77,17 @@ class PolicyWatcher:
     def current(self) -> PolicySet:
         return self._current
 
-    def load_initial(self) -> PolicySet:
+    def load_initial(self, *, required: bool = True) -> PolicySet:
         """Load at start. Unlike a reload this raises: with no last good set to fall back
-        on, starting on a broken set would silently run policies the operator did not write."""
+        on, starting on a broken set would silently run policies the operator did not write.
+        A folder that does not exist is an error when `required` (named by the operator),
+        else the built-in default runs until the folder appears."""
         self._seen = fingerprint(self.folder)
         if self.folder is None:
+            return self._current
+        if not required and not self.folder.exists():
+            log.warning("policy folder %s does not exist; using the built-in default policy "
+                        "until it does", self.folder)  # fmt: skip
             return self._current
         self._current = self._loader(self.folder)
         self._telemetry.record_policy_load(None)
@@ -106,6 +114,8 @@ class PolicyWatcher:
         """Load the whole folder now; keep the last good set on any error."""
         if self.folder is None:
             return False
+        if not self.folder.exists() and self._seen == ():
+            return False  # still absent: nothing to load, nothing wrong
         with self._lock:
             try:
                 policies = self._loader(self.folder)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from balloond.config import DaemonConfig, load_config
+from balloond.config import DEFAULT_CONFIG_PATH, DaemonConfig, load_config
 from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.errors import ConfigError
 from balloond.metrics import MetricsServer, serve, write_textfile
@@ -18,51 +18,61 @@ from balloond.units import parse_duration
 log = logging.getLogger("balloond.daemon")
 
 
+def load_daemon_config(path: str | None) -> DaemonConfig:
+    """The given file; else /etc/balloond/balloond.yaml when it exists; else the defaults."""
+    if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
+        path = DEFAULT_CONFIG_PATH
+    return load_config(path)
+
+
+def loop_settings(config: DaemonConfig, *, interval: float | None = None,
+                  dry_run: bool = False) -> LoopSettings:  # fmt: skip
+    return LoopSettings(
+        interval=config.interval if interval is None else interval,
+        reserve=config.reserve,
+        stale_after=config.stale_after,
+        stuck_after=config.stuck_after,
+        stats_period=max(1, round(config.stats_period)),
+        dry_run=dry_run or config.dry_run,
+    )
+
+
 @dataclass(frozen=True)
 class RunConfig:
     config: DaemonConfig
     uri: str
     settings: LoopSettings
-    policy_dir: Path | None
-    state_dir: Path | None
+    policy_dir: Path
+    state_dir: Path
     control_socket: Path
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunConfig:
-        config = load_config(args.config)
-        interval = config.interval
+        config = load_daemon_config(args.config)
+        interval = None
         if args.interval is not None:
             try:
                 interval = parse_duration(args.interval)
             except ValueError as error:
                 raise ConfigError(f"--interval: {error}") from None
-            if interval <= 0:
-                raise ConfigError(f"--interval must be positive, got: {args.interval!r}")
-        settings = LoopSettings(
-            interval=interval,
-            reserve=_reserve_bytes(config),
-            stale_after=config.stale_after,
-            stuck_after=config.stuck_after,
-            stats_period=int(config.stats_period),
-            dry_run=bool(args.dry_run or config.dry_run),
-        )
-        policy_dir = args.policy_dir or config.policy_dir
+            if not 0.1 <= interval <= 3600:
+                raise ConfigError(f"--interval must be 0.1s..3600s, got: {args.interval!r}")
         return cls(
             config=config,
             uri=args.connect or config.uri,
-            settings=settings,
-            policy_dir=Path(policy_dir) if policy_dir else None,
-            state_dir=Path(config.state_dir) if config.state_dir else None,
+            settings=loop_settings(config, interval=interval, dry_run=args.dry_run),
+            policy_dir=Path(args.policy_dir or config.policy_dir),
+            state_dir=Path(config.state_dir),
             control_socket=Path(config.control_socket),
         )
 
-    def serve_metrics(self, daemon: Daemon) -> MetricsServer | None:
+    def serve_metrics(self, daemon: Daemon) -> MetricsServer:
         config = self.config
-        if config.metrics_port is None:
-            return None
+        auth = config.metrics_basic_auth
         return serve(
             daemon, config.metrics_address, config.metrics_port,
-            tls_cert=config.tls_cert, tls_key=config.tls_key, basic_auth=config.basic_auth,
+            tls_cert=config.metrics_tls_cert, tls_key=config.metrics_tls_key,
+            basic_auth=auth.credentials() if auth is not None else None,
         )  # fmt: skip
 
     def after_tick_hooks(self, daemon: Daemon) -> list[Callable[[], None]]:
@@ -70,15 +80,7 @@ class RunConfig:
         if not textfile:
             return []
 
-        def write() -> None:
+        def write_metrics_textfile() -> None:
             write_textfile(daemon, textfile)
 
-        write.__name__ = f"textfile {textfile}"
-        return [write]
-
-
-def _reserve_bytes(config: Any) -> int:
-    reserve = config.reserve
-    if isinstance(reserve, int):
-        return reserve
-    raise ConfigError(f"reserve must be a size, got: {reserve!r}")
+        return [write_metrics_textfile]
