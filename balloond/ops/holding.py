@@ -2,7 +2,7 @@
 
 The hold names the command's pid: if the command dies, the hold dies with it (the daemon and
 the libvirt backend both check the pid). A hold the domain already had (an operator's
-`balloonctl balloon` pin) is put back afterwards rather than lost.
+`balloonctl balloon` pin) is left in place rather than replaced and lost.
 """
 
 from __future__ import annotations
@@ -43,23 +43,25 @@ def _previous(store: HoldStore, dom: DomainSnapshot) -> Hold | None:
 
 @contextmanager
 def working_hold(store: HoldStore, dom: DomainSnapshot, owner: str, reason: str) -> Iterator[Hold]:
-    """Hold `dom` for the duration of the block; afterwards restore the previous pin or clear.
-    If the domain is gone by then (saved, migrated away) there is nothing left to clear."""
+    """Hold `dom` for the duration of the block, then clear the hold. A domain an operator
+    already pinned is held already: the pin stays as it is (and travels with the domain
+    into a saved image or to a migration's destination)."""
     previous = _previous(store, dom)
+    if previous is not None:
+        yield previous
+        return
     hold = command_hold(dom, owner, reason)
     store.put_hold(dom.name, hold)
     try:
         yield hold
     finally:
-        _finish(store, dom, previous)
+        _finish(store, dom)
 
 
-def _finish(store: HoldStore, dom: DomainSnapshot, previous: Hold | None) -> None:
+def _finish(store: HoldStore, dom: DomainSnapshot) -> None:
+    """If the domain is gone by now (saved, migrated away) there is nothing left to clear."""
     try:
-        if previous is not None:
-            store.put_hold(dom.name, previous)
-        else:
-            store.clear_hold(dom.name)
+        store.clear_hold(dom.name)
     except DomainNotFound:
         pass
     except BackendError as exc:  # the command's own outcome matters more; the pid expires it

@@ -51,14 +51,16 @@ def migrate_domain(
     progress: Callable[[JobProgress], None] | None = None,
     force: bool = False,
     data_uri: str | None = None,
+    destination: Any = None,
 ) -> MigrateResult:
     """Migrate `name` to `dest` (a host name or a libvirt URI). `force` skips the
-    destination capacity check (not the migration's own checks)."""
+    destination capacity check (not the migration's own checks). `destination` is an
+    already open backend for `dest` (tests, the real-VM lab); it is left open."""
     start = time.monotonic()
     backend = ctx.backend
     dest_uri = destination_uri(dest, backend.uri)
     dom = find_domain(backend, name)
-    target = open_destination(dest_uri)
+    target = destination if destination is not None else open_destination(dest_uri)
     try:
         floor = ctx.floor_for(dom)
         needed = min(dom.current, floor) if squeeze_to_floor else dom.current
@@ -76,7 +78,8 @@ def migrate_domain(
             )
         _forget_travelling_hold(target, name, dom.uuid)
     finally:
-        target.close()
+        if destination is None:
+            target.close()
     return MigrateResult(
         name=name,
         dest_uri=dest_uri,

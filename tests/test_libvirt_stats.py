@@ -1,0 +1,79 @@
+"""libvirt statistics dictionaries -> balloond values, without a hypervisor."""
+
+from __future__ import annotations
+
+from balloond.backend.libvirt_stats import (
+    completed_figures,
+    job_kind,
+    job_progress,
+    memory_stats,
+)
+from balloond.model import JobKind, MemoryStats
+from balloond.units import KiB
+
+# What QEMU returned for a 512 MiB guest in the real-VM lab (values in KiB).
+QEMU = {
+    "actual": 524288, "swap_in": 12, "swap_out": 40, "major_fault": 321, "minor_fault": 9000,
+    "unused": 300000, "available": 468000, "usable": 380000, "last_update": 1764200000,
+    "disk_caches": 60000, "rss": 200000,
+}  # fmt: skip
+
+
+def test_kib_become_bytes_and_names_are_untangled() -> None:
+    stats = memory_stats(QEMU)
+    assert stats == MemoryStats(
+        total=468000 * KiB,  # libvirt "available" is the guest's MemTotal
+        available=380000 * KiB,  # and "usable" its MemAvailable
+        unused=300000 * KiB,
+        disk_caches=60000 * KiB,
+        swap_in=12 * KiB,
+        swap_out=40 * KiB,
+        major_faults=321,  # a count, not a size
+        last_update=1764200000.0,
+    )
+
+
+def test_no_guest_driver_means_no_stats() -> None:
+    assert memory_stats({"actual": 524288, "rss": 1000}) is None
+    assert memory_stats({}) is None
+
+
+def test_stats_period_off_gives_no_last_update() -> None:
+    stats = memory_stats({**QEMU, "last_update": 0})
+    assert stats is not None and stats.last_update is None
+
+
+def test_garbage_values_are_dropped() -> None:
+    stats = memory_stats({"usable": -5, "available": "lots", "unused": True, "disk_caches": 7})
+    assert stats == MemoryStats(disk_caches=7 * KiB)
+
+
+def test_job_kinds() -> None:
+    assert job_kind({"type": 0}) is None
+    assert job_kind({"type": 3, "operation": 5}) is None  # completed: no job now
+    assert job_kind({"type": 2, "operation": 5}) == JobKind.MIGRATION
+    assert job_kind({"type": 1, "operation": 2}) == JobKind.SAVE
+    assert job_kind({"type": 2, "operation": 3}) == JobKind.RESTORE
+    assert job_kind({"type": 2}) == JobKind.OTHER  # older libvirt: no operation field
+    assert job_kind({"type": 2, "operation": 99}) == JobKind.OTHER
+
+
+def test_progress_from_job_stats() -> None:
+    progress = job_progress({
+        "type": 2, "memory_processed": 300, "memory_remaining": 700, "memory_total": 1000,
+        "memory_dirty_rate": 10, "memory_page_size": 4096, "time_elapsed": 2500,
+    })  # fmt: skip
+    assert progress is not None
+    assert (progress.processed, progress.remaining, progress.total) == (300, 700, 1000)
+    assert progress.dirty_rate == 40960  # pages/s to bytes/s
+    assert progress.elapsed == 2.5
+    assert job_progress({"type": 0}) is None
+
+
+def test_completed_figures() -> None:
+    assert completed_figures({"data_processed": 5000, "downtime": 45, "time_elapsed": 2900}) == (
+        5000,
+        0.045,
+        2.9,
+    )
+    assert completed_figures({}) == (None, None, None)
