@@ -12,13 +12,11 @@ metadata events, so a 1,000-domain tick is not 1,000 XML dumps.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,15 +29,12 @@ from balloond.backend.libvirt_errors import (
     translated,
 )
 from balloond.backend.libvirt_events import ensure_event_loop, lifecycle_kind
+from balloond.backend.libvirt_holds import LibvirtHoldsMixin
 from balloond.backend.libvirt_ops import LibvirtOperationsMixin
 from balloond.backend.libvirt_stats import job_kind, memory_stats
 from balloond.backend.libvirt_xml import (
-    HOLD_KEY,
-    HOLD_NS,
     DomainXmlFacts,
-    hold_element,
     parse_domain_xml,
-    parse_hold,
 )
 from balloond.errors import (
     ConnectionLost,
@@ -47,7 +42,7 @@ from balloond.errors import (
     NotSupported,
     OperationFailed,
 )
-from balloond.model import DomainSnapshot, DomainState, Hold, HostSnapshot
+from balloond.model import DomainSnapshot, DomainState, HostSnapshot
 from balloond.units import KiB, MiB, bytes_to_kib, kib_to_bytes
 
 log = logging.getLogger(__name__)
@@ -67,7 +62,7 @@ _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
-class LibvirtBackend(LibvirtOperationsMixin):
+class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
     """Backend, Operations and HoldStore over one libvirt connection."""
 
     def __init__(self, uri: str) -> None:
@@ -330,77 +325,3 @@ class LibvirtBackend(LibvirtOperationsMixin):
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    # --- HoldStore ------------------------------------------------------------------------
-
-    def holds(self) -> dict[str, Hold]:
-        with self._call(f"listing domains on '{self._uri}'"):
-            doms = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-        found: dict[str, Hold] = {}
-        for dom in doms:
-            try:
-                hold = self._read_hold(dom)
-            except DomainNotFound:
-                continue
-            if hold is not None:
-                found[hold.domain] = hold
-        return found
-
-    def get_hold(self, name: str) -> Hold | None:
-        """The hold on one domain, if any (expired ones included)."""
-        return self._read_hold(self._lookup(name))
-
-    def _read_hold(self, dom: Any) -> Hold | None:
-        uuid = str(dom.UUIDString())
-        name = str(dom.name())
-        try:
-            with self._call(f"domain '{name}': reading its hold"):
-                flags = _LIVE if dom.isActive() else _CONFIG
-                try:
-                    xml = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, HOLD_NS, flags)
-                except libvirt.libvirtError as exc:
-                    if error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
-                        return None
-                    raise
-        except OperationFailed as exc:
-            log.warning("%s", exc)
-            return None
-        stored = parse_hold(str(xml), uuid)
-        if stored is None:
-            return None
-        hold = stored.hold
-        if hold.pid is not None and stored.host == self._hostname and not _pid_alive(hold.pid):
-            hold = replace(hold, until=0.0)  # its command died: the hold died with it
-        return hold
-
-    def put_hold(self, name: str, hold: Hold) -> None:
-        dom = self._lookup(name)
-        xml = hold_element(hold, self._hostname)
-        with self._call(f"domain '{name}': recording a hold by {hold.owner}"):
-            dom.setMetadata(
-                libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, HOLD_KEY, HOLD_NS, self._flags(dom)
-            )
-
-    def clear_hold(self, name: str) -> None:
-        dom = self._lookup(name)
-        with self._call(f"domain '{name}': releasing its hold"):
-            dom.setMetadata(
-                libvirt.VIR_DOMAIN_METADATA_ELEMENT, None, None, HOLD_NS, self._flags(dom)
-            )
-
-    @staticmethod
-    def _flags(dom: Any) -> int:
-        flags = _LIVE if dom.isActive() else 0
-        if dom.isPersistent():
-            flags |= _CONFIG
-        return flags
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    return True

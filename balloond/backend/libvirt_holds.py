@@ -1,0 +1,113 @@
+"""The libvirt backend's HoldStore, as a mixin: holds live in each domain's own metadata.
+
+One element in its own namespace (see `libvirt_xml`), written to the live domain and, for a
+persistent domain, to its config too, so `balloonctl` and the daemon (any process, with or
+without the daemon, across daemon restarts) see the same holds. A hold that names the pid of
+a command on this host that has died is returned as expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import Any
+
+import libvirt
+
+from balloond.backend.libvirt_errors import error_code
+from balloond.backend.libvirt_xml import HOLD_KEY, HOLD_NS, hold_element, parse_hold
+from balloond.errors import DomainNotFound, OperationFailed
+from balloond.model import Hold
+
+log = logging.getLogger(__name__)
+
+_LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+_CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+class LibvirtHoldsMixin:
+    """Needs `_conn`, `_uri`, `_hostname`, `_call(what)` and `_lookup(name)`."""
+
+    _conn: Any
+    _uri: str
+    _hostname: str
+
+    def _call(self, what: str) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _lookup(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def holds(self) -> dict[str, Hold]:
+        with self._call(f"listing domains on '{self._uri}'"):
+            doms = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        found: dict[str, Hold] = {}
+        for dom in doms:
+            try:
+                hold = self._read_hold(dom)
+            except DomainNotFound:
+                continue
+            if hold is not None:
+                found[hold.domain] = hold
+        return found
+
+    def get_hold(self, name: str) -> Hold | None:
+        """The hold on one domain, if any (expired ones included)."""
+        return self._read_hold(self._lookup(name))
+
+    def _read_hold(self, dom: Any) -> Hold | None:
+        uuid = str(dom.UUIDString())
+        name = str(dom.name())
+        try:
+            with self._call(f"domain '{name}': reading its hold"):
+                flags = _LIVE if dom.isActive() else _CONFIG
+                try:
+                    xml = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, HOLD_NS, flags)
+                except libvirt.libvirtError as exc:
+                    if error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                        return None
+                    raise
+        except OperationFailed as exc:
+            log.warning("%s", exc)
+            return None
+        stored = parse_hold(str(xml), uuid)
+        if stored is None:
+            return None
+        hold = stored.hold
+        if hold.pid is not None and stored.host == self._hostname and not _pid_alive(hold.pid):
+            hold = replace(hold, until=0.0)  # its command died: the hold died with it
+        return hold
+
+    def put_hold(self, name: str, hold: Hold) -> None:
+        dom = self._lookup(name)
+        xml = hold_element(hold, self._hostname)
+        with self._call(f"domain '{name}': recording a hold by {hold.owner}"):
+            dom.setMetadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, HOLD_KEY, HOLD_NS, self._flags(dom)
+            )
+
+    def clear_hold(self, name: str) -> None:
+        dom = self._lookup(name)
+        with self._call(f"domain '{name}': releasing its hold"):
+            dom.setMetadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, None, None, HOLD_NS, self._flags(dom)
+            )
+
+    @staticmethod
+    def _flags(dom: Any) -> int:
+        flags = _LIVE if dom.isActive() else 0
+        if dom.isPersistent():
+            flags |= _CONFIG
+        return flags
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
