@@ -1,0 +1,50 @@
+"""The contenders, one small module each; `make(name, scenario, sim)` builds one."""
+
+from __future__ import annotations
+
+from balloond.bench.contenders.base import Contender, GuestConfig, Observation
+from balloond.errors import ConfigError
+from balloond.sim.host import SimHost
+from balloond.sim.scenario import Scenario
+
+NAMES = ("static", "mom", "squeezed", "qmemman", "proxmox", "selfballoon", "oracle", "balloond")
+BASELINES = ("static", "mom", "squeezed", "qmemman", "proxmox", "selfballoon")
+
+__all__ = ["BASELINES", "NAMES", "Contender", "GuestConfig", "Observation", "make"]
+
+
+def make(name: str, scenario: Scenario, sim: SimHost) -> Contender:
+    """A fresh contender for one run. Only the oracle is handed the simulation itself."""
+    if name == "static":
+        from balloond.bench.contenders.static import Static
+
+        return Static(scenario)
+    if name == "mom":
+        from balloond.bench.contenders.mom import Mom
+
+        return Mom(scenario)
+    if name == "squeezed":
+        from balloond.bench.contenders.squeezed import Squeezed
+
+        return Squeezed(scenario)
+    if name == "qmemman":
+        from balloond.bench.contenders.qmemman import Qmemman
+
+        return Qmemman(scenario)
+    if name == "proxmox":
+        from balloond.bench.contenders.proxmox import Proxmox
+
+        return Proxmox(scenario)
+    if name == "selfballoon":
+        from balloond.bench.contenders.selfballoon import Selfballoon
+
+        return Selfballoon(scenario)
+    if name == "oracle":
+        from balloond.bench.contenders.oracle import Oracle
+
+        return Oracle(scenario, sim)
+    if name == "balloond":
+        from balloond.bench.contenders.balloond import Balloond
+
+        return Balloond(scenario)
+    raise ConfigError(f"unknown contender {name!r}; known: {', '.join(NAMES)}")
