@@ -9,23 +9,25 @@ sharing step may not push it (its floor; its current size when the data is bad o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from balloond.core import explain
 from balloond.core.estimate import SWAP_IN_GUARD, Estimate, estimate
+from balloond.core.explain import sz
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
 from balloond.policy.model import Policy
-from balloond.units import format_size as sz
 
-RUNNING = frozenset({DomainState.RUNNING, DomainState.BLOCKED})
+# Tuples, not sets: membership then tests identity first, while hashing an Enum member runs
+# Python code (this is checked for every domain every tick).
+RUNNING = (DomainState.RUNNING, DomainState.BLOCKED)
 # States in which an issued target may still be taken later (the promise stands).
-ALIVE = RUNNING | {DomainState.PAUSED, DomainState.PMSUSPENDED}
+ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
 # Held demand decays toward lower readings with this half-life (seconds).
 PEAK_HALF_LIFE = 60.0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Work:
     """One domain's decision in the making (mutable, private to a tick)."""
 
@@ -45,6 +47,8 @@ class Work:
     low: int = 0
     in_force: int = 0  # the target the hypervisor is working toward now
     guard: bool = False  # swap guard forbids shrinking
+    clamp: str = ""  # "floor" or "ceiling" when the policy range bounds the want
+    retry: bool = False  # stuck before and due for a retry: re-issue whatever the law says
 
 
 def classify(
@@ -52,13 +56,13 @@ def classify(
     policy: Policy,
     memo: DomainMemo,
     hold: Hold | None,
-    *,
+    bounds: tuple[int, int],
     now: float,
     stale_after: float,
 ) -> Work:
+    """`bounds` is (floor, ceiling) of the policy for this domain's maxmem."""
     cur, maxmem = dom.current, dom.maxmem
-    floor, ceiling = policy.floor_for(max(maxmem, 0)), policy.ceiling_for(max(maxmem, 0))
-    work = Work(dom, policy, memo, floor, ceiling, Reason.STEADY, cur)
+    work = Work(dom, policy, memo, bounds[0], bounds[1], Reason.STEADY, cur)
     work.promise = memo.promised(cur) if dom.state in ALIVE else 0
     work.in_force = memo.target if memo.target is not None and dom.state in ALIVE else cur
     if dom.state not in RUNNING or dom.job is not None:
@@ -77,7 +81,8 @@ def classify(
     if memo.stuck_until is not None and memo.stuck_until > now:
         text = explain.stuck(cur, memo.target, memo.stuck_until, memo.strikes)
         return _fixed(work, Reason.STUCK, text)
-    return _claimant(work, now=now, stale_after=stale_after)
+    work.retry = memo.stuck_until is not None
+    return _claimant(work, now, stale_after)
 
 
 def _fixed(work: Work, reason: Reason, text: str) -> Work:
@@ -90,7 +95,7 @@ def stats_time(dom: DomainSnapshot, now: float) -> float:
     return last if last is not None and math.isfinite(last) and last > 0 else now
 
 
-def _claimant(work: Work, *, now: float, stale_after: float) -> Work:
+def _claimant(work: Work, now: float, stale_after: float) -> Work:
     dom, policy, memo = work.dom, work.policy, work.memo
     at = stats_time(dom, now)
     est = estimate(dom, policy, memo, now=now, stale_after=stale_after, stats_at=at)
@@ -111,10 +116,14 @@ def _claimant(work: Work, *, now: float, stale_after: float) -> Work:
     work.reason = _direction(est, want, cur)
     if est.requested is not None and policy.self_adjust:
         want, work.reason = est.requested, Reason.GUEST_REQUEST
+    # FLOOR / CEILING name the reason only when the bound itself moves the domain; a guest
+    # shrinking toward its floor from far above is still shrinking because it is idle.
     if want < floor:
-        want, work.reason = floor, (Reason.FLOOR if cur != floor else Reason.STEADY)
+        want, work.clamp = floor, "floor"
+        work.reason = Reason.FLOOR if cur < floor else _direction(est, floor, cur)
     elif want > ceiling:
-        want, work.reason = ceiling, (Reason.CEILING if cur != ceiling else Reason.STEADY)
+        want, work.clamp = ceiling, "ceiling"
+        work.reason = Reason.CEILING if cur > ceiling else _direction(est, ceiling, cur)
     work.want = want
     work.low = max(floor, min(cur, ceiling)) if work.guard else floor
     return work
@@ -142,11 +151,11 @@ def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
             keep = 0.5 ** (max(0.0, now - peak_at) / PEAK_HALF_LIFE)
             peak = est.demand + int((peak - est.demand) * keep)
         peak_at = now
-    return replace(
-        memo,
-        swap_in=swap_in if swap_in is not None and swap_in >= 0 else None,
-        major_faults=faults if faults is not None and faults >= 0 else None,
-        counters_at=at if swap_in is not None or faults is not None else None,
-        peak=peak,
-        peak_at=peak_at,
-    )
+    swap_in = swap_in if swap_in is not None and swap_in >= 0 else None
+    faults = faults if faults is not None and faults >= 0 else None
+    # Built directly, not with dataclasses.replace: this runs for every domain every tick.
+    return DomainMemo(
+        swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
+        peak_at, memo.target, memo.target_at, memo.mark_current, memo.mark_at,
+        memo.stuck_until, memo.strikes,
+    )  # fmt: skip

@@ -28,11 +28,11 @@ from collections.abc import Callable, Mapping
 
 from balloond.core import explain, progress
 from balloond.core.classify import ALIVE, Work, classify
+from balloond.core.explain import sz
 from balloond.core.share import water_fill
-from balloond.core.state import ControllerState, DomainMemo
+from balloond.core.state import STUCK_BACKOFF_CAP, ControllerState, DomainMemo
 from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
 from balloond.policy.model import Policy
-from balloond.units import format_size as sz
 
 # In a host deficit, claimants cut by contention shrink at this multiple of their usual step.
 DEFICIT_STEP_FACTOR = 2
@@ -55,14 +55,23 @@ def decide(
     setMemory), call `state.forget_target(uuid)` on it.
     """
     works: list[Work] = []
+    bounds: dict[tuple[int, int], tuple[int, int]] = {}  # (id(policy), maxmem) -> floor, ceiling
+    memos, empty = state.domains, DomainMemo()
     for dom in snapshot.domains:
-        memo = progress.track(state.memo(dom.uuid), dom.current, now, stuck_after)
-        if dom.state not in ALIVE and memo.target is not None:
-            memo = DomainMemo(strikes=memo.strikes, stuck_until=memo.stuck_until)
-        works.append(
-            classify(dom, policy_for(dom), memo, holds.get(dom.uuid), now=now,
-                     stale_after=stale_after)
-        )  # fmt: skip
+        memo = memos.get(dom.uuid, empty)
+        if memo.stuck_until is not None and memo.stuck_until > now + STUCK_BACKOFF_CAP:
+            memo = memo._replace(stuck_until=now + STUCK_BACKOFF_CAP)  # never permanent
+        if memo.target is not None:
+            memo = progress.track(memo, dom.current, now, stuck_after)
+            if dom.state not in ALIVE:
+                memo = DomainMemo(strikes=memo.strikes, stuck_until=memo.stuck_until)
+        policy = policy_for(dom)
+        key = (id(policy), dom.maxmem)
+        limits = bounds.get(key)
+        if limits is None:
+            maxmem = max(dom.maxmem, 0)
+            limits = bounds[key] = (policy.floor_for(maxmem), policy.ceiling_for(maxmem))
+        works.append(classify(dom, policy, memo, holds.get(dom.uuid), limits, now, stale_after))
     host_free = snapshot.host.free
     claimants = [w for w in works if not w.fixed]
     fixed_promises = sum(w.promise for w in works if w.fixed)
@@ -132,10 +141,11 @@ def _limit(work: Work, *, deficit: bool) -> None:
             limited = f"; step limited to {policy.max_grow_step}"
     work.target = new
     inside = work.floor <= cur <= work.ceiling
-    if inside and abs(new - work.in_force) < policy.deadband.resolve(cur):
-        _steady(work)
-        return
-    if new == work.in_force:
+    if work.retry and (new != cur or work.in_force != cur):
+        limited += "; retried after being stuck"
+    elif new == work.in_force or (
+        inside and abs(new - work.in_force) < policy.deadband.resolve(cur)
+    ):
         _steady(work)
         return
     work.act = True
@@ -162,10 +172,10 @@ def _why(work: Work) -> str:
     if work.reason is Reason.GUEST_REQUEST and est.requested is not None:
         return f"guest requests {sz(est.requested)}"
     text = explain.cause(est, policy.buffer, policy.pressure_target, work.want > work.dom.current)
-    if work.reason is Reason.FLOOR:
-        text += f", below the floor {sz(work.floor)}"
-    elif work.reason is Reason.CEILING:
-        text += f", above the ceiling {sz(work.ceiling)}"
+    if work.clamp == "floor":
+        text += f", raised to the floor {sz(work.floor)}"
+    elif work.clamp == "ceiling":
+        text += f", capped at the ceiling {sz(work.ceiling)}"
     return text + (f" ({est.note})" if est.note else "")
 
 
@@ -187,12 +197,16 @@ def _explain_move(work: Work, limited: str) -> None:
 def _grant(claimants: list[Work], spare: int) -> int:
     """Cut growth to what the host can give now, floors first, then by weight (step 5).
     Returns what is left of the grow budget."""
-    growers = [w for w in claimants if w.act and w.target > max(w.dom.current, w.in_force)]
-    freed = sum(
-        max(w.dom.current, w.in_force) - max(w.dom.current, w.target)
-        for w in claimants
-        if w.act and w not in growers
-    )
+    growers: list[Work] = []
+    freed = 0
+    for w in claimants:
+        if not w.act:
+            continue
+        committed = max(w.dom.current, w.in_force)
+        if w.target > committed:
+            growers.append(w)
+        else:
+            freed += committed - max(w.dom.current, w.target)
     room = spare + freed
     asks = [w.target - max(w.dom.current, w.in_force) for w in growers]
     if sum(asks) <= room:

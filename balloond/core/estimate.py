@@ -21,7 +21,7 @@ allocations never touched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
@@ -45,8 +45,7 @@ LIE_RATIO = 1.25
 LIE_SLACK = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
     """What the core believes about one guest this tick. `demand` None means no data."""
 
     demand: int | None  # corrected demand (no buffer), bytes
@@ -85,7 +84,7 @@ def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_afte
     """Why the balloon statistics are unusable, or "" when they are fine."""
     if stats is None or stats.total is None or stats.available is None:
         return "no balloon statistics"
-    if stats.last_update is not None and abs(now - stats.last_update) > stale_after:
+    if stats.last_update is not None and not abs(now - stats.last_update) <= stale_after:
         return f"balloon statistics are {now - stats.last_update:.0f} s old"
     if not 0 < stats.total <= maxmem:
         return f"implausible MemTotal {stats.total} bytes (maxmem {maxmem})"

@@ -7,10 +7,14 @@ times are rendered from the epoch the hold carries, in UTC).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from balloond.core.estimate import Estimate
 from balloond.model import DomainState, Hold, JobKind
-from balloond.units import format_size as sz
+from balloond.units import format_size
+
+# Sizes repeat from tick to tick (a steady guest's size, floors, deadbands): cache their text.
+sz = lru_cache(maxsize=8192)(format_size)
 
 
 def pct(ratio: float) -> str:

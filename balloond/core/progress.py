@@ -10,8 +10,6 @@ alone until `stuck_until`, then retried; each consecutive strike doubles the wai
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from balloond.core.state import DomainMemo, stuck_backoff
 
 MiB = 1024 * 1024
@@ -29,23 +27,23 @@ def track(memo: DomainMemo, current: int, now: float, stuck_after: float) -> Dom
     if target is None:
         return memo
     if abs(target - current) <= reach_tolerance(target):
-        return replace(
-            memo, target=None, target_at=None, mark_current=None, mark_at=None,
+        return memo._replace(
+            target=None, target_at=None, mark_current=None, mark_at=None,
             stuck_until=None, strikes=0,
         )  # fmt: skip
     mark, mark_at = memo.mark_current, memo.mark_at
     if mark is None or mark_at is None:
-        return replace(memo, mark_current=current, mark_at=now)
+        return memo._replace(mark_current=current, mark_at=now)
     moved = (current - mark) if target > mark else (mark - current)
     if moved >= max(MiB, int(abs(target - mark) * PROGRESS_RATIO)):
-        return replace(memo, mark_current=current, mark_at=now, stuck_until=None, strikes=0)
-    if memo.stuck_until is not None and memo.stuck_until > now:
-        return memo  # already stuck; wait for the retry
+        return memo._replace(mark_current=current, mark_at=now, stuck_until=None, strikes=0)
+    if memo.stuck_until is not None:
+        return memo  # stuck: wait for the retry, which re-issues a target and a fresh mark
     if now - mark_at < stuck_after:
         return memo
     strikes = min(memo.strikes + 1, 64)
-    return replace(
-        memo, strikes=strikes, stuck_until=now + stuck_backoff(strikes),
+    return memo._replace(
+        strikes=strikes, stuck_until=now + stuck_backoff(strikes),
         mark_current=current, mark_at=now,
     )  # fmt: skip
 
@@ -54,16 +52,19 @@ def issued(memo: DomainMemo, current: int, target: int, now: float) -> DomainMem
     """Record a target the daemon is about to apply. The mark restarts when the direction
     changes or the domain is being retried after a stuck period, so a retry gets a full
     `stuck_after` to show progress."""
+    retried = memo.stuck_until is not None and memo.stuck_until <= now
     if abs(target - current) <= reach_tolerance(target):
-        return replace(memo, target=None, target_at=None, mark_current=None, mark_at=None)
+        return memo._replace(
+            target=None, target_at=None, mark_current=None, mark_at=None,
+            stuck_until=None if retried else memo.stuck_until,
+        )  # fmt: skip
     old = memo.target
     same_way = old is not None and (old > current) == (target > current)
-    retried = memo.stuck_until is not None and memo.stuck_until <= now
     if same_way and not retried and memo.mark_current is not None and memo.mark_at is not None:
-        return replace(memo, target=target, target_at=now)
+        return memo._replace(target=target, target_at=now)
     # A retry keeps its strikes (the next stuck period is longer) but is no longer stuck.
     stuck_until = None if retried else memo.stuck_until
-    return replace(
-        memo, target=target, target_at=now, mark_current=current, mark_at=now,
+    return memo._replace(
+        target=target, target_at=now, mark_current=current, mark_at=now,
         stuck_until=stuck_until,
     )  # fmt: skip

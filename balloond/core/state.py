@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from balloond.units import MAX_SIZE
 
@@ -43,9 +43,9 @@ def stuck_backoff(strikes: int) -> float:
     return min(STUCK_BACKOFF_CAP, STUCK_BACKOFF_FIRST * 2.0 ** min(strikes - 1, 32))
 
 
-@dataclass(frozen=True, slots=True)
-class DomainMemo:
-    """What the core remembers about one domain. Every field is optional."""
+class DomainMemo(NamedTuple):
+    """What the core remembers about one domain. Every field is optional. A NamedTuple, not a
+    frozen dataclass: one is built per domain per tick and this is four times cheaper."""
 
     swap_in: int | None = None
     major_faults: int | None = None
@@ -68,7 +68,7 @@ class DomainMemo:
 
 _EMPTY_MEMO = DomainMemo()
 _INT_FIELDS = frozenset({"swap_in", "major_faults", "peak", "target", "mark_current", "strikes"})
-_MEMO_FIELDS = tuple(f.name for f in fields(DomainMemo))
+_MEMO_FIELDS = DomainMemo._fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ class ControllerState:
         memo = self.domains.get(uuid)
         if memo is None or memo.target is None:
             return self
-        cleared = replace(memo, target=None, target_at=None, mark_current=None, mark_at=None)
+        cleared = memo._replace(target=None, target_at=None, mark_current=None, mark_at=None)
         return ControllerState.of({**self.domains, uuid: cleared})
 
     def to_dict(self) -> dict[str, Any]:
