@@ -164,7 +164,8 @@ class Guest:
         except FileNotFoundError:
             return 0
 
-    def wait_console(self, pattern: re.Pattern[str], timeout: float, since: int = 0) -> re.Match[str]:
+    def wait_console(self, pattern: re.Pattern[str], timeout: float,
+                     since: int = 0) -> re.Match[str]:
         def seen() -> re.Match[str] | None:
             return pattern.search(self.console_text()[since:])
         return wait_for(seen, timeout, f"guest {self.name}: console line /{pattern.pattern}/")

@@ -115,7 +115,8 @@ class LibvirtHost:
         wait_for(lambda: ready.exists() or self.holder.poll() is not None, 20,
                  f"{self.name}: mount namespace")
         if not ready.exists():
-            raise RuntimeError(f"{self.name}: namespace holder failed: {_tail(self.dir / 'nsholder.log')}")
+            log = _tail(self.dir / "nsholder.log")
+            raise RuntimeError(f"{self.name}: namespace holder failed: {log}")
         for prog, conf in (("virtlogd", "virtlogd.conf"), ("libvirtd", "libvirtd.conf")):
             argv = [prog, "-f", str(etc / conf), "-p", str(self.dir / f"{prog}.pid")]
             if prog == "libvirtd" and self.spec.tcp_port:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -35,7 +34,7 @@ STDLIB_DROP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
 DYNLOAD_DROP = re.compile(r"^(_test|xx|_ctypes_test|_curses|_dbm|nis|_sqlite3|_tkinter|readline|"
                           r"ossaudiodev|audioop|_ssl|_hashlib)")
 # How the packed agent is started in the guest; {dev} is the port's /dev node.
-AGENT_ARGS = ("--transport", "virtio-serial", "--device", "{dev}", "--interval", "2")
+AGENT_ARGS = ("run", "--transport", "virtio:{dev}", "--interval", "2")
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,10 @@ def ours() -> list[tuple[int, str]]:
         if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         argv = cmdline(int(entry.name))
-        if argv and any(marker in a for a in argv) and alive(int(entry.name)):
-            if any(k in Path(argv[0]).name or k in " ".join(argv[:3]) for k in KINDS):
-                found.append((int(entry.name), " ".join(argv)))
+        if not argv or not any(marker in a for a in argv) or not alive(int(entry.name)):
+            continue
+        if any(k in Path(argv[0]).name or k in " ".join(argv[:3]) for k in KINDS):
+            found.append((int(entry.name), " ".join(argv)))
     return found
 
 

@@ -27,5 +27,6 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
         except (OSError, ValueError, KeyError) as exc:  # not ready yet: sockets, parsing
             last = exc
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+            raise WaitTimeout(
+                f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
         time.sleep(interval)

@@ -5,6 +5,7 @@ line {"id": N, "ok": true|false, ...}. Test-only: it runs as root inside a throw
 Standard library only: this runs on Debian's python3.11-minimal + libpython3.11-stdlib.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -59,10 +60,8 @@ def stop_hog():
         HOG.send_signal(signal.SIGKILL)
         HOG.wait()
     HOG = None
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(PROGRESS)
-    except OSError:
-        pass
     return {}
 
 
@@ -90,11 +89,9 @@ def answer(line):
         out = COMMANDS[msg["cmd"]](msg)
         out.update(id=msg.get("id"), ok=True)
     except Exception as exc:  # the host wants to see the error, the loop must go on
-        out = {"id": None, "ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
-        try:
+        out = {"id": None, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        with contextlib.suppress(Exception):
             out["id"] = json.loads(line).get("id")
-        except Exception:
-            pass
     return (json.dumps(out) + "\n").encode()
 
 
