@@ -15,7 +15,7 @@ from balloond.units import MiB, format_size
 # xm list shows six state flags, each in its own position: r b p s c d.
 _FLAG_POSITIONS = "rbpscd"
 
-LIST_COLUMNS = ("Name", "ID", "Mem(MiB)", "Max", "Target", "VCPUs", "State", "Time(s)",
+LIST_COLUMNS = ("Name", "ID", "Mem(MiB)", "MaxMem", "Target", "VCPUs", "State", "Time(s)",
                 "Policy", "Pressure", "Floor", "Ceiling", "Hold", "Report")  # fmt: skip
 
 

@@ -6,6 +6,9 @@
     holds                           active holds
     hold     domain=NAME [owner=, reason=, seconds=, target=, pid=]
     release  domain=NAME            clear a hold (the backend's and the daemon's own)
+    operation operation=save|restore|migrate|balloon|maxmem result=ok|failed|refused
+              [duration=S downtime=S]
+                                    count an operator command in the daemon's metrics
 
 Every argument arrives from a client and is checked here before use.
 """
@@ -51,8 +54,38 @@ def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> d
     def release(request: Mapping[str, Any]) -> object:
         return release_hold(daemon, _text(request, "domain", required=True))
 
+    def operation(request: Mapping[str, Any]) -> object:
+        return record_operation(daemon, request)
+
     return {"status": status, "list": list_, "explain": explain, "holds": holds, "hold": hold,
-            "release": release}  # fmt: skip
+            "release": release, "operation": operation}  # fmt: skip
+
+
+OPERATIONS = frozenset({"save", "restore", "migrate", "balloon", "maxmem"})
+RESULTS = frozenset({"ok", "failed", "refused", "aborted"})
+
+
+def record_operation(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
+    """balloonctl runs save/restore/migrate itself; it reports them here so that the daemon's
+    metrics count them. Labels come from fixed sets: a client cannot add label values."""
+    operation = _text(request, "operation", required=True)
+    result = _text(request, "result", required=True)
+    if operation not in OPERATIONS:
+        raise RequestError(f"'operation' must be one of {sorted(OPERATIONS)}, got: {operation!r}")
+    if result not in RESULTS:
+        raise RequestError(f"'result' must be one of {sorted(RESULTS)}, got: {result!r}")
+    daemon.counters().record_operation(
+        operation, result, duration=_number(request, "duration"),
+        downtime=_nonnegative(request, "downtime"),
+    )  # fmt: skip
+    return {"recorded": True}
+
+
+def _nonnegative(request: Mapping[str, Any], key: str) -> float | None:
+    value = request.get(key)
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _number(request, key)
 
 
 def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:

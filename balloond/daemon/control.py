@@ -165,7 +165,7 @@ def _listen(path: Path) -> socket.socket:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
-    sock.listen(MAX_CONNECTIONS)
+    sock.listen(4 * MAX_CONNECTIONS)  # room for a burst while the accept loop turns away
     return sock
 
 

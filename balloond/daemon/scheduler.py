@@ -78,6 +78,7 @@ class Runner:
     def reload(self) -> None:
         """SIGHUP: reload the policies at the next tick, which runs now."""
         self.notifier.reloading()
+        self._ready_sent = False  # systemd waits for READY=1 again after RELOADING=1
         self.daemon.policies.request_reload()
         self.wake()
 

@@ -1,0 +1,237 @@
+"""The control socket: its commands, its permissions, and hostile clients that must never end
+the daemon (garbage, huge lines, wrong types, floods)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemonlib.harness import Recording, make_daemon, run_ticks, sim_host
+
+from balloond.daemon.commands import handlers
+from balloond.daemon.control import (
+    MAX_CONNECTIONS,
+    MAX_REQUEST_BYTES,
+    ControlClient,
+    ControlServer,
+    DaemonNotRunning,
+)
+from balloond.daemon.loop import Daemon
+from balloond.errors import ControlError
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Daemon, ControlServer, Any]]:
+    host = sim_host()
+    daemon = make_daemon(lambda: Recording(host), clock=host.now)
+    run_ticks(daemon, host, 3)
+    server = ControlServer(tmp_path / "run" / "control.sock", handlers(daemon, dict))
+    try:
+        yield daemon, server, host
+    finally:
+        server.close()
+
+
+def _raw(path: Path, payload: bytes, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Send raw bytes, read every response line until the server closes or goes quiet."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may hang up on a huge request before reading it all
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError:
+            pass
+    return [json.loads(line) for line in data.splitlines() if line]
+
+
+def _retry(call: Any) -> Any:
+    """Retry while the listen backlog is full (the accept loop is still turning the flood
+    away): a refused connect is the kernel's answer, not the daemon's."""
+    for _ in range(100):
+        try:
+            return call()
+        except BlockingIOError:
+            threading.Event().wait(0.05)
+    return call()
+
+
+def test_socket_and_folder_are_private(running: tuple[Daemon, ControlServer, Any]) -> None:
+    _, server, _ = running
+    assert stat.S_IMODE(server.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(server.path.parent.stat().st_mode) == 0o700
+    assert stat.S_ISSOCK(server.path.stat().st_mode)
+
+
+def test_commands(running: tuple[Daemon, ControlServer, Any]) -> None:
+    _, server, _ = running
+    client = ControlClient(server.path)
+    status = client.call("status")
+    assert status["uri"] == "test" and status["domains"] == 6 and status["ticks"] == 3
+    rows = client.call("list")["rows"]
+    assert {r["name"] for r in rows} == {"idle", "web", "leak", "batch", "cache", "legacy"}
+    for row in rows:
+        assert row["floor"] <= row["target"] <= row["maxmem"]
+    explained = client.call("explain", domain="web")
+    assert explained["domain"]["name"] == "web"
+    assert explained["policy"]["selector"] == "default"
+    assert explained["decision"]["explanation"]
+    assert client.call("holds")["holds"] == []
+
+
+def test_hold_and_release(running: tuple[Daemon, ControlServer, Any]) -> None:
+    daemon, server, host = running
+    client = ControlClient(server.path)
+    answer = client.call("hold", domain="web", seconds=600, reason="maintenance")
+    assert answer["stored"] == "backend"  # the simulated host is a HoldStore
+    run_ticks(daemon, host, 1)
+    holds = client.call("holds")["holds"]
+    assert [h["name"] for h in holds] == ["web"] and holds[0]["reason"] == "maintenance"
+    assert client.call("release", domain="web")["released"] is True
+    run_ticks(daemon, host, 1)
+    assert client.call("holds")["holds"] == []
+
+
+@pytest.mark.parametrize(
+    ("request_line", "error"),
+    [
+        (b"garbage\n", "not a JSON object"),
+        (b"\xff\xfe\x00\n", "not a JSON object"),
+        (b"[1, 2]\n", "must be a JSON object"),
+        (b'{"cmd": 5}\n', "string 'cmd'"),
+        (b"{}\n", "string 'cmd'"),
+        (b'{"cmd": "reboot"}\n', "unknown command"),
+        (b'{"cmd": "explain"}\n', "'domain' must be"),
+        (b'{"cmd": "explain", "domain": ["web"]}\n', "'domain' must be"),
+        (b'{"cmd": "explain", "domain": "nosuch"}\n', "not known"),
+        (b'{"cmd": "hold", "domain": "web", "seconds": "abc"}\n', "'seconds' must be"),
+        (b'{"cmd": "hold", "domain": "web", "seconds": -5}\n', "'seconds' must be"),
+        (b'{"cmd": "hold", "domain": "web", "seconds": NaN}\n', "'seconds' must be"),
+        (b'{"cmd": "hold", "domain": "web", "target": true}\n', "'target' must be"),
+        (b'{"cmd": "hold", "domain": "web", "target": 1e400}\n', "'target' must be"),
+        (b'{"cmd": "hold", "domain": "web", "pid": -1}\n', "'pid' must be"),
+        (b'{"cmd": "release", "domain": "' + b"x" * 1000 + b'"}\n', "longer than"),
+        (b"[" * 50_000 + b"\n", "not a JSON object"),
+    ],
+)
+def test_malformed_requests_get_an_error_response(
+    running: tuple[Daemon, ControlServer, Any], request_line: bytes, error: str
+) -> None:
+    _, server, _ = running
+    responses = _raw(server.path, request_line)
+    assert len(responses) == 1 and responses[0]["ok"] is False
+    assert error in responses[0]["error"]
+    assert ControlClient(server.path).call("status")["domains"] == 6, "still serving"
+
+
+def test_a_huge_line_is_refused_and_the_connection_closed(
+    running: tuple[Daemon, ControlServer, Any],
+) -> None:
+    _, server, _ = running
+    responses = _raw(server.path, b"x" * (MAX_REQUEST_BYTES * 4))
+    assert responses and "larger than" in responses[0]["error"]
+    padded = b'{"cmd": "status", "pad": "' + b"y" * MAX_REQUEST_BYTES + b'"}\n'
+    responses = _raw(server.path, padded)
+    assert responses and "larger than" in responses[0]["error"]
+    assert ControlClient(server.path).call("status")["domains"] == 6
+
+
+def test_many_requests_on_one_connection(running: tuple[Daemon, ControlServer, Any]) -> None:
+    _, server, _ = running
+    responses = _raw(server.path, b'{"cmd": "status"}\n' * 50 + b"junk\n")
+    assert len(responses) == 51
+    assert all(r["ok"] for r in responses[:50]) and responses[50]["ok"] is False
+
+
+def test_a_flood_of_idle_connections_does_not_lock_out_the_daemon(
+    running: tuple[Daemon, ControlServer, Any],
+) -> None:
+    daemon, server, host = running
+    idle = []
+    try:
+        for _ in range(MAX_CONNECTIONS * 2):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(server.path))
+            idle.append(sock)
+        # Past the cap, new connections are told to come back; nothing crashes.
+        extra = _retry(lambda: _raw(server.path, b'{"cmd": "status"}\n', timeout=5))
+        assert extra and extra[0]["ok"] is False and "too many" in extra[0]["error"]
+        run_ticks(daemon, host, 1)  # the loop is not blocked by the socket
+    finally:
+        for sock in idle:
+            sock.close()
+    for _ in range(50):  # the server notices the closed connections and frees their slots
+        try:
+            assert ControlClient(server.path).call("status")["ticks"] == 4
+            break
+        except ControlError:
+            threading.Event().wait(0.1)
+    else:
+        pytest.fail("slots were never freed")
+
+
+def test_client_when_no_daemon_runs(tmp_path: Path) -> None:
+    with pytest.raises(DaemonNotRunning):
+        ControlClient(tmp_path / "none.sock").call("status")
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(stale))  # bound, never listening: what a crashed daemon leaves
+    with pytest.raises(DaemonNotRunning):
+        ControlClient(stale).call("status")
+
+
+def test_a_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(path))
+    server = ControlServer(path, {"ping": lambda request: "pong"})
+    try:
+        assert ControlClient(path).call("ping") == "pong"
+        with pytest.raises(ControlError, match="another balloond"):
+            ControlServer(path, {})
+    finally:
+        server.close()
+    assert not path.exists()
+
+
+def test_a_handler_bug_answers_an_error_and_the_server_goes_on(tmp_path: Path) -> None:
+    def broken(request: Any) -> object:
+        raise ZeroDivisionError("boom")
+
+    server = ControlServer(tmp_path / "c.sock", {"broken": broken, "ping": lambda r: "pong"})
+    try:
+        with pytest.raises(ControlError, match="internal error: ZeroDivisionError"):
+            ControlClient(server.path).call("broken")
+        assert ControlClient(server.path).call("ping") == "pong"
+    finally:
+        server.close()
+
+
+def test_operations_reported_by_balloonctl_are_counted(
+    running: tuple[Daemon, ControlServer, Any],
+) -> None:
+    daemon, server, _ = running
+    client = ControlClient(server.path)
+    client.call("operation", operation="migrate", result="ok", duration=12.5, downtime=0.05)
+    client.call("operation", operation="save", result="failed")
+    telemetry = daemon.telemetry()
+    assert telemetry.operations[("migrate", "ok")] == 1
+    assert telemetry.operations[("save", "failed")] == 1
+    assert telemetry.migration_durations == [12.5]
+    for bad in ({"operation": "rm -rf", "result": "ok"}, {"operation": "save", "result": "x"},
+                {"operation": "save", "result": "ok", "duration": "long"}):  # fmt: skip
+        with pytest.raises(ControlError, match="must be"):
+            client.call("operation", **bad)
+    assert sum(daemon.telemetry().operations.values()) == 2
