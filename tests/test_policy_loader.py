@@ -7,6 +7,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from balloond.errors import ConfigError, PolicyError
 from balloond.policy.loader import (
@@ -376,3 +379,38 @@ def test_utf8_bom_and_unicode_values_are_fine(tmp_path: Path) -> None:
 def test_config_error_subclass_is_policy_error() -> None:
     with pytest.raises(ConfigError):
         parse_policy_text("policies: 3")
+
+
+# Fuzz: whatever the bytes, the loader answers with a PolicySet or a PolicyError. -----------
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
+    st.sampled_from(["1GiB", "20%", "-1G", "unlimited", "web-*", "tier=web", "0", "1e9"]),
+)  # fmt: skip
+_KEYS = st.sampled_from(["name", "match", "names", "tags", "uuids", "floor", "ceiling",
+                         "buffer", "weight", "max_grow_step", "enabled", "policies", "x"])
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=4) | st.lists(_VALUES, max_size=3))
+def test_fuzz_structured(document: object) -> None:
+    text = yaml.safe_dump({"policies": [document]} if isinstance(document, dict) else document)
+    try:
+        parse_policy_text(text, "f.yaml")
+    except PolicyError as error:
+        assert str(error).startswith("f.yaml")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@` \n\t,?.1%\x00\ufeff")),
+               max_size=60))
+def test_fuzz_text(text: str) -> None:
+    try:
+        parse_policy_text(text, "f.yaml")
+    except PolicyError as error:
+        assert str(error).startswith("f.yaml")
