@@ -230,8 +230,7 @@ def _cut_growth(work: Work, ask: int, granted: int) -> None:
     wanted = work.target
     work.target = base + granted
     work.reason = Reason.CONTENTION
-    if granted <= 0 or (granted < work.policy.deadband.resolve(work.dom.current)
-                        and work.dom.current >= work.floor):  # fmt: skip
+    if granted <= 0 or granted < work.policy.deadband.resolve(work.dom.current):
         work.target, work.act = work.in_force, False
         work.explanation = (
             f"waiting at {sz(work.dom.current)}: wants {sz(wanted)} but the host has no "

@@ -1,0 +1,167 @@
+"""Properties of the law over random inputs (hypothesis): what must hold whatever the guests say.
+
+The reserve invariant, precisely: a domain's *commitment* is the largest of its current size,
+the target the core issued earlier and has not seen reached (the state's promise), and a
+hold's pinned target. Outstanding = sum over domains of (commitment - current). After a tick,
+outstanding <= max(outstanding before the tick, host.free - reserve): the core never promises
+memory the host does not have above its reserve, and when earlier promises already exceed it
+(the host lost memory), it only ever reduces them.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_decide_support import NOW, GiB, MiB, commitments, dom, run
+
+from balloond.core import ControllerState
+from balloond.core.state import DomainMemo
+from balloond.model import DomainSnapshot, DomainState, GuestReport, Hold, MemoryStats, Reason
+from balloond.policy.model import Amount, Policy
+
+sizes = st.integers(min_value=64 * MiB, max_value=16 * GiB)
+
+
+@st.composite
+def garbage_stats(draw: st.DrawFn, maxmem: int) -> MemoryStats | None:
+    """Balloon statistics that are wrong in at least one way the core must catch."""
+    total = draw(st.integers(1, maxmem))
+    avail = draw(st.integers(0, total - 1))
+    fresh = NOW - draw(st.floats(0, 10))
+    return draw(
+        st.sampled_from(
+            [
+                None,
+                MemoryStats(),
+                MemoryStats(total=total),
+                MemoryStats(available=avail),
+                MemoryStats(total=0, available=avail, last_update=fresh),
+                MemoryStats(total=-total, available=avail, last_update=fresh),
+                MemoryStats(total=total, available=-avail - 1, last_update=fresh),
+                MemoryStats(total=maxmem + total, available=avail, last_update=fresh),
+                MemoryStats(total=total, available=total + avail, last_update=fresh),
+                MemoryStats(total=total, available=avail, last_update=NOW - 16 - avail % 10**6),
+                MemoryStats(total=total, available=avail, last_update=NOW + 16 + avail % 10**6),
+                MemoryStats(total=total, available=avail, last_update=float("nan")),
+            ]
+        )
+    )
+
+
+@st.composite
+def garbage_domain(draw: st.DrawFn) -> DomainSnapshot:
+    maxmem = draw(sizes)
+    current = draw(st.integers(1, maxmem))
+    return dom("g", current, maxmem=maxmem, st=draw(garbage_stats(maxmem)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(garbage_domain(), st.integers(0, 64 * GiB))
+def test_garbage_stats_never_shrink_and_stay_within_floor_and_maxmem(
+    d: DomainSnapshot, free: int
+) -> None:
+    decision, _ = run(d, free=free, reserve=1 * GiB)
+    out = decision.domains[0]
+    assert out.target >= d.current
+    if out.act:  # only ever toward the floor (all the way when the host has the memory)
+        assert d.current < out.target <= out.floor <= d.maxmem
+        assert out.reason in (Reason.FLOOR, Reason.CONTENTION)
+        assert out.target == out.floor or out.reason is Reason.CONTENTION
+    else:
+        assert out.target == d.current
+        # Below its floor it would rise, but only with memory the host has above its reserve.
+        assert out.reason is Reason.NO_DATA or (
+            out.reason is Reason.CONTENTION and d.current < out.floor
+        )
+
+
+@st.composite
+def any_report(draw: st.DrawFn) -> GuestReport | None:
+    if draw(st.booleans()):
+        return None
+    some = st.none() | st.integers(-GiB, 20 * GiB)
+    return GuestReport(
+        seq=1,
+        received_at=NOW - draw(st.floats(-30, 30)),
+        demand=draw(some),
+        requested_target=draw(some),
+        psi_some=draw(st.none() | st.floats(-1, 2) | st.just(float("nan"))),
+        swap_in_rate=draw(st.none() | st.floats(-1e6, 1e9) | st.just(float("nan"))),
+        swap_total=draw(some),
+        swap_free=draw(some),
+    )
+
+
+@st.composite
+def any_domain(draw: st.DrawFn, index: int) -> DomainSnapshot:
+    maxmem = draw(sizes)
+    current = draw(st.integers(1, maxmem + GiB))  # may exceed maxmem briefly
+    used = draw(st.integers(0, current))
+    stats = draw(st.sampled_from([None, MemoryStats(total=current, available=current - used,
+                                                    last_update=NOW - 1)]))  # fmt: skip
+    state = draw(st.sampled_from([DomainState.RUNNING] * 4 + [DomainState.PAUSED]))
+    return dom(f"d{index}", current, maxmem=maxmem, st=stats, rep=draw(any_report()),
+               state=state)  # fmt: skip
+
+
+policies = st.builds(
+    Policy,
+    name=st.just("p"),
+    floor=st.sampled_from([Amount(ratio=0.25), Amount(size=512 * MiB), Amount(ratio=0.0)]),
+    ceiling=st.sampled_from([None, Amount(size=2 * GiB), Amount(ratio=0.8)]),
+    weight=st.integers(0, 10_000),
+    max_shrink_step=st.sampled_from([Amount(ratio=0.05), Amount(size=64 * MiB)]),
+    max_grow_step=st.sampled_from([None, Amount(size=256 * MiB)]),
+    swap_guard=st.booleans(),
+    self_adjust=st.booleans(),
+)
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> tuple[tuple[DomainSnapshot, ...], ControllerState, dict[str, Hold]]:
+    count = draw(st.integers(1, 6))
+    domains = tuple(draw(any_domain(i)) for i in range(count))
+    memos = {}
+    holds = {}
+    for d in domains:
+        if draw(st.booleans()):
+            memos[d.uuid] = DomainMemo(target=draw(sizes), mark_current=d.current,
+                                       mark_at=NOW - draw(st.floats(0, 60)))  # fmt: skip
+        if draw(st.integers(0, 4)) == 0:
+            holds[d.uuid] = Hold(d.uuid, "test", "", target=draw(st.none() | sizes))
+    return domains, ControllerState.of(memos), holds
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleets(), policies, st.integers(0, 32 * GiB), st.integers(0, 4 * GiB))
+def test_reserve_is_never_promised_away(
+    fleet: tuple[tuple[DomainSnapshot, ...], ControllerState, dict[str, Hold]],
+    policy: Policy,
+    free: int,
+    reserve: int,
+) -> None:
+    domains, state, holds = fleet
+    decision, after = run(*domains, free=free, reserve=reserve, policy=policy, state=state,
+                          holds=holds)  # fmt: skip
+    before = commitments(decision, state, holds)
+    assert commitments(decision, after, holds) <= max(before, free - reserve)
+    assert decision.budget >= 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(fleets(), policies, st.integers(0, 32 * GiB))
+def test_actions_respect_floor_ceiling_and_busy_domains(
+    fleet: tuple[tuple[DomainSnapshot, ...], ControllerState, dict[str, Hold]],
+    policy: Policy,
+    free: int,
+) -> None:
+    domains, state, holds = fleet
+    decision, _ = run(*domains, free=free, reserve=GiB, policy=policy, state=state, holds=holds)
+    for snap, out in zip(domains, decision.domains, strict=True):
+        assert out.explanation
+        if not out.act:
+            continue
+        assert snap.state is DomainState.RUNNING and snap.uuid not in holds
+        assert out.target <= out.ceiling <= snap.maxmem
+        if out.target < snap.current:
+            assert out.target >= out.floor  # never shrunk below the floor

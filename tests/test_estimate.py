@@ -1,0 +1,120 @@
+"""The demand estimator alone: sources, staleness, rates from counters, pressure correction."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from test_decide_support import DEFAULT, NOW, GiB, MiB, dom, report, stats
+
+from balloond.core.estimate import (
+    BOOST_MAX,
+    BOOST_MIN,
+    Estimate,
+    boost_for,
+    estimate,
+    stats_problem,
+)
+from balloond.core.state import DomainMemo
+from balloond.model import DomainSnapshot, GuestReport, MemoryStats
+
+
+def est(d: DomainSnapshot, memo: DomainMemo | None = None, stats_at: float = NOW) -> Estimate:
+    return estimate(d, DEFAULT, memo or DomainMemo(), now=NOW, stale_after=15.0,
+                    stats_at=stats_at)  # fmt: skip
+
+
+def test_statistics_give_memtotal_minus_memavailable() -> None:
+    e = est(dom("a", 2 * GiB, used=700 * MiB))
+    assert (e.demand, e.raw, e.source, e.short) == (700 * MiB, 700 * MiB, "stats", False)
+
+
+def test_fresh_report_wins_over_statistics() -> None:
+    e = est(dom("a", 2 * GiB, used=700 * MiB, rep=report(800 * MiB, psi=0.001)))
+    assert (e.demand, e.source, e.pressure) == (800 * MiB, "report", 0.001)
+
+
+def test_report_without_demand_falls_back_to_its_meminfo() -> None:
+    rep = GuestReport(seq=1, received_at=NOW, mem_total=2 * GiB, mem_available=1 * GiB)
+    assert est(dom("a", 2 * GiB, rep=rep)).demand == 1 * GiB
+
+
+def test_nothing_usable_explains_why() -> None:
+    e = est(dom("a", 2 * GiB, st=MemoryStats(total=2 * GiB, available=GiB, last_update=NOW - 99)))
+    assert e.demand is None
+    assert "no fresh guest report" in e.why_no_data and "99 s old" in e.why_no_data
+
+
+@pytest.mark.parametrize(
+    ("stats_value", "problem"),
+    [
+        (None, "no balloon statistics"),
+        (MemoryStats(total=GiB), "no balloon statistics"),
+        (MemoryStats(total=8 * GiB, available=GiB), "implausible MemTotal"),
+        (MemoryStats(total=GiB, available=2 * GiB), "implausible MemAvailable"),
+        (MemoryStats(total=GiB, available=GiB // 2, last_update=math.nan), "old"),
+        (MemoryStats(total=GiB, available=GiB // 2, last_update=NOW), ""),
+    ],
+)
+def test_stats_problems_are_named(stats_value: MemoryStats | None, problem: str) -> None:
+    found = stats_problem(stats_value, 4 * GiB, NOW, 15.0)
+    assert problem in found and (found == "") == (problem == "")
+
+
+def test_swap_in_rate_from_counters_of_two_ticks() -> None:
+    memo = DomainMemo(swap_in=1 * MiB, major_faults=100, counters_at=NOW - 10)
+    d = dom("a", 2 * GiB, st=stats(GiB, 2 * GiB, swap_in=3 * MiB, faults=5100))
+    e = est(d, memo)
+    assert e.swap_in_rate == pytest.approx(2 * MiB / 10)
+    assert e.major_fault_rate == pytest.approx(500.0)
+    assert e.short  # 200 KiB/s of swap-in is a guest short of memory
+
+
+def test_counter_reset_gives_no_rate() -> None:
+    memo = DomainMemo(swap_in=10 * MiB, counters_at=NOW - 10)
+    e = est(dom("a", 2 * GiB, st=stats(GiB, 2 * GiB, swap_in=0)), memo)
+    assert e.swap_in_rate is None and not e.short
+
+
+def test_major_faults_count_only_without_psi() -> None:
+    memo = DomainMemo(major_faults=0, counters_at=NOW - 10)
+    d = dom("a", 2 * GiB, st=stats(GiB, 2 * GiB, faults=10_000))
+    assert est(d, memo).short
+    with_psi = dom("a", 2 * GiB, st=stats(GiB, 2 * GiB, faults=10_000), rep=report(GiB, psi=0.0))
+    assert not est(with_psi, memo).short
+
+
+def test_pressure_correction_starts_from_current_size() -> None:
+    e = est(dom("a", 1 * GiB, rep=report(600 * MiB, psi=0.02)))
+    assert e.short and e.raw == 600 * MiB
+    assert e.demand == GiB + int(GiB * boost_for(0.02, DEFAULT.pressure_target))
+
+
+def test_swapped_out_memory_is_demand_when_swapping_in() -> None:
+    rep = report(900 * MiB, psi=0.01, swap_total=2 * GiB, swap_free=GiB, swap_in_rate=1e6)
+    assert est(dom("a", 1 * GiB, rep=rep)).demand == 900 * MiB + GiB
+
+
+def test_corrected_demand_is_capped_by_maxmem() -> None:
+    e = est(dom("a", 4 * GiB, maxmem=4 * GiB, rep=report(4 * GiB, psi=0.9)))
+    assert e.demand == 4 * GiB
+
+
+def test_boost_grows_with_overshoot_and_is_bounded() -> None:
+    assert boost_for(None, 0.005) == BOOST_MIN
+    assert boost_for(0.004, 0.005) == BOOST_MIN
+    assert boost_for(0.041, 0.005) == pytest.approx(0.41)
+    assert boost_for(1.0, 0.005) == BOOST_MAX
+    assert boost_for(0.5, 0.0) == BOOST_MIN  # a zero target does not divide by zero
+
+
+@pytest.mark.parametrize("psi", [math.nan, -0.5, 7.0])
+def test_garbage_pressure_is_ignored(psi: float) -> None:
+    e = est(dom("a", 2 * GiB, rep=report(GiB, psi=psi)))
+    assert e.pressure is None and not e.short
+
+
+def test_requested_target_must_be_plausible() -> None:
+    assert est(dom("a", GiB, rep=report(GiB, requested=2 * GiB))).requested == 2 * GiB
+    assert est(dom("a", GiB, rep=report(GiB, requested=64 * GiB))).requested is None
+    assert est(dom("a", GiB, rep=report(GiB, requested=-1))).requested is None
