@@ -72,8 +72,8 @@ def _common(parser: argparse.ArgumentParser, *, json_help: str | None) -> None:
                         "qemu:///system); used when the daemon is not running or manages "
                         "another URI")
     parser.add_argument("--config", metavar="FILE",
-                        help="daemon config to read defaults from (default: "
-                        "/etc/balloond/balloond.yaml if it exists)")
+                        help="daemon config to read defaults from (default: $BALLOOND_CONFIG, "
+                        "else /etc/balloond/balloond.yaml if it exists)")
     parser.add_argument("--socket", metavar="PATH",
                         help="the daemon's control socket (default: the config's "
                         "`control_socket`, /run/balloond/control.sock)")

@@ -39,8 +39,8 @@ def _register_run(subparsers: argparse._SubParsersAction[Any]) -> None:
         "policies; SIGTERM/SIGINT stop gracefully.",
     )  # fmt: skip
     run.add_argument("--config", metavar="FILE",
-                     help="daemon config (default: /etc/balloond/balloond.yaml if it exists, "
-                     "else built-in defaults)")
+                     help="daemon config (default: $BALLOOND_CONFIG, else "
+                     "/etc/balloond/balloond.yaml if it exists, else built-in defaults)")
     run.add_argument("--connect", metavar="URI",
                      help="hypervisor URI, as virsh takes it (default: the config's `uri`, "
                      "qemu:///system); sim://default is the simulated host")

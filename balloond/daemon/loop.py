@@ -259,8 +259,8 @@ class Daemon:
         try:
             self._state_file.save(state)
         except OSError as error:
+            # Logged, not counted: `failures` are adjustment failures in the metrics.
             log.error("could not write state file %s: %s", self._state_file.path, error)
-            self._telemetry.record_failure("state_write")
 
     # -- connection -----------------------------------------------------------------------
 

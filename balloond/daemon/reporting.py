@@ -67,7 +67,6 @@ class ReportCollector:
         except (BalloondError, OSError) as error:
             log.warning("guest reports from %s unavailable this tick: %s", type(source).__name__,
                         error)  # fmt: skip
-            self._telemetry.record_failure("report_source")
             return {}
 
     def last(self) -> dict[str, GuestReport]:

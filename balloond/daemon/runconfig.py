@@ -19,7 +19,10 @@ log = logging.getLogger("balloond.daemon")
 
 
 def load_daemon_config(path: str | None) -> DaemonConfig:
-    """The given file; else /etc/balloond/balloond.yaml when it exists; else the defaults."""
+    """--config FILE; else $BALLOOND_CONFIG; else /etc/balloond/balloond.yaml when it exists;
+    else the built-in defaults (the same rule as every balloonctl command)."""
+    if not path:
+        path = os.environ.get("BALLOOND_CONFIG") or None
     if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
         path = DEFAULT_CONFIG_PATH
     return load_config(path)
