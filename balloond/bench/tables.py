@@ -1,0 +1,165 @@
+"""Markdown tables and goal checks from benchmark figures.
+
+Goal checks follow issue 7, with the comparisons made precise:
+- a *valid* baseline is a non-oracle baseline with no OOM and no reserve violation (one that
+  breaks those is no standard to meet);
+- "stall no higher than the lowest-stall baseline that reclaims anything": the lowest mean
+  stall among valid baselines reclaiming at least 1 %;
+- "reclaimed at least that of the best baseline at equal or lower stall": the most reclaimed
+  among valid baselines whose mean stall is at most balloond's;
+- "within 10 % of the oracle's reclaimed memory" on the idle and steady scenarios.
+Stall comparisons allow STALL_SLACK (float noise), nothing more.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from balloond.bench.contenders import BASELINES
+from balloond.bench.metrics import Figures
+
+STALL_SLACK = 1e-4
+RECLAIMS_ANYTHING = 0.01
+ORACLE_SHARE = 0.90
+ORACLE_SCENARIOS = ("idle", "steady")
+
+_HEADER = ("| contender | reclaimed | stall mean | stall worst | OOM | swap-in | reaction p50/p95 "
+           "| ops/guest·h | reserve viol. |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    goal: str
+    met: bool
+    detail: str
+
+
+def pct(value: float) -> str:
+    return f"{value * 100:.1f} %" if value >= 0.001 or value == 0 else f"{value * 100:.2f} %"
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB"
+
+
+def _reaction(f: Figures) -> str:
+    if f.reaction_p50_s is None or f.reaction_p95_s is None:
+        return "–"
+    return f"{f.reaction_p50_s:.0f} / {f.reaction_p95_s:.0f} s"
+
+
+def _row(f: Figures) -> str:
+    name = f"**{f.contender}**" if f.contender == "balloond" else f.contender
+    return (f"| {name} | {pct(f.reclaimed_ratio)} | {pct(f.stall_mean_ratio)} | "
+            f"{pct(f.stall_worst_ratio)} | {f.oom_events} | {_gib(f.swap_in_bytes)} | "
+            f"{_reaction(f)} | {f.ops_per_guest_hour:.0f} | {f.reserve_violations} |")
+
+
+def valid_baselines(rows: Sequence[Figures]) -> list[Figures]:
+    return [f for f in rows if f.contender in BASELINES and f.oom_events == 0
+            and f.reserve_violations == 0]
+
+
+def best_baseline(rows: Sequence[Figures]) -> Figures | None:
+    """For plots: the valid baseline that reclaims most at a stall no higher than balloond's
+    (or 0.5 %); else the valid one with the least stall; else the one reclaiming most."""
+    ours = next((f for f in rows if f.contender == "balloond"), None)
+    limit = max(ours.stall_mean_ratio if ours else 0.0, 0.005) + STALL_SLACK
+    valid = valid_baselines(rows)
+    calm = [f for f in valid if f.stall_mean_ratio <= limit]
+    if calm:
+        return max(calm, key=lambda f: f.reclaimed_ratio)
+    if valid:
+        return min(valid, key=lambda f: f.stall_mean_ratio)
+    others = [f for f in rows if f.contender in BASELINES]
+    return max(others, key=lambda f: f.reclaimed_ratio) if others else None
+
+
+def checks(rows: Sequence[Figures]) -> list[Check]:
+    ours = next((f for f in rows if f.contender == "balloond"), None)
+    if ours is None:
+        return []
+    found = [Check("no OOM, no reserve violation",
+                   ours.oom_events == 0 and ours.reserve_violations == 0,
+                   f"{ours.oom_events} OOM, {ours.reserve_violations} violations")]
+    valid = valid_baselines(rows)
+    reclaiming = [f for f in valid if f.reclaimed_ratio >= RECLAIMS_ANYTHING]
+    if reclaiming:
+        calmest = min(reclaiming, key=lambda f: f.stall_mean_ratio)
+        found.append(Check(
+            "stall ≤ lowest-stall baseline that reclaims",
+            ours.stall_mean_ratio <= calmest.stall_mean_ratio + STALL_SLACK,
+            f"{pct(ours.stall_mean_ratio)} vs {calmest.contender} {pct(calmest.stall_mean_ratio)}"))
+    calm = [f for f in valid if f.stall_mean_ratio <= ours.stall_mean_ratio + STALL_SLACK]
+    if calm:
+        best = max(calm, key=lambda f: f.reclaimed_ratio)
+        found.append(Check(
+            "reclaimed ≥ best baseline at equal or lower stall",
+            ours.reclaimed_ratio >= best.reclaimed_ratio,
+            f"{pct(ours.reclaimed_ratio)} vs {best.contender} {pct(best.reclaimed_ratio)}"))
+    oracle = next((f for f in rows if f.contender == "oracle"), None)
+    if oracle is not None and any(word in ours.scenario for word in ORACLE_SCENARIOS):
+        found.append(Check(
+            "reclaimed within 10 % of the oracle",
+            ours.reclaimed_ratio >= ORACLE_SHARE * oracle.reclaimed_ratio,
+            f"{pct(ours.reclaimed_ratio)} vs oracle {pct(oracle.reclaimed_ratio)}"))
+    return found
+
+
+def scenario_markdown(rows: Sequence[Figures], description: str = "") -> str:
+    name = rows[0].scenario
+    lines = [f"### {name}", ""]
+    if description:
+        lines += [description, ""]
+    lines += [_HEADER, *(_row(f) for f in rows), ""]
+    found = checks(rows)
+    if found:
+        lines += ["balloond's goals:", ""]
+        lines += [f"- {'met' if c.met else '**missed**'}: {c.goal} ({c.detail})" for c in found]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def overall_markdown(all_rows: Sequence[Figures]) -> str:
+    """One row per contender over every scenario: mean reclaimed and stall, worst stall,
+    totals of OOM, swap-in and violations, median p50 and worst p95 reaction, mean churn."""
+    names = list(dict.fromkeys(f.contender for f in all_rows))
+    scenarios = list(dict.fromkeys(f.scenario for f in all_rows))
+    lines = [f"Over {len(scenarios)} scenarios: means of reclaimed, stall and ops; the worst "
+             "guest's stall and p95 reaction; totals of OOM, swap-in and reserve violations; "
+             "median of p50 reactions.", "", _HEADER]
+    for name in names:
+        rows = [f for f in all_rows if f.contender == name]
+        p50s = [f.reaction_p50_s for f in rows if f.reaction_p50_s is not None]
+        p95s = [f.reaction_p95_s for f in rows if f.reaction_p95_s is not None]
+        lines.append(_row(Figures(
+            scenario="overall", contender=name,
+            reclaimed_ratio=statistics.fmean(f.reclaimed_ratio for f in rows),
+            stall_mean_ratio=statistics.fmean(f.stall_mean_ratio for f in rows),
+            stall_worst_ratio=max(f.stall_worst_ratio for f in rows),
+            oom_events=sum(f.oom_events for f in rows),
+            swap_in_bytes=sum(f.swap_in_bytes for f in rows),
+            reaction_p50_s=statistics.median(p50s) if p50s else None,
+            reaction_p95_s=max(p95s) if p95s else None,
+            ops_per_guest_hour=statistics.fmean(f.ops_per_guest_hour for f in rows),
+            reserve_violations=sum(f.reserve_violations for f in rows))))
+    lines.append("")
+    lines += _goal_summary(all_rows, scenarios)
+    return "\n".join(lines)
+
+
+def _goal_summary(all_rows: Sequence[Figures], scenarios: list[str]) -> list[str]:
+    lines: list[str] = []
+    for scenario in scenarios:
+        found = checks([f for f in all_rows if f.scenario == scenario])
+        missed = [c for c in found if not c.met]
+        if not found:
+            continue
+        verdict = "all goals met" if not missed else "missed: " + "; ".join(
+            f"{c.goal} ({c.detail})" for c in missed)
+        lines.append(f"- {scenario}: {verdict}")
+    if lines:
+        lines = ["balloond against issue 7's goals:", "", *lines, ""]
+    return lines
