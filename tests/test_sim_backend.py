@@ -158,6 +158,9 @@ def test_restore_rejects_garbage(host: SimulatedHost, tmp_path: Path) -> None:
     image.write_text("\x00\x01 not json")
     with pytest.raises(OperationFailed):
         host.saved_image_memory(str(image))
+    image.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(OperationFailed, match="not a simulated host's saved image"):
+        host.restore(str(image))
 
 
 def test_migrate_honours_destination_capacity(host: SimulatedHost) -> None:

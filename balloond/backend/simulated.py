@@ -135,9 +135,16 @@ class SimulatedHost:
             _REGISTRY[self._uri] = self
 
     @classmethod
-    def from_scenario(cls, scenario: Scenario, clock: Clock = "manual", **kwargs: object
-                      ) -> SimulatedHost:
-        return cls(scenario, clock=clock, **kwargs)  # type: ignore[arg-type]
+    def from_scenario(
+        cls,
+        scenario: Scenario,
+        clock: Clock = "manual",
+        *,
+        uri: str | None = None,
+        speed: float = 1.0,
+        epoch: float | None = None,
+    ) -> SimulatedHost:
+        return cls(scenario, uri=uri, clock=clock, speed=speed, epoch=epoch)
 
     # -- clock ------------------------------------------------------------------------------
 

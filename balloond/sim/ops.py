@@ -51,12 +51,12 @@ def write_image(path: str, guest: SimGuest, host_uri: str) -> None:
 
 def read_image(path: str) -> Image:
     try:
-        with open(path, encoding="utf-8") as image:
-            text = image.read(MAX_IMAGE_BYTES + 1)
+        with open(path, "rb") as image:
+            data = image.read(MAX_IMAGE_BYTES + 1)
     except OSError as exc:
         raise OperationFailed(f"cannot read saved image {path}: {exc.strerror}") from exc
-    try:
-        record = json.loads(text) if len(text) <= MAX_IMAGE_BYTES else None
+    try:  # UnicodeDecodeError is a ValueError: binary garbage is "not an image" too
+        record = json.loads(data.decode("utf-8")) if len(data) <= MAX_IMAGE_BYTES else None
     except ValueError:
         record = None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
