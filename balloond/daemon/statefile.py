@@ -158,7 +158,9 @@ class StateFile:
 
 
 def _render(state: PersistedState) -> str:
-    return json.dumps(state.to_json(), sort_keys=True, indent=1, allow_nan=False) + "\n"
+    # No indent: only the compact form uses the C encoder (a 1,000-domain state: ~3 ms).
+    text = json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text + "\n"
 
 
 def _unlink_quietly(path: str) -> None:
