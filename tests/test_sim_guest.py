@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from balloond.sim.guest import KERNEL_USED, SimGuest, memmap_size
 from balloond.sim.scenario import GuestSpec, Trace
 from balloond.units import GiB, MiB
@@ -126,3 +129,31 @@ def test_demand_rise_is_swapped_back_in_once_memory_returns() -> None:
     guest.set_target(4 * GiB)
     run(guest, 60, start=10)
     assert guest.truth.swapped == 0 and guest.truth.stall_some == 0.0
+
+sizes = st.integers(min_value=0, max_value=6 * GiB)
+
+
+@settings(max_examples=60, deadline=None)
+@given(anon=st.lists(sizes, min_size=1, max_size=5), file=sizes,
+       targets=st.lists(st.integers(min_value=0, max_value=8 * GiB), min_size=1, max_size=6),
+       behaviour=st.sampled_from(["ideal", "stuck", "slow", "lies"]))
+def test_invariants_hold_for_any_workload_and_targets(
+    anon: list[int], file: int, targets: list[int], behaviour: str
+) -> None:
+    trace = Trace(tuple((i * 10.0, a) for i, a in enumerate(anon)))
+    guest = make_guest(anon=trace, file=Trace.constant(file), behaviour=behaviour,
+                       cache_fill=4 * MiB)
+    swap_in = 0
+    for i, target in enumerate(targets):
+        guest.set_target(target)
+        run(guest, 7, start=i * 7.0)
+        assert 0 <= guest.current <= guest.maxmem
+        assert 0.0 <= guest.truth.stall_some <= 1.0
+        assert 0 <= guest.truth.swapped <= guest.spec.swap
+        stats = guest.stats()
+        assert stats.total is not None and stats.available is not None
+        assert 0 <= stats.available <= stats.total
+        assert stats.swap_in is not None and stats.swap_in >= swap_in  # cumulative
+        swap_in = stats.swap_in
+        if guest.current >= guest.truth.need:
+            assert guest.truth.stall_some == 0.0 or guest.truth.swapped > 0
