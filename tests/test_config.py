@@ -132,8 +132,10 @@ def test_reserve_is_capped_by_host_memory() -> None:
         ("policy_dir: null", "c.yaml:1: policy_dir: expected path"),
         ("metrics_tls_cert: c.pem", "c.yaml:1: metrics_tls_key: missing: TLS needs both"),
         ("metrics_basic_auth: {user: u}", "c.yaml:1: metrics_basic_auth.password_file: missing"),
-        ("metrics_basic_auth: {user: u, password: p, password_file: f}",
-         "c.yaml:1: password: unknown key in metrics_basic_auth"),
+        (
+            "metrics_basic_auth: {user: u, password: p, password_file: f}",
+            "c.yaml:1: password: unknown key in metrics_basic_auth",
+        ),
         ("metrics_basic_auth: secret", "c.yaml:1: metrics_basic_auth: expected a mapping"),
         ("stale_after: 1s", "c.yaml:1: stale_after: 1s is shorter than the interval 5s"),
         ("uri: a\nuri: b", "c.yaml:2: uri: duplicate key (first set on line 1)"),

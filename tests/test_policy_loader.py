@@ -100,8 +100,10 @@ def test_unlimited_grow_step_and_zero_floor() -> None:
     ("body", "expected"),
     [
         ("flor: 1GiB", "p.yaml:4: flor: unknown key in policy 'p' (did you mean 'floor'?)"),
-        ("max_grow: 1G", "p.yaml:4: max_grow: unknown key in policy 'p' (did you mean "
-         "'max_grow_step'?)"),
+        (
+            "max_grow: 1G",
+            "p.yaml:4: max_grow: unknown key in policy 'p' (did you mean 'max_grow_step'?)",
+        ),
         ("zzz: 1", "p.yaml:4: zzz: unknown key in policy 'p'; known keys: name, match, floor"),
         ("weight: heavy", "p.yaml:4: weight: expected a whole number 1..10000, got 'heavy'"),
         ("weight: 1000.0", "p.yaml:4: weight: expected a whole number 1..10000, got 1000.0"),
@@ -121,8 +123,11 @@ def test_unlimited_grow_step_and_zero_floor() -> None:
         ("floor: 5 G B", "p.yaml:4: floor: expected a size such as '512MiB'"),
         ("floor: 2PB", "p.yaml:4: floor: unknown size unit 'PB'"),
         ("floor: 150%", "p.yaml:4: floor: percentage must be between 0% and 100%, got: '150%'"),
-        ("floor: null", "p.yaml:4: floor: expected a size such as '512MiB' or a percentage "
-         "such as '25%', got nothing (null)"),
+        (
+            "floor: null",
+            "p.yaml:4: floor: expected a size such as '512MiB' or a percentage "
+            "such as '25%', got nothing (null)",
+        ),
         ("ceiling: unlimited", "p.yaml:4: ceiling: expected a size such as '512MiB'"),
         ("buffer: 120%", "p.yaml:4: buffer: percentage must be between 0% and 100%"),
         ("buffer: 20", "p.yaml:4: buffer: 20 is out of range 0..1; did you mean '20%'?"),
@@ -157,8 +162,7 @@ def test_floor_and_ceiling_of_different_kinds_are_not_compared() -> None:
     ("match", "expected"),
     [
         ("{name: [x]}", "p.yaml:3: name: unknown key in match (did you mean 'names'?)"),
-        ("{names: web-*}", "p.yaml:3: match.names: expected a list such as ['...'], got a "
-         "string"),
+        ("{names: web-*}", "p.yaml:3: match.names: expected a list such as ['...'], got a string"),
         ("{names: [[a]]}", "p.yaml:3: match.names: expected a single value, got a list"),
         ("{names: [42]}", "p.yaml:3: match.names: expected name glob (quote it"),
         ("{names: ['']}", "p.yaml:3: match.names: name glob must not be empty"),
@@ -211,13 +215,20 @@ def test_default_policy_replaces_the_built_in_one() -> None:
         ("policies: []\n\tx: 1\n", "p.yaml:2: invalid YAML"),
         ("policies: [\x07]\n", "p.yaml:1: invalid YAML: "),
         ("policies:\n  - \x00\n", "p.yaml:2: invalid YAML: "),
-        ("policies:\n  - name: [a]\n    match: {names: [a]}\n", "p.yaml:2: name: expected "
-         "a single value, got a list"),
-        ("policies:\n  - name: 'a b'\n    match: {names: [a]}\n", "p.yaml:2: name: 'a b' is "
-         "not a valid policy name"),
-        ("policies:\n  - name: no\n    match: {names: [a]}\n", "p.yaml:2: name: expected policy "
-         "name (letters, digits, '_', '.', '-') (quote it if YAML reads it as another type), "
-         "got boolean false"),
+        (
+            "policies:\n  - name: [a]\n    match: {names: [a]}\n",
+            "p.yaml:2: name: expected a single value, got a list",
+        ),
+        (
+            "policies:\n  - name: 'a b'\n    match: {names: [a]}\n",
+            "p.yaml:2: name: 'a b' is not a valid policy name",
+        ),
+        (
+            "policies:\n  - name: no\n    match: {names: [a]}\n",
+            "p.yaml:2: name: expected policy "
+            "name (letters, digits, '_', '.', '-') (quote it if YAML reads it as another type), "
+            "got boolean false",
+        ),
         ("policies:\n  - match: {names: [a]}\n", "p.yaml:2: name: missing"),
         ("policies:\n  - just-a-string\n", "p.yaml:2: policy: expected a mapping"),
     ],
@@ -261,8 +272,10 @@ def test_very_deep_flow_nesting_is_refused() -> None:
     deep = "policies: " + "[" * 50_000 + "]" * 50_000 + "\n"
     (error,) = errors_of(deep)
     # Our limit, or libyaml's own (it scans flow brackets ahead): refused either way.
-    assert error in ("p.yaml:1: nested deeper than 16 levels",
-                     "p.yaml:1: invalid YAML: exceeded maximum nesting depth")
+    assert error in (
+        "p.yaml:1: nested deeper than 16 levels",
+        "p.yaml:1: invalid YAML: exceeded maximum nesting depth",
+    )
 
 
 def test_every_error_of_a_file_is_reported_in_line_order() -> None:
@@ -396,8 +409,23 @@ _SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
     st.sampled_from(["1GiB", "20%", "-1G", "unlimited", "web-*", "tier=web", "0", "1e9"]),
 )  # fmt: skip
-_KEYS = st.sampled_from(["name", "match", "names", "tags", "uuids", "floor", "ceiling",
-                         "buffer", "weight", "max_grow_step", "enabled", "policies", "x"])
+_KEYS = st.sampled_from(
+    [
+        "name",
+        "match",
+        "names",
+        "tags",
+        "uuids",
+        "floor",
+        "ceiling",
+        "buffer",
+        "weight",
+        "max_grow_step",
+        "enabled",
+        "policies",
+        "x",
+    ]
+)
 _VALUES = st.recursive(
     _SCALARS,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
@@ -416,8 +444,9 @@ def test_fuzz_structured(document: object) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@` \n\t,?.1%\x00\ufeff")),
-               max_size=60))
+@given(
+    st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@` \n\t,?.1%\x00\ufeff")), max_size=60)
+)
 def test_fuzz_text(text: str) -> None:
     try:
         parse_policy_text(text, "f.yaml")

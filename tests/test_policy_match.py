@@ -28,9 +28,9 @@ POLICIES = PolicySet(
 )
 
 
-def domain(name: str, uuid: str = "00000000-0000-0000-0000-000000000000", tags: str = "") -> (
-    DomainSnapshot
-):
+def domain(
+    name: str, uuid: str = "00000000-0000-0000-0000-000000000000", tags: str = ""
+) -> DomainSnapshot:
     return DomainSnapshot(
         name=name, uuid=uuid, current=GiB, maxmem=2 * GiB, tags=frozenset(tags.split())
     )

@@ -92,9 +92,9 @@ def test_schema_names_every_knob_and_selector() -> None:
 # check shipped files against it without a jsonschema dependency.
 
 
-def validate(instance: Any, schema: dict[str, Any], root: dict[str, Any], path: str = "$") -> (
-    list[str]
-):
+def validate(
+    instance: Any, schema: dict[str, Any], root: dict[str, Any], path: str = "$"
+) -> list[str]:
     if "$ref" in schema:
         name = schema["$ref"].removeprefix("#/$defs/")
         return validate(instance, root["$defs"][name], root, path)

@@ -44,12 +44,22 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     check.add_argument("--domain", metavar="NAME",
                        help="also show which policy would govern a domain of this name, and "
                        "through which selector")  # fmt: skip
-    check.add_argument("--uuid", default="", metavar="UUID",
-                       help="the domain's UUID, for --domain (default: none)")
-    check.add_argument("--tag", action="append", default=[], metavar="TAG",
-                       help="a tag the domain carries, for --domain ('tier=web'); repeatable")
-    check.add_argument("-q", "--quiet", action="store_true",
-                       help="print nothing when valid; errors still go to stderr")
+    check.add_argument(
+        "--uuid", default="", metavar="UUID", help="the domain's UUID, for --domain (default: none)"
+    )
+    check.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="a tag the domain carries, for --domain ('tier=web'); repeatable",
+    )
+    check.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing when valid; errors still go to stderr",
+    )
     check.set_defaults(func=_check_policy)
 
     config = subparsers.add_parser(
@@ -57,8 +67,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Validate a daemon config (balloond.yaml) and print the settings it "
         "gives. Exit 0 when valid, 2 (every error on stderr) when not.",
     )  # fmt: skip
-    config.add_argument("file", nargs="?", default=DEFAULT_CONFIG_PATH, metavar="FILE",
-                        help=f"the config file (default: {DEFAULT_CONFIG_PATH})")
+    config.add_argument(
+        "file",
+        nargs="?",
+        default=DEFAULT_CONFIG_PATH,
+        metavar="FILE",
+        help=f"the config file (default: {DEFAULT_CONFIG_PATH})",
+    )
     config.set_defaults(func=_check_config)
 
     schema = subparsers.add_parser(
@@ -66,8 +81,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Print the JSON Schema (draft 2020-12) of the policy file format. "
         "Point your editor's YAML language server at it for completion and checks.",
     )  # fmt: skip
-    schema.add_argument("-o", "--output", metavar="FILE",
-                        help="write the schema to FILE instead of standard output")
+    schema.add_argument(
+        "-o", "--output", metavar="FILE", help="write the schema to FILE instead of standard output"
+    )
     schema.set_defaults(func=_policy_schema)
 
 

@@ -44,8 +44,6 @@ class Kind:
     """How one value is written: `parse` turns a plain YAML scalar into the typed value or
     raises ValueError with the operator's words; `schema` is its JSON Schema fragment."""
 
-    summary = ""
-
     def parse(self, value: Any) -> Any:
         raise NotImplementedError
 
@@ -67,11 +65,6 @@ class AmountKind(Kind):
     none_word: str | None = None  # a word meaning "no limit" (-> None), e.g. "unlimited"
     none_means: str = ""  # how a missing value reads in docs ("maxmem")
     positive: bool = False
-
-    @property
-    def summary(self) -> str:  # type: ignore[override]
-        extra = f", or {self.none_word!r}" if self.none_word else ""
-        return f"size or % of {self.base}{extra}"
 
     def parse(self, value: Any) -> Amount | None:
         if self.none_word is not None and value == self.none_word:
@@ -123,16 +116,13 @@ class PercentKind(Kind):
 
     low: float = 0.0
     high: float = 1.0
-    summary = "percentage"
 
     def parse(self, value: Any) -> float:
         if isinstance(value, int | float) and not isinstance(value, bool) and 1 < value <= 100:
             raise ValueError(f"{value!r} is out of range 0..1; did you mean '{value:g}%'?")
         ratio = parse_ratio(value)
         if not self.low <= ratio <= self.high:
-            raise ValueError(
-                f"{value!r} is out of range {self.low * 100:g}%..{self.high * 100:g}%"
-            )
+            raise ValueError(f"{value!r} is out of range {self.low * 100:g}%..{self.high * 100:g}%")
         return ratio
 
     def schema(self) -> dict[str, Any]:
@@ -152,10 +142,6 @@ class IntKind(Kind):
     low: int
     high: int
 
-    @property
-    def summary(self) -> str:  # type: ignore[override]
-        return f"integer {self.low}..{self.high}"
-
     def parse(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _type_error(f"a whole number {self.low}..{self.high}", value)
@@ -169,8 +155,6 @@ class IntKind(Kind):
 
 @dataclass(frozen=True)
 class BoolKind(Kind):
-    summary = "true or false"
-
     def parse(self, value: Any) -> bool:
         if not isinstance(value, bool):
             raise _type_error("true or false", value)
@@ -186,7 +170,6 @@ class DurationKind(Kind):
 
     low: float = 0.0
     high: float = 7 * 86400.0
-    summary = "duration"
 
     def parse(self, value: Any) -> float:
         seconds = parse_duration(value)
@@ -213,7 +196,6 @@ class TextKind(Kind):
     pattern: str | None = None
     what: str = "text"
     optional: bool = False  # null allowed (-> None)
-    summary = "text"
 
     def parse(self, value: Any) -> str | None:
         if value is None and self.optional:
@@ -235,8 +217,6 @@ class TextKind(Kind):
 
 @dataclass(frozen=True)
 class UuidKind(Kind):
-    summary = "UUID"
-
     def parse(self, value: Any) -> str:
         if not isinstance(value, str):
             raise _type_error("a UUID such as '4b1e2b54-…'", value)
