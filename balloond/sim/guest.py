@@ -116,6 +116,7 @@ class SimGuest:
         if oom:
             short = self.spec.swap  # the killer freed the rest
         self._count_oom(oom, t + dt)
+        self.swap_used = min(self.swap_used, anon)  # memory freed in swap frees its slots
         swap_in, swap_out = self._swap(short, dt)
         spare = usable - resident
         self.file_resident = min(file, spare)
@@ -179,7 +180,7 @@ class SimGuest:
     def stats(self) -> MemoryStats:
         """What virtio-balloon would report (cumulative counters)."""
         truth = self.truth
-        used = KERNEL_USED + truth.anon - truth.swapped
+        used = KERNEL_USED + max(0, truth.anon - truth.swapped)
         cache = self.file_resident + self.cold_cache
         total = self.mem_total()
         unused = max(0, total - used - cache)
