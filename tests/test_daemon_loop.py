@@ -118,6 +118,11 @@ def test_lost_connection_moves_nothing_and_reconnects_with_backoff() -> None:
     telemetry = daemon.telemetry()
     assert telemetry.libvirt_up and telemetry.reconnects == 1
     assert link.opened == 2
+    run_ticks(daemon, host, 10)
+    floor_of = floors(daemon)
+    after = link.calls()[moved_before:]
+    assert after, "balancing resumed after the reconnect"
+    assert all(target >= floor_of[name] for name, target in after), after
 
 
 def test_reconnect_attempts_back_off_exponentially_up_to_the_cap() -> None:
