@@ -100,6 +100,13 @@ def test_missing_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_empty_folder_is_valid_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-policy", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"{tmp_path}: no policy files; the built-in default applies\n"
+
+
 def test_quiet_prints_nothing_when_valid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

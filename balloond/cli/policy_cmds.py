@@ -100,7 +100,8 @@ def _check_policy(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _print_errors([exc])
     if not args.quiet:
-        for line in summarize(policies):
+        for line in summarize(policies) or [f"{', '.join(paths)}: no policy files; the "
+                                            "built-in default applies"]:  # fmt: skip
             print(line)
     if args.domain is not None:
         print(_which(policies, args.domain, args.uuid, args.tag))
