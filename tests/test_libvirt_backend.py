@@ -243,3 +243,17 @@ def test_concurrent_reads_from_threads(host: LibvirtBackend) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_xml_facts_are_cached_between_ticks_without_events(host: LibvirtBackend) -> None:
+    """No watch(): tags come from the cache (one XML dump per domain, not one per tick),
+    and a restart (new domain id) refreshes them."""
+    assert {d.name: d for d in host.domains()}["batch1"].tags == {"batch"}
+    dom = host._conn.lookupByName("batch1")
+    both = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, "<tags>nightly</tags>", "balloond",
+                    "https://balloond.dev/xmlns/1", both)  # fmt: skip
+    assert {d.name: d for d in host.domains()}["batch1"].tags == {"batch"}
+    dom.destroy()
+    dom.create()
+    assert {d.name: d for d in host.domains()}["batch1"].tags == {"nightly"}

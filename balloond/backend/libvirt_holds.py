@@ -46,7 +46,7 @@ class LibvirtHoldsMixin:
         found: dict[str, Hold] = {}
         for dom in doms:
             try:
-                hold = self._read_hold(dom)
+                hold = self._read_hold(dom, active=True)  # listed as active: no RPC
             except DomainNotFound:
                 continue
             if hold is not None:
@@ -57,12 +57,14 @@ class LibvirtHoldsMixin:
         """The hold on one domain, if any (expired ones included)."""
         return self._read_hold(self._lookup(name))
 
-    def _read_hold(self, dom: Any) -> Hold | None:
+    def _read_hold(self, dom: Any, active: bool | None = None) -> Hold | None:
         uuid = str(dom.UUIDString())
         name = str(dom.name())
         try:
             with self._call(f"domain '{name}': reading its hold"):
-                flags = _LIVE if dom.isActive() else _CONFIG
+                if active is None:
+                    active = bool(dom.isActive())
+                flags = _LIVE if active else _CONFIG
                 try:
                     xml = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, HOLD_NS, flags)
                 except libvirt.libvirtError as exc:
