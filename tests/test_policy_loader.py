@@ -4,6 +4,7 @@ file:line: key, all errors are reported at once, nothing is half-loaded."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -362,6 +363,14 @@ def test_all_files_are_checked_and_nothing_is_half_loaded(tmp_path: Path) -> Non
         f"{bad1}:4: weight: -3 is out of range 1..10000",
         f"{bad2}:2: name: policy 'a' is already defined at {good}:2",
     ]
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(PolicyLoadErrors, match=r"fifo\.yaml: not a regular file"):
+        load_policy_files([fifo])
+    assert load_policy_dir(tmp_path).policies == ()  # the folder scan skips it
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:

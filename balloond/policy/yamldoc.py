@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,9 +85,11 @@ def _where(error: yaml.YAMLError) -> int | None:
 def read_text(path: str, display: str, error_cls: type[ConfigError]) -> str:
     """The file's text, refusing big files before reading them and non-UTF-8 bytes."""
     try:
-        size = os.stat(path).st_size
-        if size > MAX_FILE_BYTES:
-            raise _too_big(display, size, error_cls)
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise error_cls("not a regular file", file=display)
+        if info.st_size > MAX_FILE_BYTES:
+            raise _too_big(display, info.st_size, error_cls)
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)  # the file may grow between stat and read
     except OSError as exc:
