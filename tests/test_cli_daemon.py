@@ -133,6 +133,9 @@ def test_balloonctl_talks_to_the_running_demo(
     assert balloonctl(["release", "web", "--socket", str(sock)]) == 0
     assert "nothing to release" in capsys.readouterr().out
 
+    assert balloonctl(["explain", "nosuch", "--socket", str(sock)]) == 1
+    assert "'nosuch' is not known to the daemon" in capsys.readouterr().err
+
 
 def test_balloonctl_computes_when_no_daemon_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -6,6 +6,7 @@ over the control socket or were computed in-process, so both paths print the sam
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -141,7 +142,7 @@ def _policy_lines(policy: Mapping[str, Any]) -> list[str]:
     return [
         f"Policy {policy.get('name')} ({policy.get('source')}), chosen by "
         f"{policy.get('selector')}",
-        f"  {knob_text}",
+        *textwrap.wrap(knob_text, width=96, initial_indent="  ", subsequent_indent="  "),
     ]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from balloond.backend.base import HoldStore
 from balloond.daemon import present
-from balloond.daemon.control import Handler, RequestError
+from balloond.daemon.control import Handler, RequestError, UnknownDomain
 from balloond.daemon.loop import Daemon
 from balloond.errors import BackendError
 from balloond.model import Hold
@@ -42,7 +42,7 @@ def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> d
         key = _text(request, "domain", required=True)
         result = present.explain(daemon, daemon.policies.current, key, daemon.clock())
         if result is None:
-            raise RequestError(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+            raise UnknownDomain(f"domain {key!r} is not known to the daemon on {daemon.uri}")
         return {"uri": daemon.uri, **result}
 
     def holds(_request: Mapping[str, Any]) -> object:
@@ -92,7 +92,7 @@ def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
     key = _text(request, "domain", required=True)
     domain = present.find_domain(daemon, key)
     if domain is None:
-        raise RequestError(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+        raise UnknownDomain(f"domain {key!r} is not known to the daemon on {daemon.uri}")
     seconds = _number(request, "seconds")
     now = daemon.clock()
     hold = Hold(
@@ -122,7 +122,7 @@ def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
 def release_hold(daemon: Daemon, key: str) -> dict[str, Any]:
     domain = present.find_domain(daemon, key)
     if domain is None:
-        raise RequestError(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+        raise UnknownDomain(f"domain {key!r} is not known to the daemon on {daemon.uri}")
     had = domain.uuid in daemon.holds()
     released_own = daemon.holds_book.release(domain.uuid)
     backend = daemon.backend

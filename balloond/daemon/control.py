@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from balloond.errors import BalloondError, ControlError
+from balloond.errors import BalloondError, ControlError, DomainNotFound
 
 log = logging.getLogger("balloond.control")
 
@@ -40,7 +40,15 @@ class DaemonNotRunning(ControlError):
 
 
 class RequestError(BalloondError):
-    """A request was malformed or named something that does not exist (sent back, not raised)."""
+    """A request was malformed (sent back to the client, not raised in the daemon)."""
+
+    kind = "bad_request"
+
+
+class UnknownDomain(RequestError):
+    """A request named a domain the daemon does not see. The client raises DomainNotFound."""
+
+    kind = "not_found"
 
 
 class ControlServer:
@@ -119,6 +127,8 @@ class ControlServer:
                 raise RequestError(f"unknown command {request['cmd']!r:.60} (known: {known})")
             result = handler(request)
             return _encode({"ok": True, "result": result})
+        except RequestError as error:
+            return _error(str(error), error.kind)
         except BalloondError as error:
             return _error(str(error))
         except Exception as error:  # a handler bug answers the client; the daemon goes on
@@ -143,8 +153,8 @@ def _encode(message: Mapping[str, Any]) -> bytes:
     return (text + "\n").encode()
 
 
-def _error(message: str) -> bytes:
-    return _encode({"ok": False, "error": message})
+def _error(message: str, kind: str = "error") -> bytes:
+    return _encode({"ok": False, "error": message, "kind": kind})
 
 
 def _send_quietly(conn: socket.socket, data: bytes) -> None:
@@ -200,7 +210,10 @@ class ControlClient:
         if not isinstance(response, dict) or not isinstance(response.get("ok"), bool):
             raise ControlError(f"control socket {str(self.path)!r}: malformed response")
         if not response["ok"]:
-            raise ControlError(f"balloond: {response.get('error', 'unknown error')}")
+            message = f"balloond: {response.get('error', 'unknown error')}"
+            if response.get("kind") == "not_found":
+                raise DomainNotFound(message)
+            raise ControlError(message)
         return response.get("result")
 
     def _connect(self) -> socket.socket:
