@@ -27,6 +27,7 @@ from balloond.model import DomainSnapshot
 from balloond.policy.model import Policy, PolicySet
 
 _GLOB_CHARS = frozenset("*?[")
+_MEMO_LIMIT = 65_536
 
 
 def is_glob(pattern: str) -> bool:
@@ -60,14 +61,24 @@ class _TagRule:
 
 
 class Matcher:
-    """A `PolicySet` compiled into lookup tables. Immutable after construction.
+    """A `PolicySet` compiled into lookup tables. Its answers never change; it only
+    remembers them (up to `_MEMO_LIMIT` domains, then starts over).
 
     UUIDs and exact names are dict lookups; tag rules are indexed by each of their tags so a
     domain only tests rules that share a tag with it; all globs form one regular expression
     whose alternatives are ordered most specific first, so the first alternative that
     matches (the regex engine tries them in order) is the answer."""
 
-    __slots__ = ("_by_name", "_by_tag", "_by_uuid", "_default", "_glob_hits", "_globs", "policies")
+    __slots__ = (
+        "_by_name",
+        "_by_tag",
+        "_by_uuid",
+        "_default",
+        "_glob_hits",
+        "_globs",
+        "_memo",
+        "policies",
+    )
 
     def __init__(self, policies: PolicySet) -> None:
         self.policies = policies
@@ -75,6 +86,7 @@ class Matcher:
         self._by_uuid: dict[str, tuple[Policy, str]] = {}
         self._by_name: dict[str, tuple[Policy, str]] = {}
         self._by_tag: dict[str, list[_TagRule]] = {}
+        self._memo: dict[tuple[str, str, frozenset[str]], tuple[Policy, str]] = {}
         globs: list[tuple[int, int, str, tuple[Policy, str]]] = []
         for order, policy in enumerate(policies.policies):
             for uuid in policy.match.uuids:
@@ -97,6 +109,17 @@ class Matcher:
         self._globs = _one_regex([glob[2] for glob in globs])
 
     def select_explained(self, domain: DomainSnapshot) -> tuple[Policy, str]:
+        # A fleet's domains are the same from tick to tick: remember each one's answer.
+        key = (domain.uuid, domain.name, domain.tags)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._lookup(domain)
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit
+
+    def _lookup(self, domain: DomainSnapshot) -> tuple[Policy, str]:
         hit = self._by_uuid.get(domain.uuid.lower()) or self._by_name.get(domain.name)
         if hit is not None:
             return hit
