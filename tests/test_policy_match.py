@@ -136,3 +136,17 @@ def test_globs_with_several_wildcards_and_classes() -> None:
     assert select_explained(policies, domain("aXbYc"))[1] == "name 'a*b*c'"
     assert select_explained(policies, domain("qa1"))[1] == "name 'q[!0-9]*'"
     assert select_explained(policies, domain("q1a"))[1] == "default"
+
+
+def test_remembered_answers_follow_renames_and_tag_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    matcher = Matcher(POLICIES)
+    before = domain("web-prod-9", tags="tier=web")
+    assert matcher.select(before).name == "one-tag"
+    assert matcher.select(before).name == "one-tag"  # from memory
+    retagged = domain("web-prod-9", tags="tier=web env=prod")
+    assert matcher.select(retagged).name == "two-tags"
+    assert matcher.select(domain("web-prod-1", tags="tier=web")).name == "exact"
+    monkeypatch.setattr("balloond.policy.match._MEMO_LIMIT", 2)
+    answers = [matcher.select(domain(f"db{i}")).name for i in range(10)]
+    assert answers == ["class"] * 10
+    assert len(matcher._memo) <= 2
