@@ -195,7 +195,10 @@ class SimGuest:
         truth = self.truth
         stats = self.stats()
         factor = self.spec.lies_factor if self.spec.behaviour == "lies" else 1.0
-        demand = int((KERNEL_USED + truth.anon + truth.file) * factor)
+        # As the real agent computes it (guest-agent demand.py): MemTotal - MemAvailable,
+        # so reclaimable cache, hot or not, is not part of it; only PSI shows a hot cache.
+        assert stats.total is not None and stats.available is not None
+        demand = int((stats.total - stats.available) * factor)
         committed = int((truth.anon * 1.1 + KERNEL_USED) * factor)
         swap_in_rate, swap_out_rate, fault_rate = self._rates
         return GuestReport(
