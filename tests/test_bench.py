@@ -140,12 +140,13 @@ def test_cli_json_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.parametrize(
     "argv",
-    [["--contenders", "static,hal9000"], ["--plots"], ["--contenders", ","]],
+    [["--contenders", "static,hal9000"], ["--plots"], ["--contenders", ","], ["--json"]],
 )
 def test_cli_bad_options_exit_2(tmp_path: Path, argv: list[str]) -> None:
     path = tmp_path / "short.yaml"
     path.write_text(SHORT)
-    assert main(["bench", str(path), *argv]) == 2
+    scenario = [] if argv == ["--json"] else [str(path)]  # no scenario at all
+    assert main(["bench", *scenario, *argv]) == 2
 
 
 def test_cli_bad_scenario_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "bench", help="benchmark balloond against today's balancing laws",
         description=_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO",
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help="scenario files (YAML, see docs/simulator.md)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON record per scenario and contender")
@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=None,
                         help="write PNG plots (needs matplotlib and --out; default: on with"
                              " --out)")
+    parser.add_argument("--scale", action="store_true",
+                        help="also time decide() and a full simulated tick at 100, 1,000 and"
+                             " 10,000 domains (about a minute; bench/scale.py does only this)")
     parser.set_defaults(func=_bench)
 
 
@@ -59,6 +62,8 @@ def _bench(args: argparse.Namespace) -> int:
     plots = bool(args.out) if args.plots is None else args.plots
     if plots and not args.out:
         raise ConfigError("--plots needs --out DIR", key="--plots")
+    if not args.scenarios and not args.scale:
+        raise ConfigError("name at least one scenario file (or --scale)", key="SCENARIO")
     scenarios = [load_scenario(path) for path in args.scenarios]
     results = []
     for scenario in scenarios:
@@ -69,7 +74,13 @@ def _bench(args: argparse.Namespace) -> int:
         if args.json:
             for result in runs.values():
                 print(json.dumps(result.figures.to_json()), flush=True)
-    text = publish(results, Path(args.out) if args.out else None, plots=plots)
-    if not args.json:
-        print(text)
+    if results:
+        text = publish(results, Path(args.out) if args.out else None, plots=plots)
+        if not args.json:
+            print(text)
+    if args.scale:
+        from balloond.bench.scale import main as scale_main
+
+        scale_argv = ["--out", str(Path(args.out) / "scale.md")] if args.out else []
+        scale_main(scale_argv)
     return 0
