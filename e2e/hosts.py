@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,7 +43,9 @@ class HostSpec:
     migration_ports: tuple[int, int] = (49152, 49215)
 
 
-PRIMARY = HostSpec("primary", "b0110000-0000-4000-8000-0000000e2e01", False)
+# Both listen on loopback TCP: a migration between them is peer-to-peer, the source libvirtd
+# connects to the other one, and neither can see the other's unix socket.
+PRIMARY = HostSpec("primary", "b0110000-0000-4000-8000-0000000e2e01", False, tcp_port=16509)
 SECOND = HostSpec("second", "b0110000-0000-4000-8000-0000000e2e02", True, tcp_port=16510,
                   migration_ports=(49300, 49363))
 
@@ -63,9 +66,12 @@ class LibvirtHost:
     @property
     def uri(self) -> str:
         """How a process outside this host's namespace (the test) reaches it."""
-        if self.spec.tcp_port:
-            return f"qemu+tcp://127.0.0.1:{self.spec.tcp_port}/system"
-        return "qemu:///system"
+        return self.tcp_uri if self.spec.private_state else "qemu:///system"
+
+    @property
+    def tcp_uri(self) -> str:
+        """How the other host (a migration's source libvirtd, its balloonctl) reaches it."""
+        return f"qemu+tcp://127.0.0.1:{self.spec.tcp_port}/system"
 
     local_uri = "qemu:///system"  # how a process inside its namespace reaches it
 
@@ -123,6 +129,32 @@ class LibvirtHost:
                 argv.append("--listen")
             self.daemons.append(procs.spawn(self.nsenter(argv), self.dir / f"{prog}.out"))
         wait_for(self._answers, timeout, f"{self.name}: libvirtd answering on {self.uri}")
+
+    def kill_libvirtd(self) -> None:
+        """SIGKILL this host's libvirtd (a crash, not a clean stop). QEMU keeps running."""
+        assert self.owned, "this libvirtd is not ours to kill"
+        old = next(p for p in self.daemons if "libvirtd" in " ".join(map(str, p.args)))
+        os.kill(old.pid, signal.SIGKILL)
+        old.wait(10)
+        self.daemons.remove(old)
+        self._conn = None
+        wait_for(lambda: not self._answers_quietly(), 20, f"{self.name}: libvirtd gone")
+
+    def start_libvirtd(self) -> None:
+        """Start libvirtd again after `kill_libvirtd`; it reattaches to the running guests."""
+        etc = self.dir / "etc"
+        argv = ["libvirtd", "-f", str(etc / "libvirtd.conf"), "-p", str(self.dir / "libvirtd.pid")]
+        if self.spec.tcp_port:
+            argv.append("--listen")
+        self.daemons.append(procs.spawn(self.nsenter(argv), self.dir / "libvirtd.out"))
+        wait_for(self._answers, 60, f"{self.name}: libvirtd answering again")
+
+    def _answers_quietly(self) -> bool:
+        try:
+            libvirt.open(self.uri).close()
+            return True
+        except libvirt.libvirtError:
+            return False
 
     def _answers(self) -> bool:
         for p in self.daemons:

@@ -14,6 +14,7 @@ from typing import Any
 import libvirt
 
 from e2e import CACHE, RUN, guests, hosts, image, procs
+from e2e.daemon import Balloond
 from e2e.guests import Guest, MiB
 from e2e.report import Report
 from e2e.wait import WaitTimeout
@@ -45,6 +46,7 @@ class Lab:
         self.image: image.GuestImage | None = None
         self.hosts: dict[str, hosts.LibvirtHost] = {}
         self.guests: list[Guest] = []
+        self.daemons: list[Balloond] = []
         self.virt_type = "qemu"
         self.leftovers: list[tuple[int, str]] = []
         self._lock: contextlib.ExitStack | None = None
@@ -111,6 +113,13 @@ class Lab:
             yield g
         finally:
             self.destroy(g)
+
+    def daemon(self, host: str = "primary", **kw: Any) -> Balloond:
+        """Start balloond on `host` (stopped at session end, or earlier with `.stop()`)."""
+        d = Balloond(self.hosts[host], **kw)
+        self.daemons.append(d)
+        d.start()
+        return d
 
     # -- KVM ---------------------------------------------------------------------------------
     def _probe_kvm(self) -> str:

@@ -59,6 +59,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             text = guest.console_text()
             rep.sections.append((f"console of {guest.name} (last 60 lines)",
                                  "\n".join(text.splitlines()[-60:])))
+        for daemon in _LAB.daemons:
+            rep.sections.append((f"balloond on {daemon.host.name} (last 40 lines)",
+                                 daemon.tail()))
         for host in _LAB.hosts.values():
             log = host.dir / "libvirtd.log"
             if log.exists():

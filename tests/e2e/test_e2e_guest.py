@@ -92,3 +92,32 @@ def test_agent_reports_over_virtio_serial(lab: Lab, g1: Guest) -> None:
     assert [r.seq for r in reports] == sorted({r.seq for r in reports})
     lab.report.record("agent", "report_interval_seconds",
                       (lines[-1][0] - lines[0][0]) / (len(lines) - 1))
+
+
+def test_agent_report_latency_after_a_memory_spike(lab: Lab, g1: Guest) -> None:
+    """Time from a sudden 128 MiB allocation in the guest to the first report on the host
+    that shows it (MemAvailable down by at least 96 MiB)."""
+    path = g1.channel_path(AGENT_PORT)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(path))
+        s.settimeout(30)
+        reader = s.makefile("rb")
+        first = parse_report(reader.readline(), maxmem=512 * MiB, now=time.time(),
+                             previous_seq=None)
+        assert first.mem_available is not None
+        started = time.monotonic()
+        g1.call("hog", size=128 * MiB, step=128 * MiB, interval=0.1)
+        try:
+            while True:
+                line = reader.readline()
+                assert line, "agent channel closed"
+                report = parse_report(line, maxmem=512 * MiB, now=time.time(),
+                                      previous_seq=None)
+                assert time.monotonic() - started < 30, "no report showed the allocation"
+                if report.mem_available is not None and \
+                        report.mem_available <= first.mem_available - 96 * MiB:
+                    break
+            lab.report.record("agent", "spike_to_host_report_seconds",
+                              time.monotonic() - started)
+        finally:
+            g1.call("unhog")
