@@ -319,3 +319,59 @@ def test_promtool_check_metrics_is_clean() -> None:
         )
         assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
         assert result.stdout.strip() == b"" and result.stderr.strip() == b""
+
+
+# -- the fast renderer agrees with prometheus_client ------------------------------------------
+
+
+def sample_set(families: object) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    return {
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for fam in families  # type: ignore[attr-defined]
+        for s in fam.samples
+    }
+
+
+def test_fast_text_rendering_matches_prometheus_client() -> None:
+    view = hand_made_view()
+    fast = scrape(view).decode()
+    reference = generate_latest(make_registry(view, clock=lambda: NOW)).decode()
+    assert sample_set(text_string_to_metric_families(fast)) == sample_set(
+        text_string_to_metric_families(reference)
+    )
+    help_and_type = [line for line in fast.splitlines() if line.startswith("#")]
+    assert help_and_type == [line for line in reference.splitlines() if line.startswith("#")]
+
+
+def test_fast_openmetrics_rendering_parses_and_matches() -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as om_parse,
+    )
+
+    from balloond.metrics.collector import families
+    from balloond.metrics.families import render_text
+
+    view = hand_made_view()
+    fast = render_text(families(view, lambda: NOW), openmetrics=True).decode()
+    assert fast.endswith("# EOF\n")
+    reference = om_latest(make_registry(view, clock=lambda: NOW)).decode()
+    assert sample_set(om_parse(fast)) == sample_set(om_parse(reference))
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [(1, "1"), (0, "0"), (2.5, "2.5"), (1e-05, "1e-05"), (math.inf, "+Inf"),
+     (-math.inf, "-Inf"), (math.nan, "NaN"), (2**62, "4611686018427387904")],
+)  # fmt: skip
+def test_value_format(number: float, text: str) -> None:
+    from balloond.metrics.families import format_value
+
+    assert format_value(number) == text
+
+
+def test_nan_and_infinite_values_survive_the_text_format() -> None:
+    report = GuestReport(seq=1, received_at=NOW, psi_some=math.nan, psi_full=math.inf)
+    body = scrape(hand_made_view(last_reports={"u-db1": report}))
+    assert math.isnan(value(body, "balloond_domain_pressure_some_ratio", domain="db1"))
+    assert value(body, "balloond_domain_pressure_full_ratio", domain="db1") == math.inf
