@@ -375,3 +375,15 @@ def test_nan_and_infinite_values_survive_the_text_format() -> None:
     body = scrape(hand_made_view(last_reports={"u-db1": report}))
     assert math.isnan(value(body, "balloond_domain_pressure_some_ratio", domain="db1"))
     assert value(body, "balloond_domain_pressure_full_ratio", domain="db1") == math.inf
+
+
+def test_ages_use_the_views_own_clock_when_none_is_given() -> None:
+    class Clocked(StaticView):
+        def clock(self) -> float:
+            return NOW + 5
+
+    base = hand_made_view()
+    view = Clocked(**{f: getattr(base, f) for f in base.__dataclass_fields__})
+    assert value(render(view), "balloond_domain_report_age_seconds", domain="db1") == 105
+    assert value(render(view, clock=lambda: NOW), "balloond_domain_report_age_seconds",
+                 domain="db1") == 100  # fmt: skip

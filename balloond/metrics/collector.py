@@ -24,7 +24,17 @@ from balloond.view import DaemonView
 Clock = Callable[[], float]
 
 
-def families(view: DaemonView, clock: Clock = time.time) -> Iterator[Family]:
+def clock_of(view: DaemonView, clock: Clock | None = None) -> Clock:
+    """The clock ages are measured on: the one given, else the view's own `clock()` when it
+    has one (the daemon does: a simulated host's clock may run ahead of the wall), else the
+    wall clock. Report timestamps are on the daemon's clock, so "now" must be too."""
+    if clock is not None:
+        return clock
+    own = getattr(view, "clock", None)
+    return own if callable(own) else time.time
+
+
+def families(view: DaemonView, clock: Clock | None = None) -> Iterator[Family]:
     """Every family of one scrape of `view`, as plain data."""
     snapshot = view.last_snapshot()
     decision = view.last_decision()
@@ -39,14 +49,13 @@ def families(view: DaemonView, clock: Clock = time.time) -> Iterator[Family]:
         holds=frozenset(view.holds()),
         stuck=frozenset(view.stuck()),
     )
-    yield from domain_families(snapshot, inputs, clock())
+    yield from domain_families(snapshot, inputs, clock_of(view, clock)())
 
 
 class BalloondCollector(Collector):
-    """`clock` must be the daemon's clock (reports carry its timestamps); tests running a
-    simulated daemon on a manual clock pass that clock here."""
+    """`clock`: see `clock_of`."""
 
-    def __init__(self, view: DaemonView, *, clock: Clock = time.time) -> None:
+    def __init__(self, view: DaemonView, *, clock: Clock | None = None) -> None:
         self._view = view
         self._clock = clock
 
@@ -59,7 +68,7 @@ class BalloondCollector(Collector):
         return []
 
 
-def make_registry(view: DaemonView, *, clock: Clock = time.time) -> CollectorRegistry:
+def make_registry(view: DaemonView, *, clock: Clock | None = None) -> CollectorRegistry:
     """A fresh registry holding only balloond's collector (no process or GC collectors:
     the global default registry is left alone)."""
     registry = CollectorRegistry(auto_describe=False)
@@ -67,6 +76,6 @@ def make_registry(view: DaemonView, *, clock: Clock = time.time) -> CollectorReg
     return registry
 
 
-def render(view: DaemonView, *, clock: Clock = time.time) -> bytes:
+def render(view: DaemonView, *, clock: Clock | None = None) -> bytes:
     """One scrape's text exposition (format 0.0.4), by the fast path (see families.py)."""
     return render_text(families(view, clock))

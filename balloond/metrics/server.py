@@ -15,7 +15,6 @@ import logging
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -129,7 +128,7 @@ def check_basic_auth(header: str | None, expected: BasicAuth) -> bool:
 class _MetricsHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     view: DaemonView
-    clock: Clock
+    clock: Clock | None
     basic_auth: BasicAuth | None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -193,7 +192,7 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     basic_auth: BasicAuth | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] | None = None,
 ) -> MetricsServer:
     """Start serving `view`'s metrics on address:port in a background thread.
 

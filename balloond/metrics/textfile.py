@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from balloond.view import DaemonView
 
 
 def write_textfile(
-    view: DaemonView, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    view: DaemonView, path: str | os.PathLike[str], *, clock: Callable[[], float] | None = None
 ) -> None:
     """Write one scrape of `view` to `path` (which should end in `.prom`), atomically.
 
