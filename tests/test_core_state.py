@@ -112,8 +112,14 @@ _sizes = st.none() | st.integers(0, 1 << 50)
 _times = st.none() | st.floats(0, 1e11)
 memos = st.builds(
     DomainMemo,
-    **{name: _sizes for name in ("swap_in", "major_faults", "peak", "target", "mark_current")},
-    **{name: _times for name in ("counters_at", "peak_at", "target_at", "mark_at", "stuck_until")},
+    **{
+        name: _sizes
+        for name in ("swap_in", "major_faults", "peak", "target", "mark_current", "hidden")
+    },
+    **{
+        name: _times
+        for name in ("counters_at", "peak_at", "target_at", "mark_at", "stuck_until", "hidden_at")
+    },
     strikes=st.integers(0, 64),
 )
 

@@ -118,3 +118,24 @@ def test_requested_target_must_be_plausible() -> None:
     assert est(dom("a", GiB, rep=report(GiB, requested=2 * GiB))).requested == 2 * GiB
     assert est(dom("a", GiB, rep=report(GiB, requested=64 * GiB))).requested is None
     assert est(dom("a", GiB, rep=report(GiB, requested=-1))).requested is None
+
+
+def test_hidden_cache_is_learned_from_a_stall_and_kept() -> None:
+    """The statistics count hot cache as available; a stall proves it was needed."""
+    stalled = dom("a", 2 * GiB, st=stats(GiB, 2 * GiB), rep=report(GiB, psi=0.02))
+    first = est(stalled)
+    assert first.short and first.hidden == 1 * GiB  # all of MemAvailable was in use
+    memo = DomainMemo(hidden=first.hidden, hidden_at=NOW - 60)
+    calm = est(dom("a", 2 * GiB, st=stats(GiB, 2 * GiB), rep=report(GiB)), memo)
+    assert not calm.short
+    assert calm.demand == GiB + int(GiB * 0.5 ** (60 / 1800))  # decays slowly, 30 min half-life
+
+
+def test_lie_is_measured_against_what_the_guest_occupies() -> None:
+    # Claims 5 GiB while MemTotal is 3 GiB and nothing stalls: not believed.
+    occupied = MemoryStats(total=3 * GiB, available=2 * GiB, unused=GiB, last_update=NOW)
+    liar = est(dom("a", 3 * GiB, maxmem=6 * GiB, st=occupied, rep=report(5 * GiB)))
+    assert (liar.source, liar.demand) == ("stats", 1 * GiB) and "claims more" in liar.note
+    # The same claim from a guest that stalls is believed (up to twice its size per tick).
+    short = est(dom("a", 3 * GiB, maxmem=6 * GiB, st=occupied, rep=report(5 * GiB, psi=0.1)))
+    assert short.source == "report" and short.demand == 5 * GiB

@@ -154,8 +154,9 @@ def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
     swap_in = swap_in if swap_in is not None and swap_in >= 0 else None
     faults = faults if faults is not None and faults >= 0 else None
     # Built directly, not with dataclasses.replace: this runs for every domain every tick.
+    hidden, hidden_at = (est.hidden, now) if est.hidden else (None, None)
     return DomainMemo(
         swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
         peak_at, memo.target, memo.target_at, memo.mark_current, memo.mark_at,
-        memo.stuck_until, memo.strikes,
+        memo.stuck_until, memo.strikes, hidden, hidden_at,
     )  # fmt: skip

@@ -39,10 +39,12 @@ MAJOR_FAULTS_SHORT = 200.0
 BOOST_MIN = 0.10
 BOOST_PER_TARGET = 0.05
 BOOST_MAX = 1.0
-# A report that claims far more than the balloon statistics show, with no stall to back it,
-# is not believed (a lying guest): claim > stats x LIE_RATIO + LIE_SLACK.
-LIE_RATIO = 1.25
+# A report that claims more than the guest occupies, with no stall to back it, is not believed
+# (a lying guest): claim > occupied + max(LIE_SLACK, occupied x LIE_RATIO).
+LIE_RATIO = 0.10
 LIE_SLACK = 64 * 1024 * 1024
+# Learned hidden demand (hot cache the statistics count as available) halves in this time.
+HIDDEN_HALF_LIFE = 1800.0
 
 
 class Estimate(NamedTuple):
@@ -58,6 +60,7 @@ class Estimate(NamedTuple):
     requested: int | None  # the guest's own requested target (not yet clamped)
     why_no_data: str = ""
     note: str = ""  # e.g. a disbelieved report
+    hidden: int = 0  # learned demand the balloon statistics do not show (see _hidden)
 
 
 def fresh_report(report: GuestReport | None, now: float, stale_after: float) -> bool:
@@ -133,15 +136,11 @@ def estimate(
     """Estimate the demand of one running domain. Pure; never raises on guest data."""
     maxmem = dom.maxmem
     report = dom.report if fresh_report(dom.report, now, stale_after) else None
-    stats_why = stats_problem(dom.stats, maxmem, now, stale_after)
-    stats_demand = None
-    if not stats_why and dom.stats is not None:
-        assert dom.stats.total is not None and dom.stats.available is not None
-        stats_demand = dom.stats.total - dom.stats.available
-    swap_rate, fault_rate = counter_rates(dom.stats, memo, stats_at)
-    pressure = None
-    requested = None
-    raw, source, note = stats_demand, "stats" if stats_demand is not None else "", ""
+    stats = dom.stats
+    stats_why = stats_problem(stats, maxmem, now, stale_after)
+    usable = stats if not stats_why else None
+    swap_rate, fault_rate = counter_rates(stats, memo, stats_at)
+    pressure = requested = claimed = None
     if report is not None:
         pressure = _report_pressure(report)
         swap_rate = _nonneg(report.swap_in_rate) if report.swap_in_rate is not None else swap_rate
@@ -150,26 +149,71 @@ def estimate(
         if _plausible(report.requested_target, maxmem):
             requested = report.requested_target
         claimed = report_demand(report, maxmem)
-        if claimed is not None:
-            raw, source = claimed, "report"
     short = _is_short(pressure, swap_rate, fault_rate, policy.pressure_target)
-    if _disbelieved(raw if source == "report" else None, stats_demand, short):
-        note = "guest report claims more than its balloon statistics show; using statistics"
+    hidden = _hidden(memo, usable, report, short, now)
+    stats_demand = None
+    if usable is not None:
+        assert usable.total is not None and usable.available is not None
+        stats_demand = usable.total - usable.available
+    raw, source, note = claimed, "report", ""
+    if claimed is None or _disbelieved(claimed, usable, short):
+        if claimed is not None and stats_demand is not None:
+            note = "guest report claims more than its balloon statistics show; using statistics"
         raw, source = stats_demand, "stats"
     if raw is None:
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
         return Estimate(None, None, "", pressure, swap_rate, fault_rate, short, requested, why)
-    demand = _corrected(raw, dom.current, maxmem, short, pressure, policy, report)
+    visible = _visible(dom, report, usable)
+    if raw <= visible:  # a reading above MemTotal already counts what the guest lacks
+        raw = min(raw + hidden, maxmem)
+    demand = _corrected(raw, visible, maxmem, short, pressure, policy, report)
     return Estimate(
-        demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note
+        demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden
     )
 
 
-def _disbelieved(claimed: int | None, stats_demand: int | None, short: bool) -> bool:
-    # A claim the kernel's own balloon statistics contradict, with no stall to back it.
-    if claimed is None or stats_demand is None or short:
+def _hidden(
+    memo: DomainMemo,
+    stats: MemoryStats | None,
+    report: GuestReport | None,
+    short: bool,
+    now: float,
+) -> int:
+    """Demand that MemTotal - MemAvailable does not show (hot page cache), learned from
+    stalls. Both the balloon statistics and the agent's `demand` count cache as free to
+    take. A guest that stalls anyway needed (at least) the cache it still had: remember
+    MemAvailable at that moment and add it to the reading from then on, decaying slowly so
+    the guest is probed again now and then (Senpai probes continuously; this probes about
+    once per HIDDEN_HALF_LIFE)."""
+    hidden = 0
+    if memo.hidden is not None and memo.hidden_at is not None:
+        hidden = int(memo.hidden * 0.5 ** (max(0.0, now - memo.hidden_at) / HIDDEN_HALF_LIFE))
+    if short:
+        if stats is not None and stats.available is not None:
+            hidden = max(hidden, stats.available)
+        elif report is not None and report.mem_available is not None:
+            hidden = max(hidden, min(report.mem_available, report.mem_total or 0))
+    return hidden
+
+
+def _visible(dom: DomainSnapshot, report: GuestReport | None, stats: MemoryStats | None) -> int:
+    """The guest's MemTotal: what a reading capped by the balloon is capped at."""
+    if stats is not None and stats.total is not None:
+        return stats.total
+    if report is not None and report.mem_total is not None and 0 < report.mem_total <= dom.maxmem:
+        return report.mem_total
+    return dom.current
+
+
+def _disbelieved(claimed: int, stats: MemoryStats | None, short: bool) -> bool:
+    """A guest that does not stall holds all it needs, so it cannot need more than it
+    occupies (MemTotal - MemFree: used memory plus every cache page). A claim beyond that is
+    a lie (or a bug), and the kernel's balloon statistics are used instead."""
+    if stats is None or short or stats.total is None:
         return False
-    return claimed > stats_demand * LIE_RATIO + LIE_SLACK
+    unused = stats.unused if stats.unused is not None and 0 <= stats.unused <= stats.total else 0
+    occupied = stats.total - unused
+    return claimed > occupied + max(LIE_SLACK, int(occupied * LIE_RATIO))
 
 
 def _is_short(
@@ -192,7 +236,7 @@ def boost_for(pressure: float | None, target: float) -> float:
 
 def _corrected(
     raw: int,
-    current: int,
+    visible: int,
     maxmem: int,
     short: bool,
     pressure: float | None,
@@ -201,11 +245,16 @@ def _corrected(
 ) -> int:
     if not short:
         return raw
-    # A stalled guest's reading is capped by its balloon: it needs more than it has.
-    base = max(raw, current)
-    demand = base + int(base * boost_for(pressure, policy.pressure_target))
+    if raw > visible:
+        # The guest knows it needs more than it has (an agent counts what it lacks): believe
+        # it, but at most double per tick so that a lie costs little before it is caught.
+        demand = min(raw, 2 * visible)
+    else:
+        # A stalled guest's reading is capped by its balloon: it needs more than it has.
+        base = max(raw, visible)
+        demand = base + int(base * boost_for(pressure, policy.pressure_target))
     if report is not None and report.swap_total is not None and report.swap_free is not None:
         swapped = report.swap_total - report.swap_free
         if 0 < swapped <= maxmem:
-            demand = max(demand, raw + swapped)
+            demand = max(demand, min(raw, visible) + swapped)
     return min(demand, maxmem)

@@ -12,6 +12,8 @@ Per domain (a `DomainMemo`, keyed by UUID) it remembers:
 - the target last issued (`target`, at `target_at`) and a progress mark (`mark_current` at
   `mark_at`): where the balloon was when progress was last seen. A growing target that is not
   reached yet is memory *promised but not yet taken* and counts as taken;
+- learned hidden demand (`hidden`, at `hidden_at`): hot page cache the balloon statistics
+  count as available, learned when the guest stalled (see `estimate._hidden`);
 - stuck marks: `stuck_until` (retry time, epoch seconds) and `strikes` (how many times in a
   row it was found stuck; the backoff doubles with each, capped). A mark is never permanent.
 
@@ -58,6 +60,8 @@ class DomainMemo(NamedTuple):
     mark_at: float | None = None
     stuck_until: float | None = None
     strikes: int = 0
+    hidden: int | None = None
+    hidden_at: float | None = None
 
     def promised(self, current: int) -> int:
         """Bytes promised to this domain and not yet taken: a growing target not reached."""
@@ -67,7 +71,9 @@ class DomainMemo(NamedTuple):
 
 
 _EMPTY_MEMO = DomainMemo()
-_INT_FIELDS = frozenset({"swap_in", "major_faults", "peak", "target", "mark_current", "strikes"})
+_INT_FIELDS = frozenset(
+    {"swap_in", "major_faults", "peak", "target", "mark_current", "strikes", "hidden"}
+)
 _MEMO_FIELDS = DomainMemo._fields
 
 
