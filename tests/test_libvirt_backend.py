@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -41,9 +42,11 @@ def host() -> Iterator[LibvirtBackend]:
 
 @pytest.fixture
 def default() -> Iterator[LibvirtBackend]:
+    gc.collect()  # test:///default starts fresh only when no old connection is referenced
     backend = LibvirtBackend("test:///default")
     yield backend
     backend.close()
+    gc.collect()
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> bool:

@@ -7,6 +7,7 @@ those faults have no place in the Backend protocol itself.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,9 @@ def _open_libvirt(uri: str) -> tuple[Any, Harness]:
         pytest.skip("libvirt-python is not installed")
     from balloond.backend.libvirt import LibvirtBackend
 
+    # test:///default is fresh only once every connection to it is gone; a domain object
+    # still referenced from an earlier test's traceback keeps its connection alive.
+    gc.collect()
     backend = LibvirtBackend(uri)
     return backend, LibvirtHarness(backend)
 
@@ -97,6 +101,7 @@ def opened(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Harness]]:
         yield backend, harness
     finally:
         backend.close()
+        gc.collect()  # release domain objects that keep a test:/// connection alive
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ and a daemon config pointing at them."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def ctx(config: DaemonConfig) -> Iterator[OpsContext]:
 @pytest.fixture
 def default_ctx(config: DaemonConfig) -> Iterator[OpsContext]:
     """Operations on test:///default (state shared by every connection in this process
-    while one is open; fresh again once all are closed)."""
+    while one is open; fresh again once all are closed, so collect any domain object an
+    earlier test's traceback still holds: it keeps its connection alive)."""
+    gc.collect()
     with OpsContext(config=config).use(LibvirtBackend("test:///default")) as context:
         yield context

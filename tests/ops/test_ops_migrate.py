@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import HOST_URI  # type: ignore[import-not-found]
 
 from balloond.backend.base import JobProgress
 from balloond.backend.libvirt import LibvirtBackend
@@ -18,6 +17,7 @@ from balloond.ops.progress import ProgressLine, render
 from balloond.units import GiB, MiB
 
 pytestmark = pytest.mark.libvirt
+HOST_URI = f"test://{Path(__file__).parent.parent / 'contract' / 'host.xml'}"
 
 
 @pytest.mark.parametrize(
