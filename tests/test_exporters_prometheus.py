@@ -1,5 +1,5 @@
-"""A real Prometheus server scrapes a metrics endpoint over a simulated daemon, loads the
-alert rules, and answers every dashboard query with data."""
+"""A real Prometheus server scrapes the metrics endpoint of the daemon (balloond.daemon) on a
+simulated host, loads the alert rules, and answers every dashboard query with data."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ import pytest
 import yaml
 from test_exporters_rules import ALERTS, alert_rules, dashboard_targets, substitute
 
+from balloond.backend.simulated import open_simulated
+from balloond.daemon.assemble import build_daemon
+from balloond.daemon.loop import LoopSettings
 from balloond.metrics import serve
-from balloond.metrics.demo import simulated_view
+from balloond.units import MiB
 
 pytestmark = pytest.mark.prometheus
 
@@ -79,12 +82,23 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     if binary is None:
         pytest.skip("prometheus not installed (Debian package 'prometheus')")
     folder = tmp_path_factory.mktemp("prometheus")
-    view, host = simulated_view(ticks=3)
-    # Counters a short simulated run does not reach; the daemon records them the same way.
-    view.counters.record_failure("operation_failed")
-    view.counters.record_report("u-none", rejected_reason="malformed")
-    view.counters.record_operation("migrate", "ok", duration=8.0, downtime=0.2)
-    metrics = serve(view, "127.0.0.1", 0, clock=host.now)
+    host = open_simulated("sim://default?clock=manual")
+    daemon = build_daemon(
+        "sim://default", LoopSettings(interval=10.0, reserve=512 * MiB), None,
+        clock=host.now, connect=lambda: host, channels=False, policy_dir_required=False,
+    )  # fmt: skip
+    for _ in range(4):
+        host.advance(10.0)
+        daemon.tick()
+    # Counters a short simulated run without guest channels or operators does not reach;
+    # the daemon's channels and commands record them the same way.
+    counters = daemon.counters()
+    counters.record_failure("operation_failed")
+    for uuid in daemon.reports():
+        counters.record_report(uuid)
+    counters.record_report("", rejected_reason="malformed")
+    counters.record_operation("migrate", "ok", duration=8.0, downtime=0.2)
+    metrics = serve(daemon, "127.0.0.1", 0)
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
@@ -115,6 +129,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             process.kill()
             process.wait(timeout=30)
         metrics.close()
+        daemon.close()
 
 
 def test_prometheus_scrapes_the_daemon(prometheus: Prometheus) -> None:
@@ -158,3 +173,23 @@ def test_dashboard_variables_have_values(prometheus: Prometheus) -> None:
     domains = wait_for("domain names for the $domain variable", lambda: values("domain"))
     assert "web" in domains and "idle" in domains  # the demo scenario's guests
     assert wait_for("instances for the $instance variable", lambda: values("instance"))
+
+
+def test_no_alert_fires_for_a_healthy_daemon(prometheus: Prometheus) -> None:
+    """Right after start, `absent(up)` makes BalloondDown pending until the first scrape;
+    wait for an evaluation after the daemon is up, then nothing may be pending or firing."""
+    active: dict[str, str] = {}
+
+    def settled() -> bool | None:
+        nonlocal active
+        groups = prometheus.api("rules")["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        up = prometheus.api("query", query='up{job="balloond"} == 1')["result"]
+        evaluated = all(not rule["lastEvaluation"].startswith("0001") for rule in rules)
+        active = {rule["name"]: rule["state"] for rule in rules if rule["state"] != "inactive"}
+        return True if up and evaluated and not active else None
+
+    deadline = time.monotonic() + WAIT
+    while settled() is None:
+        assert time.monotonic() < deadline, f"alerts active for a healthy daemon: {active}"
+        time.sleep(0.2)
