@@ -1,0 +1,169 @@
+"""balloonctl save/restore and live migration between the two lab hosts, next to running
+daemons (scenarios 5 and 6 of the lab issue; the real-VM tests of the commands issue)."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import time
+from collections.abc import Iterator
+
+import libvirt
+import pytest
+
+from e2e import RUN
+from e2e.daemon import Balloond
+from e2e.guests import Guest, MiB
+from e2e.lab import Lab
+from e2e.wait import wait_for
+
+FLOOR = 256 * MiB
+MIGRATED = re.compile(r"migrated to \S+ in ([0-9.]+) s \(migration ([0-9.]+) s\), (.+?) "
+                      r"transferred, downtime (\S+(?: ms)?)")
+
+
+@pytest.fixture(scope="module")
+def daemons(lab: Lab) -> Iterator[tuple[Balloond, Balloond]]:
+    d1, d2 = lab.daemon("primary"), lab.daemon("second")
+    yield d1, d2
+    d1.stop()
+    d2.stop()
+
+
+@pytest.fixture(scope="module")
+def o1(lab: Lab, daemons: tuple[Balloond, Balloond]) -> Iterator[Guest]:
+    with lab.guest("o1") as guest:
+        yield guest
+
+
+def ok(done: object) -> str:
+    """stdout of a balloonctl run that must have succeeded."""
+    rc, out, err = done.returncode, done.stdout, done.stderr  # type: ignore[attr-defined]
+    assert rc == 0, f"balloonctl exited {rc}: {err.strip() or out.strip()}"
+    return str(out)
+
+
+def hold_full_and_dirty(daemon: Balloond, guest: Guest) -> None:
+    """Pin the guest at 512 MiB with a hold and write 300 MiB of its memory, then free it:
+    the pages keep their content, so an unsqueezed image or migration must carry them."""
+    ok(daemon.ctl("balloon", guest.name, "512M", "--for", "10m"))
+    wait_for(lambda: guest.current() >= 500 * MiB, 60, f"{guest.name} held at 512 MiB")
+    guest.call("hog", size=300 * MiB, step=300 * MiB, interval=0.1)
+    wait_for(lambda: guest.call("hog_status")["allocated"] >= 300 * MiB, 60,
+             "300 MiB written in the guest")
+    guest.call("unhog")
+
+
+def counting(guest: Guest, timeout: float = 60) -> None:
+    """The guest's counter process advances (the guest runs, not just exists)."""
+    now = guest.counter()
+    wait_for(lambda: guest.counter() >= now + 2, timeout, f"{guest.name}'s counter to advance")
+
+
+def daemon_has_it(daemon: Balloond, guest: Guest, timeout: float = 90) -> None:
+    """The host's daemon lists the guest under the lab policy with a fresh agent report."""
+
+    def listed() -> bool:
+        done = daemon.ctl("list", "--json")
+        if done.returncode != 0:
+            return False
+        rows = {r["name"]: r for r in json.loads(done.stdout)}
+        row = rows.get(guest.name)
+        return bool(row and row.get("policy") == "lab" and row.get("report_age") is not None
+                    and row["report_age"] < 10)
+
+    wait_for(listed, timeout, f"balloond on {daemon.host.name} to manage {guest.name} "
+             "with a fresh agent report")
+
+
+def test_save_and_restore_with_and_without_squeeze(lab: Lab, daemons: tuple[Balloond, Balloond],
+                                                   o1: Guest) -> None:
+    d1, _ = daemons
+    images = RUN / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    daemon_has_it(d1, o1)
+    for squeeze in (False, True):
+        label = "squeeze" if squeeze else "plain"
+        path = images / f"{o1.name}-{label}.img"
+        if squeeze:
+            ok(d1.ctl("release", o1.name))
+        else:
+            hold_full_and_dirty(d1, o1)
+        before = o1.counter()
+        size_before = o1.current()
+        started = time.monotonic()
+        out = ok(d1.ctl("save", o1.name, str(path), *(["--squeeze"] if squeeze else [])))
+        lab.report.record("save_restore", f"save_{label}_seconds", time.monotonic() - started)
+        assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600, out
+        lab.report.record("save_restore", f"save_{label}_image_bytes", path.stat().st_size)
+        with pytest.raises(libvirt.libvirtError):
+            o1.dom()  # saved: gone from the host
+        started = time.monotonic()
+        ok(d1.ctl("restore", str(path)))
+        lab.report.record("save_restore", f"restore_{label}_seconds", time.monotonic() - started)
+        after = o1.current()
+        if squeeze:
+            assert after <= FLOOR + 16 * MiB, f"squeezed guest restored at {after >> 20} MiB"
+        else:
+            assert abs(after - size_before) <= 8 * MiB, \
+                f"restored at {after >> 20} MiB, saved at {size_before >> 20} MiB"
+        assert o1.counter() >= before
+        counting(o1)
+        daemon_has_it(d1, o1)
+    plain = lab.report.figures["save_restore"]["save_plain_image_bytes"]
+    squeezed = lab.report.figures["save_restore"]["save_squeeze_image_bytes"]
+    assert squeezed < plain, f"squeezed image {squeezed} not smaller than plain {plain}"
+
+
+def migrate(lab: Lab, daemon: Balloond, guest: Guest, dest: str, label: str,
+            *extra: str) -> None:
+    started = time.monotonic()
+    out = ok(daemon.ctl("migrate", "--live", guest.name, dest, *extra))
+    lab.report.record("migration", f"{label}_command_seconds", time.monotonic() - started)
+    m = MIGRATED.search(out)
+    assert m, f"no figures in balloonctl's output: {out!r}"
+    lab.report.record("migration", f"{label}_total_seconds", float(m.group(1)))
+    lab.report.record("migration", f"{label}_migration_seconds", float(m.group(2)))
+    lab.report.record("migration", f"{label}_transferred", m.group(3))
+    lab.report.record("migration", f"{label}_downtime", m.group(4))
+
+
+def test_live_migration_there_and_back(lab: Lab, daemons: tuple[Balloond, Balloond],
+                                       o1: Guest) -> None:
+    """Scenario 6: to the second host without squeeze, back with --squeeze; the guest keeps
+    running, each host's daemon takes it over, the agent channel reconnects."""
+    d1, d2 = daemons
+    hold_full_and_dirty(d1, o1)
+    migrate(lab, d1, o1, lab.second.tcp_uri, "plain")
+    assert o1.name not in [d.name() for d in lab.primary.conn().listAllDomains(
+        libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+    o1.host = lab.second
+    counting(o1)
+    assert o1.meminfo()["MemTotal"] > 0  # the lab channel answers on the new host
+    d2.ctl("release", o1.name)  # the hold may or may not have travelled
+    daemon_has_it(d2, o1)
+    hold_full_and_dirty(d2, o1)
+    ok(d2.ctl("release", o1.name))
+    migrate(lab, d2, o1, lab.primary.tcp_uri, "squeeze", "--squeeze")
+    o1.host = lab.primary
+    counting(o1)
+    daemon_has_it(d1, o1)
+
+
+def test_refused_migration_leaves_the_guest_on_the_source(lab: Lab,
+                                                          daemons: tuple[Balloond, Balloond],
+                                                          o1: Guest) -> None:
+    """A destination without room (here: a config whose reserve is 99% of the host) is
+    refused before anything moves."""
+    d1, _ = daemons
+    small = d1.dir / "small-dest.yaml"
+    text = d1.config.read_text()
+    small.write_text(re.sub(r"(?m)^reserve: .*$", "reserve: 99%", text))
+    done = d1.ctl("migrate", "--live", o1.name, lab.second.tcp_uri, config=small)
+    assert done.returncode != 0, done.stdout
+    assert len(done.stderr.strip().splitlines()) >= 1
+    assert o1.dom().isActive()
+    counting(o1)
+    names = [d.name() for d in lab.second.conn().listAllDomains()]
+    assert o1.name not in names
