@@ -1,0 +1,73 @@
+"""Config resolution, the command hold's life, and console's hand-over to virsh."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from balloond.config import DEFAULT_CONFIG_PATH
+from balloond.errors import OperationFailed
+from balloond.model import DomainSnapshot
+from balloond.ops import OpsContext, config_path
+from balloond.ops.holding import COMMAND_HOLD_LIMIT, working_hold
+
+pytestmark = pytest.mark.libvirt
+
+
+def test_config_path_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BALLOOND_CONFIG", str(tmp_path / "env.yaml"))
+    assert config_path("/explicit.yaml") == "/explicit.yaml"
+    assert config_path(None) == str(tmp_path / "env.yaml")
+    monkeypatch.delenv("BALLOOND_CONFIG")
+    expected = DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None
+    assert config_path(None) == expected
+
+
+def test_context_takes_the_uri_from_the_config(config_file: Path) -> None:
+    ctx = OpsContext.load(config=str(config_file), connect=None)
+    assert ctx.uri is not None and ctx.uri.endswith("contract/host.xml")
+    assert OpsContext.load(config=str(config_file), connect="test:///default").uri == (
+        "test:///default"
+    )
+
+
+def _web1(ctx: OpsContext) -> DomainSnapshot:
+    return {d.name: d for d in ctx.backend.domains()}["web1"]
+
+
+def test_command_hold_is_visible_while_working_and_gone_after(ctx: OpsContext) -> None:
+    dom = _web1(ctx)
+    with working_hold(ctx.backend, dom, "balloonctl test", "testing") as hold:
+        seen = ctx.backend.holds()[dom.uuid]
+        assert (seen.owner, seen.pid) == ("balloonctl test", os.getpid())
+        assert seen.until is not None and seen.until <= time.time() + COMMAND_HOLD_LIMIT
+        assert hold == seen
+    assert ctx.backend.holds() == {}
+
+
+def test_command_hold_is_removed_when_the_work_fails(ctx: OpsContext) -> None:
+    dom = _web1(ctx)
+    with pytest.raises(OperationFailed), working_hold(ctx.backend, dom, "balloonctl test", "t"):
+        raise OperationFailed("the hypervisor said no")
+    assert ctx.backend.holds() == {}
+
+
+def test_console_hands_over_to_virsh(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "virsh"
+    fake.write_text('#!/bin/sh\necho "virsh $*"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "BALLOOND_CONFIG": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from balloond.cli.ctl import main; "
+         "sys.exit(main(sys.argv[1:]))", "console", "-c", "qemu+ssh://node2/system", "web1"],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "virsh --connect qemu+ssh://node2/system console web1"
