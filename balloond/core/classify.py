@@ -158,5 +158,5 @@ def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
     return DomainMemo(
         swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
         peak_at, memo.target, memo.target_at, memo.mark_current, memo.mark_at,
-        memo.stuck_until, memo.strikes, hidden, hidden_at,
+        memo.stuck_until, memo.strikes, hidden, hidden_at, memo.shrunk_at,
     )  # fmt: skip

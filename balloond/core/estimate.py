@@ -34,6 +34,11 @@ SWAP_IN_SHORT = 16 * PAGE
 SWAP_IN_GUARD = PAGE
 # Major faults also come from ordinary file reads; only a storm of them means "short".
 MAJOR_FAULTS_SHORT = 200.0
+# Signs that a shrink reached the working set (see _touched): a stall of a tenth of the
+# pressure target, or this many major faults per second soon after a shrink.
+TOUCH_FRACTION = 0.1
+SHRINK_BLAME = 60.0
+MAJOR_FAULTS_AFTER_SHRINK = 16.0
 # Upward correction when short: boost = BOOST_PER_TARGET x (pressure / pressure_target),
 # at least BOOST_MIN, at most BOOST_MAX of the current size.
 BOOST_MIN = 0.10
@@ -61,6 +66,7 @@ class Estimate(NamedTuple):
     why_no_data: str = ""
     note: str = ""  # e.g. a disbelieved report
     hidden: int = 0  # learned demand the balloon statistics do not show (see _hidden)
+    touched: bool = False  # a shrink reached the working set: shrink no further
 
 
 def fresh_report(report: GuestReport | None, now: float, stale_after: float) -> bool:
@@ -150,7 +156,8 @@ def estimate(
             requested = report.requested_target
         claimed = report_demand(report, maxmem)
     short = _is_short(pressure, swap_rate, fault_rate, policy.pressure_target)
-    hidden = _hidden(memo, usable, report, short, now)
+    touched = short or _touched(pressure, swap_rate, fault_rate, policy, memo, now)
+    hidden = _hidden(memo, usable, report, touched, now)
     stats_demand = None
     if usable is not None:
         assert usable.total is not None and usable.available is not None
@@ -168,15 +175,16 @@ def estimate(
         raw = min(raw + hidden, maxmem)
     demand = _corrected(raw, visible, maxmem, short, pressure, policy, report)
     return Estimate(
-        demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden
-    )
+        demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
+        touched,
+    )  # fmt: skip
 
 
 def _hidden(
     memo: DomainMemo,
     stats: MemoryStats | None,
     report: GuestReport | None,
-    short: bool,
+    touched: bool,
     now: float,
 ) -> int:
     """Demand that MemTotal - MemAvailable does not show (hot page cache), learned from
@@ -188,7 +196,7 @@ def _hidden(
     hidden = 0
     if memo.hidden is not None and memo.hidden_at is not None:
         hidden = int(memo.hidden * 0.5 ** (max(0.0, now - memo.hidden_at) / HIDDEN_HALF_LIFE))
-    if short:
+    if touched:
         if stats is not None and stats.available is not None:
             hidden = max(hidden, stats.available)
         elif report is not None and report.mem_available is not None:
@@ -214,6 +222,25 @@ def _disbelieved(claimed: int, stats: MemoryStats | None, short: bool) -> bool:
     unused = stats.unused if stats.unused is not None and 0 <= stats.unused <= stats.total else 0
     occupied = stats.total - unused
     return claimed > occupied + max(LIE_SLACK, int(occupied * LIE_RATIO))
+
+
+def _touched(
+    pressure: float | None,
+    swap_rate: float | None,
+    fault_rate: float | None,
+    policy: Policy,
+    memo: DomainMemo,
+    now: float,
+) -> bool:
+    """Has a shrink reached the guest's working set? Weaker signs than `short`: a stall
+    of a tenth of the pressure target, any swap-in, or, within SHRINK_BLAME seconds of a
+    shrink, major faults that ordinary file reads would rarely explain."""
+    if pressure is not None and pressure >= policy.pressure_target * TOUCH_FRACTION:
+        return True
+    if swap_rate is not None and swap_rate >= SWAP_IN_GUARD:
+        return True
+    recent = memo.shrunk_at is not None and now - memo.shrunk_at <= SHRINK_BLAME
+    return recent and fault_rate is not None and fault_rate >= MAJOR_FAULTS_AFTER_SHRINK
 
 
 def _is_short(

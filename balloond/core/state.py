@@ -62,6 +62,7 @@ class DomainMemo(NamedTuple):
     strikes: int = 0
     hidden: int | None = None
     hidden_at: float | None = None
+    shrunk_at: float | None = None  # when a shrink was last issued (blames faults on it)
 
     def promised(self, current: int) -> int:
         """Bytes promised to this domain and not yet taken: a growing target not reached."""
