@@ -15,6 +15,7 @@ from typing import Any
 
 from balloond.backend.base import JobProgress, MigrationResult
 from balloond.errors import BalloondError
+from balloond.model import DomainState
 from balloond.ops.context import OpsContext, destination_uri, find_domain
 from balloond.ops.holding import clear_command_hold, working_hold
 from balloond.ops.image import check_room
@@ -64,7 +65,7 @@ def migrate_domain(
     try:
         floor = ctx.floor_for(dom)
         needed = min(dom.current, floor) if squeeze_to_floor else dom.current
-        if not force:
+        if not force and dom.state != DomainState.SHUTOFF:  # offline: only its definition moves
             host = target.host()
             check_room(name, needed, ctx.reserve(host.total), host.free, f"'{dest_uri}'")
         squeezed = None
