@@ -118,7 +118,15 @@ memos = st.builds(
     },
     **{
         name: _times
-        for name in ("counters_at", "peak_at", "target_at", "mark_at", "stuck_until", "hidden_at")
+        for name in (
+            "counters_at",
+            "peak_at",
+            "target_at",
+            "mark_at",
+            "stuck_until",
+            "hidden_at",
+            "shrunk_at",
+        )
     },
     strikes=st.integers(0, 64),
 )

@@ -7,7 +7,7 @@ step 5% of current, grow at once, deadband 16 MiB, pressure target 0.5%, swap gu
 from __future__ import annotations
 
 import pytest
-from test_decide_support import DEFAULT, NOW, GiB, MiB, by_name, dom, one, report, run, stats
+from test_decide_support import DEFAULT, NOW, GiB, MiB, by_name, dom, one, report, run
 
 from balloond.model import DomainState, Hold, JobKind, MemoryStats, Reason
 from balloond.policy.model import Amount, Policy
@@ -166,9 +166,13 @@ def test_swap_guard_blocks_shrinking_a_swapping_guest() -> None:
 
 
 def test_swap_guard_from_balloon_counters_between_ticks() -> None:
-    first = dom("s", 2 * GiB, st=stats(300 * MiB, 2 * GiB, swap_in=0, age=11))
-    _, state = run(first, policy=LOW_FLOOR, now=NOW - 10)
-    second = dom("s", 2 * GiB, st=stats(300 * MiB, 2 * GiB, swap_in=100 * 1024))  # 10 KiB/s
+    # MemFree is plentiful: the guest pages old memory back in, it is not short of any.
+    calm = MemoryStats(total=2 * GiB, available=1700 * MiB, unused=1700 * MiB, swap_in=0,
+                       last_update=NOW - 11)  # fmt: skip
+    _, state = run(dom("s", 2 * GiB, st=calm), policy=LOW_FLOOR, now=NOW - 10)
+    swapping = MemoryStats(total=2 * GiB, available=1700 * MiB, unused=1700 * MiB,
+                           swap_in=100 * 1024, last_update=NOW - 1)  # 10 KiB/s  # fmt: skip
+    second = dom("s", 2 * GiB, st=swapping)
     d = one(second, policy=LOW_FLOOR, state=state)
     # The shrink issued on the first tick is called off: the target goes back to current.
     assert (d.reason, d.act, d.target) == (Reason.SWAP_GUARD, True, 2 * GiB)

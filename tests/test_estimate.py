@@ -30,8 +30,8 @@ def test_statistics_give_memtotal_minus_memavailable() -> None:
 
 
 def test_fresh_report_wins_over_statistics() -> None:
-    e = est(dom("a", 2 * GiB, used=700 * MiB, rep=report(800 * MiB, psi=0.001)))
-    assert (e.demand, e.source, e.pressure) == (800 * MiB, "report", 0.001)
+    e = est(dom("a", 2 * GiB, used=700 * MiB, rep=report(800 * MiB, psi=0.0002)))
+    assert (e.demand, e.source, e.pressure) == (800 * MiB, "report", 0.0002)
 
 
 def test_report_without_demand_falls_back_to_its_meminfo() -> None:

@@ -171,9 +171,11 @@ def estimate(
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
         return Estimate(None, None, "", pressure, swap_rate, fault_rate, short, requested, why)
     visible = _visible(dom, report, usable)
-    if raw <= visible:  # a reading above MemTotal already counts what the guest lacks
+    knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
+    if not knows:
         raw = min(raw + hidden, maxmem)
-    demand = _corrected(raw, visible, maxmem, short, pressure, policy, report)
+    demand = _corrected(raw, visible, knows, short, pressure, policy, report)
+    demand = min(demand, maxmem)
     return Estimate(
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
         touched,
@@ -190,15 +192,17 @@ def _hidden(
     """Demand that MemTotal - MemAvailable does not show (hot page cache), learned from
     stalls. Both the balloon statistics and the agent's `demand` count cache as free to
     take. A guest that stalls anyway needed (at least) the cache it still had: remember
-    MemAvailable at that moment and add it to the reading from then on, decaying slowly so
-    the guest is probed again now and then (Senpai probes continuously; this probes about
-    once per HIDDEN_HALF_LIFE)."""
+    that cache (MemAvailable - MemFree) and add it to the reading from then on, decaying
+    slowly so the guest is probed again now and then (Senpai probes continuously; this
+    probes about once per HIDDEN_HALF_LIFE)."""
     hidden = 0
     if memo.hidden is not None and memo.hidden_at is not None:
         hidden = int(memo.hidden * 0.5 ** (max(0.0, now - memo.hidden_at) / HIDDEN_HALF_LIFE))
     if touched:
+        # The cache in use, not free memory: a guest with MemFree to spare is not short.
         if stats is not None and stats.available is not None:
-            hidden = max(hidden, stats.available)
+            free = stats.unused if stats.unused is not None else 0
+            hidden = max(hidden, stats.available - min(max(free, 0), stats.available))
         elif report is not None and report.mem_available is not None:
             hidden = max(hidden, min(report.mem_available, report.mem_total or 0))
     return hidden
@@ -264,7 +268,7 @@ def boost_for(pressure: float | None, target: float) -> float:
 def _corrected(
     raw: int,
     visible: int,
-    maxmem: int,
+    knows: bool,
     short: bool,
     pressure: float | None,
     policy: Policy,
@@ -272,7 +276,8 @@ def _corrected(
 ) -> int:
     if not short:
         return raw
-    if raw > visible:
+    maxmem = max(raw, visible)  # only for the swap sanity bound below
+    if knows:
         # The guest knows it needs more than it has (an agent counts what it lacks): believe
         # it, but at most double per tick so that a lie costs little before it is caught.
         demand = min(raw, 2 * visible)
@@ -282,6 +287,6 @@ def _corrected(
         demand = base + int(base * boost_for(pressure, policy.pressure_target))
     if report is not None and report.swap_total is not None and report.swap_free is not None:
         swapped = report.swap_total - report.swap_free
-        if 0 < swapped <= maxmem:
+        if 0 < swapped <= 4 * maxmem:
             demand = max(demand, min(raw, visible) + swapped)
-    return min(demand, maxmem)
+    return demand
