@@ -342,3 +342,27 @@ def test_textfile_in_a_missing_folder_fails_without_creating_it(tmp_path: Path) 
     with pytest.raises(FileNotFoundError):
         write_textfile(view(), tmp_path / "nope" / "balloond.prom")
     assert not (tmp_path / "nope").exists()
+
+
+GARBAGE = [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # a TLS hello to plain HTTP
+    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",  # a huge request line
+    b"GET /metrics HTTP/1.1\r\nX: " + b"b" * 70000 + b"\r\n\r\n",  # a huge header
+    b"\r\n\r\n",
+    b"POST /metrics HTTP/1.1\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_garbage_requests_get_no_metrics_and_the_server_survives(
+    server: str, garbage: bytes
+) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as raw:
+        raw.sendall(garbage)
+        raw.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert b"balloond_" not in answer
+    assert get(server + "/metrics")[0] == 200
