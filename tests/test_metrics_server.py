@@ -10,6 +10,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -366,3 +367,28 @@ def test_garbage_requests_get_no_metrics_and_the_server_survives(
             answer += chunk
     assert b"balloond_" not in answer
     assert get(server + "/metrics")[0] == 200
+
+
+def test_a_flood_of_connections_is_refused_then_service_resumes(server: str) -> None:
+    from balloond.metrics.server import MAX_CONNECTIONS
+
+    port = int(server.rsplit(":", 1)[1])
+    flood = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        # Connections are accepted in order, so once the last one is held by a thread the
+        # next is over the limit. Its answer is an immediate close: no metrics.
+        with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as extra:
+            extra.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert extra.recv(65536) == b""
+    finally:
+        for conn in flood:
+            conn.close()
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while True:  # the held threads notice the closes and give their slots back
+        try:
+            if get(server + "/metrics")[0] == 200:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert time.monotonic() < deadline, "the endpoint did not recover from the flood"
+        time.sleep(0.05)

@@ -31,6 +31,7 @@ DEFAULT_PORT = 9877
 # A client that has not sent its request within this many seconds is dropped, so a stalled
 # or hostile client cannot hold a server thread (or, under TLS, the handshake) forever.
 REQUEST_TIMEOUT = 10.0
+MAX_CONNECTIONS = 32  # Prometheus needs one per scraping server; more is a flood
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         try:
-            body = render_text(families(self.server.view, self.server.clock),
-                               openmetrics=openmetrics)  # fmt: skip
+            with self.server.render_lock:
+                body = render_text(families(self.server.view, self.server.clock),
+                                   openmetrics=openmetrics)  # fmt: skip
         except Exception:
             # A bug in the collector must not kill the server: Prometheus sees a 500 (its
             # `up` goes to 0, which the alerts watch) and the log says why.
@@ -127,9 +129,32 @@ def check_basic_auth(header: str | None, expected: BasicAuth) -> bool:
 
 class _MetricsHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # listen() backlog; the stdlib's 5 makes bursts wait on SYN retries
     view: DaemonView
     clock: Clock | None
     basic_auth: BasicAuth | None
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # One render at a time: parallel scrapes would only multiply the CPU taken from the
+        # daemon's tick (they share the GIL) and the memory of 1,000-domain expositions.
+        self.render_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            # A flood of connections gets closed rather than a thread each.
+            log.debug("metrics: %s refused: %d connections open", client_address,
+                      MAX_CONNECTIONS)  # fmt: skip
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Failed TLS handshakes, resets and timeouts are the client's problem: one debug
