@@ -56,6 +56,7 @@ class Agent(object):
         self.sent = 0
         self.dropped = 0
         self._stop_requested = False
+        self._deferred_at = None  # a pressure report held back by min_gap
 
     # -- one step -----------------------------------------------------------------------
     def tick(self, trigger="periodic"):
@@ -130,10 +131,15 @@ class Agent(object):
         ticks = 0
         while not self._stop_requested and (max_ticks is None or ticks < max_ticks):
             self._watch(poller, watched)
-            timeout_ms = max(0, int((next_at - self.clock()) * 1000))
+            wake_at = min(next_at, self._deferred_at or next_at)
+            timeout_ms = max(0, int((wake_at - self.clock()) * 1000 + 0.999))
             for fd, events in poller.poll(timeout_ms):
                 ticks += self._on_event(poller, watched, fd, events)
-            if self.clock() >= next_at:
+            if self._deferred_at is not None and self.clock() >= self._deferred_at:
+                self._deferred_at = None
+                self.tick("pressure")
+                ticks += 1
+            elif self.clock() >= next_at:
                 self.tick("periodic")
                 ticks += 1
                 next_at = max(next_at + self.settings.interval, self.clock())
@@ -169,9 +175,13 @@ class Agent(object):
                 self.trigger = None
                 return 0
             self.trigger.drain()
-            if self.last_sent_at is None or self.clock() - self.last_sent_at >= self.settings.min_gap:
+            since = None if self.last_sent_at is None else self.clock() - self.last_sent_at
+            if since is None or since >= self.settings.min_gap:
                 self.tick("pressure")
                 return 1
+            # Right after another report: send this one when the gap has passed, not never.
+            if self._deferred_at is None:
+                self._deferred_at = self.last_sent_at + self.settings.min_gap
         elif role == "control":
             if self.control.serve(self):
                 self.tick("request")

@@ -1,0 +1,89 @@
+"""The agent must run on old, minimal guests: Python 3.7+, standard library only, and only
+modules a minimal Debian guest has (python3.11-minimal + libpython3.11-stdlib)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+
+AGENT = Path(__file__).resolve().parents[2] / "guest-agent"
+VERMIN = Path(sys.executable).parent / "vermin"
+DEBIAN_PYTHON = Path("/usr/bin/python3.11")
+DPKG_LISTS = [
+    Path("/var/lib/dpkg/info/python3.11-minimal.list"),
+    Path("/var/lib/dpkg/info/libpython3.11-minimal:amd64.list"),
+    Path("/var/lib/dpkg/info/libpython3.11-stdlib:amd64.list"),
+]
+
+
+def test_vermin_says_python_3_7_is_enough() -> None:
+    if not VERMIN.exists():
+        pytest.skip("vermin is not installed in this environment")
+    done = subprocess.run(
+        [str(VERMIN), "-t=3.7-", "--no-tips", "--violations", str(AGENT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_agent_imports_nothing_outside_the_standard_library() -> None:
+    stdlib = set(sys.stdlib_module_names)
+    for path in (AGENT / "balloond_guest").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top in stdlib or top == "balloond_guest", f"{path.name} imports {name}"
+
+
+_PROBE = """
+import sys, json
+sys.path.insert(0, sys.argv[1])
+from balloond_guest import cli
+code = cli.main(["run", "--once", "--transport", "stdout", "--root", sys.argv[2]])
+mods = {m: getattr(sys.modules[m], "__file__", None) for m in list(sys.modules)}
+print(json.dumps({"code": code, "modules": mods}))
+"""
+
+
+def test_debians_python_runs_the_agent_with_only_minimal_and_stdlib_packages() -> None:
+    if not DEBIAN_PYTHON.exists() or not all(p.exists() for p in DPKG_LISTS):
+        pytest.skip("Debian's python3.11 packages are not installed here")
+    done = subprocess.run(
+        [
+            str(DEBIAN_PYTHON),
+            "-I",
+            "-S",
+            "-c",
+            _PROBE,
+            str(AGENT),
+            str(FIXTURES / "linux-6.1-kvm-psi"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.strip().splitlines()
+    report, probe = json.loads(lines[0]), json.loads(lines[-1])
+    assert probe["code"] == 0 and report["type"] == "report"
+    shipped = set()
+    for listing in DPKG_LISTS:
+        shipped |= set(listing.read_text().split())
+    outside = sorted(
+        f
+        for f in probe["modules"].values()
+        if f and not f.startswith(str(AGENT)) and f not in shipped
+    )
+    assert outside == []  # every module file loaded comes from those three packages
