@@ -25,6 +25,8 @@ RUNNING = (DomainState.RUNNING, DomainState.BLOCKED)
 ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
 # Held demand decays toward lower readings with this half-life (seconds).
 PEAK_HALF_LIFE = 60.0
+# Learned hot cache gets this share of the policy buffer (it is a measured need already).
+CACHE_BUFFER = 0.25
 
 
 @dataclass(slots=True, eq=False)
@@ -112,7 +114,12 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
         work.explanation = f"kept at {sz(cur)}: no data ({est.why_no_data})"
         return work
     held = work.memo.peak if work.memo.peak is not None else est.demand
-    want = int(max(est.demand, held) * (1.0 + policy.buffer))
+    demand = max(est.demand, held)
+    # The buffer is headroom for demand to grow into; hot cache learned from a stall is
+    # already a measured need (cache swells and shrinks with what it is given).
+    cache = min(est.hidden, demand)
+    buffer = policy.buffer
+    want = int((demand - cache) * (1.0 + buffer) + cache * (1.0 + buffer * CACHE_BUFFER))
     work.reason = _direction(est, want, cur)
     if est.requested is not None and policy.self_adjust:
         want, work.reason = est.requested, Reason.GUEST_REQUEST
