@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from balloond.errors import (  # noqa: E402
     NotSupported,
     OperationFailed,
 )
-from balloond.model import DomainState, Hold  # noqa: E402
+from balloond.model import DomainSnapshot, DomainState, Hold  # noqa: E402
 from balloond.units import GiB, MiB  # noqa: E402
 
 pytestmark = pytest.mark.libvirt
@@ -260,3 +261,28 @@ def test_xml_facts_are_cached_between_ticks_without_events(host: LibvirtBackend)
     dom.destroy()
     dom.create()
     assert {d.name: d for d in host.domains()}["batch1"].tags == {"nightly"}
+
+
+def test_a_large_host_is_read_in_parallel_with_the_same_result(tmp_path: Path) -> None:
+    domains = "".join(
+        f"<domain type='test'><name>g{i:03d}</name><memory unit='MiB'>{1024 + i}</memory>"
+        f"<currentMemory unit='MiB'>{512 + i}</currentMemory>"
+        "<os><type arch='x86_64'>hvm</type></os></domain>"
+        for i in range(100)
+    )
+    xml = tmp_path / "big.xml"
+    xml.write_text(f"<node><memory>268435456</memory>{domains}</node>")
+    backend = LibvirtBackend(f"test://{xml}")
+    try:
+        parallel = backend.domains()
+        backend.workers = 1
+        serial = backend.domains()
+    finally:
+        backend.close()
+    assert len(parallel) == 100
+
+    def comparable(doms: list[DomainSnapshot]) -> list[DomainSnapshot]:
+        return [replace(d, cpu_time=0.0) for d in doms]  # the test driver's clock
+
+    assert comparable(parallel) == comparable(serial)
+    assert {d.current for d in parallel} == {(512 + i) * MiB for i in range(100)}
