@@ -115,8 +115,9 @@ def _create_private(name: str, path: str) -> bool:
 
 def _make_private(name: str, path: str) -> None:
     """libvirt may recreate the file with its own mode; make sure it ends up 0600."""
-    try:
+    with suppress(PermissionError):  # libvirtd may have handed the file to its qemu user
         os.chmod(path, 0o600)
+    try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError as exc:
         raise OperationFailed(f"domain '{name}': saved image '{path}': {exc}") from exc
