@@ -275,8 +275,12 @@ def test_a_large_host_is_read_in_parallel_with_the_same_result(tmp_path: Path) -
     backend = LibvirtBackend(f"test://{xml}")
     try:
         parallel = backend.domains()
+        for name in ("g007", "g093"):
+            backend.put_hold(name, Hold(domain="x", owner="test", reason=name))
+        parallel_holds = backend.holds()
         backend.workers = 1
         serial = backend.domains()
+        assert backend.holds() == parallel_holds
     finally:
         backend.close()
     assert len(parallel) == 100
@@ -286,3 +290,4 @@ def test_a_large_host_is_read_in_parallel_with_the_same_result(tmp_path: Path) -
 
     assert comparable(parallel) == comparable(serial)
     assert {d.current for d in parallel} == {(512 + i) * MiB for i in range(100)}
+    assert sorted(h.reason for h in parallel_holds.values()) == ["g007", "g093"]

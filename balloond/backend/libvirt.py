@@ -144,11 +144,14 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
     def domains(self) -> list[DomainSnapshot]:
         with self._call(f"listing domains on '{self._uri}'"):
             doms = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-        if len(doms) < PARALLEL_FROM or self.workers <= 1:
-            found = [self._snapshot_or_none(dom) for dom in doms]
-        else:
-            found = list(self._pool().map(self._snapshot_or_none, doms))
+        found = self._for_each(self._snapshot_or_none, doms)
         return [snapshot for snapshot in found if snapshot is not None]
+
+    def _for_each(self, func: Callable[[Any], Any], doms: list[Any]) -> list[Any]:
+        """`func` over `doms` in order; in parallel threads on a large host."""
+        if len(doms) < PARALLEL_FROM or self.workers <= 1:
+            return [func(dom) for dom in doms]
+        return list(self._pool().map(func, doms))
 
     def _snapshot_or_none(self, dom: Any) -> DomainSnapshot | None:
         try:
