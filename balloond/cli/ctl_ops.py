@@ -21,6 +21,7 @@ from balloond.ops import (
     set_maxmem,
 )
 from balloond.ops.progress import ProgressLine
+from balloond.ops.squeeze import SqueezeResult
 from balloond.units import format_size, parse_duration, parse_size
 
 SIZE_HELP = "a bare number is MiB, as in xm/xl; units accepted: 512M, 1.5GiB, 2G"
@@ -233,18 +234,23 @@ def cmd_save(args: argparse.Namespace) -> int:
             squeeze_timeout=args.squeeze_timeout,
         )
     if result.squeezed is not None:
-        sq = result.squeezed
-        note = "" if sq.complete else f" (stopped short of the floor {format_size(sq.target)})"
-        print(
-            f"{args.domain}: squeezed {format_size(sq.before)} -> {format_size(sq.reached)} "
-            f"in {sq.seconds:.1f} s{note}"
-        )
+        print(_squeeze_line(args.domain, result.squeezed))
     written = "on the remote host" if result.size is None else format_size(result.size)
     print(
         f"{args.domain}: saved ({format_size(result.memory)} guest) to {result.path}: "
         f"{written} in {result.seconds:.2f} s"
     )
     return 0
+
+
+def _squeeze_line(name: str, sq: SqueezeResult) -> str:
+    if sq.seconds == 0.0 and sq.complete:
+        return f"{name}: already at {format_size(sq.before)}, its floor is {format_size(sq.target)}"
+    note = "" if sq.complete else f" (stopped short of its floor {format_size(sq.target)})"
+    return (
+        f"{name}: squeezed {format_size(sq.before)} -> {format_size(sq.reached)} "
+        f"in {sq.seconds:.1f} s{note}"
+    )
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -284,8 +290,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     result = outcome.result
     downtime = "n/a" if result.downtime is None else f"{result.downtime * 1000:.0f} ms"
     if outcome.squeezed is not None:
-        sq = outcome.squeezed
-        print(f"{args.domain}: squeezed {format_size(sq.before)} -> {format_size(sq.reached)}")
+        print(_squeeze_line(args.domain, outcome.squeezed))
     print(
         f"{args.domain}: migrated to {outcome.dest_uri} in {outcome.total_seconds:.1f} s "
         f"(migration {result.duration:.1f} s), {format_size(result.bytes_transferred)} "
