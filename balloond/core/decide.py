@@ -266,7 +266,5 @@ def _next_state(works: list[Work], now: float) -> ControllerState:
         memo = work.memo
         if work.act:
             memo = progress.issued(memo, work.dom.current, work.target, now)
-            if work.target < work.dom.current:
-                memo = memo._replace(shrunk_at=now)
         memos[work.dom.uuid] = memo
     return ControllerState.of(memos)
