@@ -117,12 +117,15 @@ def render_text(families: Iterable[Family], *, openmetrics: bool = False) -> byt
         sample_name = f"{exposed}_bucket" if family.kind == "histogram" else exposed
         names = ("le",) if family.kind == "histogram" else family.labelnames
         cache = label_text.setdefault(names, {})
-        for labels, value in family.samples:
-            text = cache.get(labels)
-            if text is None:
-                text = cache[labels] = _label_text(names, labels)
-            number = str(value) if type(value) is int else format_value(value)
-            append(f"{sample_name}{text} {number}\n")
+        for labels, _ in family.samples:
+            if labels not in cache:
+                cache[labels] = _label_text(names, labels)
+        # One comprehension per family: about twice as fast as appending sample by sample.
+        lines.extend([
+            f"{sample_name}{cache[labels]} "
+            f"{str(value) if type(value) is int else format_value(value)}\n"
+            for labels, value in family.samples
+        ])  # fmt: skip
         if family.kind == "histogram":
             count = family.samples[-1][1] if family.samples else 0
             append(f"{exposed}_count {format_value(count)}\n")
