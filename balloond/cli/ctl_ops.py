@@ -41,6 +41,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive, got: {text!r}")
+    return seconds
+
+
 def _milliseconds(text: str) -> float:
     try:
         value = float(text)
@@ -101,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--for",
         dest="hold_for",
-        type=_duration,
+        type=_positive_duration,
         metavar="DURATION",
         help="hold the target this long ('1h', '30m'); default: until 'balloonctl release DOMAIN'",
     )

@@ -27,6 +27,8 @@ def check_balloon(dom: DomainSnapshot, size: int, floor: int, *, force: bool) ->
     """Refuse a target the domain cannot or should not take (pure: tested with tables)."""
     if size <= 0:
         raise Refused(f"domain '{dom.name}': target {format_size(size)} is not positive")
+    if dom.job is not None:
+        raise Refused(f"domain '{dom.name}': a {dom.job} job is running on it; try again after")
     if size > dom.maxmem:
         raise Refused(
             f"domain '{dom.name}': target {format_size(size)} is above its maxmem "

@@ -11,7 +11,7 @@ from balloond.cli.ctl import main
 from balloond.daemon.assemble import compute_once
 from balloond.daemon.loop import LoopSettings
 from balloond.errors import Refused
-from balloond.model import DomainSnapshot, Hold, Reason
+from balloond.model import DomainSnapshot, Hold, JobKind, Reason
 from balloond.ops import OpsContext, balloon, release, set_maxmem
 from balloond.ops.memory import check_balloon
 from balloond.units import GiB, MiB
@@ -36,6 +36,7 @@ def domain(ctx: OpsContext, name: str) -> DomainSnapshot:
     ],
 )
 def test_check_balloon_table(size: int, force: bool, error: str | None) -> None:
+    """A bare target check: maxmem, floor (unless forced), positive."""
     dom = DomainSnapshot(name="web1", uuid="u", current=2 * GiB, maxmem=4 * GiB)
     if error is None:
         check_balloon(dom, size, GiB, force=force)
@@ -138,10 +139,24 @@ def test_cli_refusals(
     assert message in err and err.count("\n") == 1  # one clear line
 
 
+def test_balloon_refused_while_a_job_runs() -> None:
+    dom = DomainSnapshot(name="web1", uuid="u", current=2 * GiB, maxmem=4 * GiB,
+                         job=JobKind.MIGRATION)  # fmt: skip
+    with pytest.raises(Refused, match="migration job"):
+        check_balloon(dom, 3 * GiB, GiB, force=True)
+
+
 @pytest.mark.parametrize("size", ["-5", "lots", "1e9G", "12 parsecs"])
 def test_cli_bad_sizes(config_file: Path, size: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["balloon", "--config", str(config_file), "web1", size])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("duration", ["0", "0s", "-1h", "forever"])
+def test_cli_bad_hold_durations(config_file: Path, duration: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["balloon", "--config", str(config_file), "web1", "3G", "--for", duration])
     assert exit_info.value.code == 2
 
 
