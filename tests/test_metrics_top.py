@@ -233,3 +233,19 @@ def test_frames_are_json_round_trippable() -> None:
     frame = view_fetch(hand_made_view(), lambda: NOW)()
     assert json.loads(json.dumps(list(frame.rows))) == list(frame.rows)
     assert frame.rows[0]["mem"] == 2 * GiB and frame.rows[0]["target"] == 1536 * MiB
+
+
+def test_ctrl_c_ends_the_live_loop_quietly() -> None:
+    calls = 0
+
+    def fetch() -> Frame:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise KeyboardInterrupt
+        return Frame(STATUS, ROWS, taken_at=NOW)
+
+    console = Console(record=True, width=160, file=io.StringIO())
+    run_live(fetch, console, interval=0.01, sort="name", limit=None)  # returns: no exception
+    assert calls == 2
+    assert "web1" in console.export_text()
