@@ -126,7 +126,9 @@ def _seq(untrusted: Any, previous: int | None) -> int:
         raise ReportRejected(
             "bad_field", f"seq must be a non-negative integer, got {_show(untrusted)}"
         )
-    if previous is not None and untrusted <= previous and untrusted > RESTART_SEQ:
+    if previous is not None and untrusted <= previous:
+        if untrusted < previous and untrusted <= RESTART_SEQ:
+            return untrusted  # the agent started again on a channel that stayed connected
         raise ReportRejected("stale_seq", f"seq {untrusted} does not follow {previous}")
     return untrusted
 

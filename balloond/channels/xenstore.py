@@ -79,6 +79,7 @@ class XenstoreReader:
         self.max_age = max_age
         self._reports: dict[str, GuestReport] = {}
         self._seqs: dict[str, int] = {}
+        self._lines: dict[str, bytes] = {}
 
     @staticmethod
     def available() -> bool:
@@ -94,21 +95,23 @@ class XenstoreReader:
         for uuid in [u for u in self._reports if u not in seen]:
             del self._reports[uuid]
             self._seqs.pop(uuid, None)
+            self._lines.pop(uuid, None)
 
     def _read_one(self, domain: DomainSnapshot) -> None:
         text = self.runner(["xenstore-read", f"/local/domain/{domain.id}/{REPORT_KEY}"])
         if text is None:
             return
         line = text.rstrip("\n").encode("utf-8", "surrogateescape")
+        if self._lines.get(domain.uuid) == line:
+            return  # xenstore keeps only the latest value: reading it again is not news
+        self._lines[domain.uuid] = line
         previous = self._seqs.get(domain.uuid)
         try:
             report = parse_report(
                 line, maxmem=domain.maxmem, now=self.clock(), previous_seq=previous
             )
         except ReportRejected as rejected:
-            # xenstore keeps only the latest value: reading it again is normal, not an attack.
-            if rejected.reason != "stale_seq":
-                self.telemetry.record_report(domain.name, rejected.reason)
+            self.telemetry.record_report(domain.name, rejected.reason)
             return
         self._seqs[domain.uuid] = report.seq
         self._reports[domain.uuid] = report

@@ -1,0 +1,242 @@
+"""AgentHub over real unix sockets: the test plays QEMU (the socket server, mode='bind') and
+hands the accepted connection to a real guest agent, as QEMU would hand it the virtio port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from balloond.channels import AgentHub, HubSettings
+from balloond.model import DomainSnapshot
+from balloond.telemetry import Telemetry
+
+GIB = 1 << 30
+FIXTURE = str(Path(__file__).parent / "agent/fixtures/linux-6.1-kvm-psi")
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+class FakeQemu:
+    """A domain's channel socket: listens at `path`, accepts the hub's connection."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(4)
+        self.server.settimeout(10)
+        self.conn: socket.socket | None = None
+
+    def accept(self) -> socket.socket:
+        self.conn, _ = self.server.accept()
+        return self.conn
+
+    def agent(self, **settings: object) -> object:
+        from balloond_guest.agent import Agent, Settings
+        from balloond_guest.transport import FdTransport
+
+        assert self.conn is not None
+        return Agent(
+            Settings(root=FIXTURE, **settings), FdTransport(os.dup(self.conn.fileno()), "qemu")
+        )
+
+    def stop(self) -> None:
+        """The domain went away (save, migration): the socket closes and the path goes."""
+        if self.conn is not None:
+            self.conn.close()
+        self.server.close()
+        os.unlink(self.path)
+
+
+def domain(name: str, channel: str | None, maxmem: int = 2 * GIB) -> DomainSnapshot:
+    return DomainSnapshot(
+        name=name, uuid=f"uuid-{name}", current=GIB, maxmem=maxmem, channel=channel
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def hub() -> Iterator[tuple[AgentHub, Telemetry, Clock]]:
+    telemetry, clock = Telemetry(), Clock()
+    hub = AgentHub(telemetry, clock, HubSettings(reconnect_interval=0.05, rate=0.01, burst=50))
+    yield hub, telemetry, clock
+    hub.close()
+
+
+@pytest.fixture
+def qemus(tmp_path: Path) -> Iterator[Callable[[str], FakeQemu]]:
+    made: list[FakeQemu] = []
+
+    def make(name: str) -> FakeQemu:
+        made.append(FakeQemu(str(tmp_path / f"{name}.sock")))
+        return made[-1]
+
+    yield make
+    for qemu in made:
+        if qemu.conn is not None:
+            qemu.conn.close()
+        qemu.server.close()
+
+
+def test_a_real_agent_report_reaches_the_hub_under_its_channels_domain(hub, qemus) -> None:  # type: ignore[no-untyped-def]
+    hub_, telemetry, _ = hub
+    web = qemus("web1")
+    hub_.sync([domain("web1", web.path), domain("db1", None)])
+    web.accept()
+    agent = web.agent()
+    message = agent.tick()
+    wait_for(lambda: "uuid-web1" in hub_.reports(), "web1's report")
+    report = hub_.reports()["uuid-web1"]
+    assert report.seq == message["seq"] and report.demand == message["demand"]
+    assert set(hub_.reports()) == {"uuid-web1"}
+    assert telemetry.reports_accepted["web1"] == 1
+    agent.transport.close()
+
+
+def test_a_hostile_guest_cannot_touch_another_domain(hub, qemus) -> None:  # type: ignore[no-untyped-def]
+    hub_, telemetry, _ = hub
+    good, evil = qemus("good"), qemus("evil")
+    hub_.sync([domain("good", good.path), domain("evil", evil.path, maxmem=GIB)])
+    good.accept()
+    attacker = evil.accept()
+    agent = good.agent()
+    agent.tick()
+    wait_for(lambda: "uuid-good" in hub_.reports(), "good's report")
+    before = hub_.reports()["uuid-good"]
+    flood = [
+        b'{"v":1,"type":"report","seq":9,"uuid":"uuid-good","name":"good","request":1}',
+        b'{"v":1,"type":"report","seq":10,"domain":"good","request":99999999999999}',
+        b"\x00\xff" * 3000,
+        b"[" * 4000,
+        b'{"v":1,"type":"report","seq":11,"psi_some":NaN}',
+        b'{"v":2,"type":"report","seq":12}',
+    ]
+    attacker.sendall(b"\n".join(flood) + b"\n")
+    attacker.sendall(b'{"v":1,"type":"report","seq":20,"request":536870912}\n')
+    wait_for(lambda: telemetry.copy().reports_accepted["evil"] == 2, "evil's last, valid report")
+    assert hub_.reports()["uuid-good"] == before  # untouched by anything evil wrote
+    assert hub_.reports()["uuid-evil"].requested_target == 512 << 20
+    rejected = telemetry.copy().reports_rejected
+    assert sum(rejected.values()) == 5 and rejected["too_long"] == 1
+    assert telemetry.reports_accepted["evil"] == 2  # the "uuid" field is just ignored
+    agent.transport.close()
+
+
+def test_floods_are_rate_limited_per_domain(qemus) -> None:  # type: ignore[no-untyped-def]
+    telemetry, clock = Telemetry(), Clock()
+    hub = AgentHub(telemetry, clock, HubSettings(reconnect_interval=0.05, rate=0.001, burst=5))
+    try:
+        noisy = qemus("noisy")
+        hub.sync([domain("noisy", noisy.path)])
+        conn = noisy.accept()
+        lines = [b'{"v":1,"type":"report","seq":%d}' % i for i in range(2000, 2040)]
+        conn.sendall(b"\n".join(lines) + b"\n")
+        wait_for(lambda: sum(telemetry.copy().reports_rejected.values()) == 35, "35 rate-limited")
+        assert telemetry.copy().reports_rejected["rate_limited"] == 35
+        assert telemetry.copy().reports_accepted["noisy"] == 5
+        clock.now += 1000  # one token per 1000 s: one more line gets through
+        conn.sendall(b'{"v":1,"type":"report","seq":3000}\n')
+        wait_for(
+            lambda: hub.reports().get("uuid-noisy") and hub.reports()["uuid-noisy"].seq == 3000,
+            "the report after the refill",
+        )
+    finally:
+        hub.close()
+
+
+def test_stale_reports_expire(hub, qemus) -> None:  # type: ignore[no-untyped-def]
+    hub_, _, clock = hub
+    web = qemus("web1")
+    hub_.sync([domain("web1", web.path)])
+    web.accept().sendall(b'{"v":1,"type":"report","seq":1}\n')
+    wait_for(lambda: "uuid-web1" in hub_.reports(), "the report")
+    clock.now += 29.0
+    assert "uuid-web1" in hub_.reports()
+    clock.now += 2.0
+    assert hub_.reports() == {}
+
+
+def test_limits_go_to_the_agent_and_again_after_a_reconnect(hub, qemus, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    hub_, _, _ = hub
+    web = qemus("web1")
+    hub_.sync([domain("web1", web.path)])
+    web.accept()
+    wait_for(lambda: "uuid-web1" in hub_.connected(), "connection")
+    assert hub_.send_limits("uuid-web1", 256 << 20, GIB)
+    assert hub_.send_limits("uuid-web1", 256 << 20, GIB)  # unchanged: not sent twice
+    agent = web.agent()
+    line = web.conn.makefile("rb").readline()  # type: ignore[union-attr]
+    assert agent.handle_host_line(line.rstrip(b"\n")) == {
+        "type": "limits",
+        "floor": 256 << 20,
+        "ceiling": GIB,
+    }
+    agent.transport.close()
+    # The guest is saved: socket and path vanish; restored: a new QEMU, same path.
+    web.stop()
+    wait_for(lambda: "uuid-web1" not in hub_.connected(), "the hub to notice")
+    assert not hub_.send_limits("uuid-web1", 256 << 20, GIB)
+    again = FakeQemu(web.path)
+    try:
+        conn = again.accept()
+        conn.settimeout(10)
+        assert json.loads(conn.makefile("rb").readline())["type"] == "limits"  # re-sent
+        conn.sendall(b'{"v":1,"type":"report","seq":1}\n')  # restored agent, seq from scratch
+        wait_for(lambda: "uuid-web1" in hub_.reports(), "a report over the new connection")
+    finally:
+        again.stop()
+
+
+def test_a_request_is_acknowledged(hub, qemus) -> None:  # type: ignore[no-untyped-def]
+    hub_, _, _ = hub
+    web = qemus("web1")
+    hub_.sync([domain("web1", web.path)])
+    conn = web.accept()
+    conn.settimeout(10)
+    conn.sendall(b'{"v":1,"type":"report","seq":77,"request":1073741824}\n')
+    assert json.loads(conn.makefile("rb").readline()) == {"v": 1, "type": "ack", "seq": 77}
+
+
+def test_vanished_domains_are_dropped_and_their_socket_closed(hub, qemus) -> None:  # type: ignore[no-untyped-def]
+    hub_, _, _ = hub
+    web = qemus("web1")
+    hub_.sync([domain("web1", web.path)])
+    conn = web.accept()
+    conn.sendall(b'{"v":1,"type":"report","seq":1}\n')
+    wait_for(lambda: "uuid-web1" in hub_.reports(), "the report")
+    hub_.sync([])
+    assert hub_.reports() == {}
+    conn.settimeout(10)
+    assert conn.recv(100) == b""  # the hub hung up
+
+
+def test_a_channel_that_is_not_there_yet_is_retried(hub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    hub_, _, _ = hub
+    path = str(tmp_path / "late.sock")
+    hub_.sync([domain("late", path)])
+    time.sleep(0.1)  # a few failed attempts (ENOENT)
+    late = FakeQemu(path)
+    try:
+        late.accept().sendall(b'{"v":1,"type":"report","seq":1}\n')
+        wait_for(lambda: "uuid-late" in hub_.reports(), "the late domain's report")
+    finally:
+        late.stop()
