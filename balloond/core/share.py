@@ -20,7 +20,7 @@ def water_fill(
     """Allocations, one per claimant, with sum <= max(pool, sum(floors)).
 
     Requires len(floors) == len(wants) == len(weights) and want >= floor for each claimant.
-    A weight <= 0 gets its floor only when memory is short.
+    A weight <= 0 gets its floor, plus only what weighted claimants leave over.
     """
     total_want = sum(wants)
     if total_want <= pool:
@@ -47,4 +47,11 @@ def water_fill(
         weight_left -= weights[i]
     for i in order[cut:]:
         alloc[i] = floors[i] + remaining * weights[i] // weight_left
+    if cut == len(order) and remaining > 0:
+        # Every weighted claimant is full: claimants of weight 0 share the leftovers evenly.
+        idle = [i for i in range(len(wants)) if weights[i] <= 0]
+        extra = water_fill([0] * len(idle), [wants[i] - floors[i] for i in idle],
+                           [1] * len(idle), remaining) if idle else []  # fmt: skip
+        for i, more in zip(idle, extra, strict=True):
+            alloc[i] += more
     return alloc

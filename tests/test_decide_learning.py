@@ -1,0 +1,51 @@
+"""Across ticks: hot cache the statistics cannot see is learned from the stall it causes."""
+
+from __future__ import annotations
+
+from test_decide_support import NOW, GiB, MiB, dom, report, run
+
+from balloond.core import ControllerState, DomainMemo
+from balloond.model import DomainDecision, MemoryStats, Reason
+from balloond.policy.model import Amount, Policy
+
+LOW_FLOOR = Policy(name="low-floor", floor=Amount(size=128 * MiB))
+
+
+def _stats(faults: int, at: float) -> MemoryStats:
+    # 1 GiB guest: 524 MiB used (MemTotal - MemAvailable), 490 MiB of cache, 10 MiB free.
+    return MemoryStats(total=GiB, available=500 * MiB, unused=10 * MiB, major_faults=faults,
+                       last_update=at)  # fmt: skip
+
+
+def _tick(state: ControllerState, faults: int, at: float) -> tuple[DomainDecision, ControllerState]:
+    decision, state = run(dom("legacy", GiB, st=_stats(faults, at)), policy=LOW_FLOOR,
+                          state=state, now=at)  # fmt: skip
+    return decision.domains[0], state
+
+
+def test_faults_after_a_shrink_teach_the_hidden_cache() -> None:
+    d, state = _tick(ControllerState.empty(), 0, NOW)
+    assert d.reason is Reason.SHRINK_IDLE and d.act  # 524 MiB used + 20%: shrink
+    # 10 s later the guest refaults 50 pages/s: the shrink reached its hot cache.
+    d, state = _tick(state, 500, NOW + 10)
+    assert d.demand == 524 * MiB + 490 * MiB
+    assert d.reason is Reason.GROW_DEMAND and d.target > GiB
+    assert state.memo("uuid-legacy").hidden == 490 * MiB
+    # Calm again, the learned cache is kept: no new shrink toward 630 MiB.
+    d, state = _tick(state, 500, NOW + 20)
+    assert d.target >= GiB
+
+
+def test_faults_without_a_recent_shrink_are_ordinary_reads() -> None:
+    memo = DomainMemo(major_faults=0, counters_at=NOW - 10, shrunk_at=NOW - 1000)
+    d, state = _tick(ControllerState.of({"uuid-legacy": memo}), 500, NOW)
+    assert d.reason is Reason.SHRINK_IDLE and state.memo("uuid-legacy").hidden is None
+
+
+def test_a_small_stall_stops_the_shrink_before_the_pressure_target() -> None:
+    # PSI at a fifth of the 0.5% target: not short, but the working set was reached.
+    rep = report(500 * MiB, psi=0.001, at=NOW)
+    st = MemoryStats(total=GiB, available=500 * MiB, unused=10 * MiB, last_update=NOW)
+    decision, state = run(dom("web", GiB, rep=rep, st=st), policy=LOW_FLOOR)
+    d = decision.domains[0]
+    assert d.reason is Reason.GROW_DEMAND and state.memo("uuid-web").hidden == 490 * MiB
