@@ -101,7 +101,7 @@ def cmd_run(args):
     try:
         if not args.once:
             trigger = _arm_trigger(args)
-            server = None if args.no_control else control.ControlServer(args.control)
+            server = None if args.no_control else _control_server(args.control)
         agent = Agent(settings, link, trigger=trigger, control=server,
                       reopen=lambda: transport.choose(args.root, args.transport))
         if args.once:
@@ -115,6 +115,16 @@ def cmd_run(args):
         for thing in (trigger, server, link):
             if thing is not None:
                 thing.close()
+
+
+def _control_server(path):
+    try:
+        return control.ControlServer(path)
+    except OSError as error:  # e.g. no /run in a tiny initramfs: reporting matters more
+        logging.getLogger("balloond-guest").warning(
+            "no control socket at %s (%s): 'balloond-guest target SIZE' cannot reach this agent",
+            path, error)
+        return None
 
 
 def _arm_trigger(args):
