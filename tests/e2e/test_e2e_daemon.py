@@ -13,6 +13,7 @@ import pytest
 from e2e.daemon import Balloond
 from e2e.guests import Guest, MiB
 from e2e.lab import Lab
+from e2e.prom import Prometheus, dashboard_queries
 from e2e.wait import wait_for
 
 FLOOR = 256 * MiB  # the lab policy's floor: 50% of 512 MiB
@@ -103,3 +104,69 @@ def test_pressure_grows_the_balloon_before_the_guest_runs_out(lab: Lab, daemon: 
     assert d1.current() <= MAXMEM
     assert "Out of memory" not in d1.console_text()
     d1.call("unhog")
+
+
+def test_daemon_rides_out_a_libvirtd_crash(lab: Lab, daemon: Balloond, d1: Guest) -> None:
+    """Scenario 7: libvirtd is killed (SIGKILL) and restarted under a running daemon: the
+    daemon notices, reconnects, its metrics show the outage, and nothing goes below the floor;
+    the guest keeps running throughout."""
+    if not lab.primary.owned:
+        pytest.skip("the primary libvirtd was already running (not ours to kill)")
+    reconnects = daemon.metric("balloond_libvirt_reconnects_total") or 0.0
+    assert daemon.metric("balloond_libvirt_up") == 1
+    killed = time.monotonic()
+    lab.primary.kill_libvirtd()
+    wait_for(lambda: daemon.metric("balloond_libvirt_up") == 0, 60,
+             "balloond_libvirt_up to show the outage")
+    lab.report.record("libvirtd_restart", "outage_seen_in_metrics_seconds",
+                      time.monotonic() - killed)
+    before = d1.counter()
+    wait_for(lambda: d1.counter() > before, 30, "the guest to keep running without libvirtd")
+    restarted = time.monotonic()
+    lab.primary.start_libvirtd()
+    wait_for(lambda: daemon.metric("balloond_libvirt_up") == 1
+             and (daemon.metric("balloond_libvirt_reconnects_total") or 0) > reconnects,
+             90, "balloond to reconnect to the restarted libvirtd")
+    lab.report.record("libvirtd_restart", "restart_to_reconnected_seconds",
+                      time.monotonic() - restarted)
+    assert d1.dom().isActive()
+    seen = []
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        seen.append(d1.current())
+        time.sleep(0.5)
+    assert min(seen) >= FLOOR
+    listed = json.loads(daemon.ctl("list", "--json").stdout)
+    assert d1.name in [row["name"] for row in listed]
+
+
+def test_prometheus_scrapes_the_dashboards_series(lab: Lab, daemon: Balloond, d1: Guest) -> None:
+    """Scenario 8: Debian's Prometheus scrapes the daemon; every query of the shipped Grafana
+    dashboard is valid PromQL there, and the per-domain ones return the guest's series."""
+    prom = Prometheus([f"127.0.0.1:{daemon.port}"])
+    started = time.monotonic()
+    prom.start()
+    try:
+        wait_for(lambda: any(r["metric"].get("domain") == d1.name
+                             for r in prom.query("balloond_domain_current_bytes")), 90,
+                 f"prometheus to have {d1.name}'s series")
+        lab.report.record("prometheus", "start_to_first_domain_series_seconds",
+                          time.monotonic() - started)
+        instances = prom.api("label/instance/values", **{"match[]": "balloond_domain_info"})
+        assert f"127.0.0.1:{daemon.port}" in instances
+        queries = dashboard_queries()
+        assert queries, "the dashboard has no queries"
+        # rate() needs two samples inside the 30 s window; wait for them, don't sleep.
+        wait_for(lambda: prom.query("rate(balloond_tick_duration_seconds_count[30s])"), 60,
+                 "two scrapes for rate()")
+        empty = []
+        for expr in queries:
+            result = prom.query(expr)  # raises on invalid PromQL
+            per_domain = "balloond_domain_" in expr and "rate(" not in expr \
+                and "count by" not in expr
+            if per_domain and not any(r["metric"].get("domain") == d1.name for r in result):
+                empty.append(expr)
+        assert not empty, f"dashboard queries without {d1.name}'s series: {empty}"
+        lab.report.record("prometheus", "dashboard_queries_checked", len(queries))
+    finally:
+        prom.stop()

@@ -1,0 +1,100 @@
+"""A real Prometheus (Debian's `prometheus`) scraping the lab's daemons, and the queries of the
+shipped Grafana dashboard (exporters/grafana/balloond.json) to run against it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from e2e import ROOT, RUN, procs
+from e2e.daemon import free_port
+from e2e.wait import wait_for
+
+DASHBOARD = ROOT / "exporters" / "grafana" / "balloond.json"
+# What Grafana would substitute for the dashboard's variables with "All" selected.
+VARIABLES = {"$instance": ".*", "$domain": ".*", "$__rate_interval": "30s"}
+
+
+class Prometheus:
+    def __init__(self, targets: list[str]) -> None:
+        self.dir = RUN / "prometheus"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(json.dumps({  # JSON is YAML
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "balloond",
+                                "static_configs": [{"targets": targets}]}],
+        }, indent=2) + "\n")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise FileNotFoundError("prometheus not found (Debian package prometheus)")
+        argv = [binary, f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+        self.proc = procs.spawn(argv, self.dir / "prometheus.log")
+        procs.CLEANUP.push("prometheus", self.stop)
+        wait_for(self._ready, timeout, f"prometheus ready at {self.base}")
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"prometheus exited {self.proc.returncode}")
+        with urllib.request.urlopen(f"{self.base}/-/ready", timeout=5) as resp:
+            return resp.status == 200
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.kill_pids([self.proc.pid], grace=15)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+            self.proc = None
+
+    def api(self, path: str, **params: str) -> Any:
+        url = f"{self.base}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.loads(resp.read())
+        if body.get("status") != "success":
+            raise AssertionError(f"prometheus {path} {params}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=expr)
+        result: list[dict[str, Any]] = data["result"] if data["resultType"] == "vector" else []
+        return result
+
+
+def dashboard_queries(path: Path = DASHBOARD) -> list[str]:
+    """Every panel's PromQL, with the variables substituted as Grafana would for "All"."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "expr" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(path.read_text()))
+    out = []
+    for expr in found:
+        for var, value in VARIABLES.items():
+            expr = expr.replace(var, value)
+        out.append(expr)
+    return out

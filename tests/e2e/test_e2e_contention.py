@@ -1,0 +1,116 @@
+"""Scenario 4: two guests under pressure on a host whose reserve leaves room for only one of
+them to grow fully. Memory goes to them by weight (3:1); the daemon keeps the reserve.
+
+The host is this shared build machine, whose free memory moves with everyone's work: the
+reserve is set to (free memory now - BUDGET) when the daemon starts, and the bounds below
+allow for that noise (HOST_NOISE)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from balloond.backend.libvirt import LibvirtBackend
+from e2e.daemon import Balloond
+from e2e.guests import Guest, MiB
+from e2e.lab import Lab
+from e2e.wait import wait_for
+
+FLOOR = 256 * MiB
+BUDGET = 128 * MiB  # what the host can still hand out: room for one workload, not two
+WORKLOAD = 192 * MiB  # each guest's workload: at its floor it has ~140 MiB available
+HOST_NOISE = 96 * MiB
+WEIGHTS = """\
+  - name: lab-heavy
+    match:
+      names: ["bde2e-c1"]
+    floor: 50%
+    weight: 3000
+    max_shrink_step: 64MiB
+    deadband: 8MiB
+    self_adjust: false
+  - name: lab-light
+    match:
+      names: ["bde2e-c2"]
+    floor: 50%
+    weight: 1000
+    max_shrink_step: 64MiB
+    deadband: 8MiB
+    self_adjust: false
+"""
+
+
+@pytest.fixture(scope="module")
+def pair(lab: Lab) -> Iterator[tuple[Guest, Guest]]:
+    c1 = lab.boot("c1", current=FLOOR, wait=False)
+    c2 = lab.boot("c2", current=FLOOR, wait=False)
+    try:
+        for g in (c1, c2):
+            g.wait_booted()
+            wait_for(lambda g=g: g.current() <= FLOOR + 8 * MiB, 60, f"{g.name} at 256 MiB")
+        yield c1, c2
+    finally:
+        lab.destroy(c1)
+        lab.destroy(c2)
+
+
+def steady_free(uri: str) -> int:
+    """The daemon's own idea of host free memory, once it stops moving (guests settling)."""
+    samples: list[int] = []
+
+    def steady() -> int | None:
+        with LibvirtBackend(uri) as backend:
+            samples.append(backend.host().free)
+        last = samples[-4:]
+        return last[-1] if len(last) == 4 and max(last) - min(last) < 16 * MiB else None
+
+    return wait_for(steady, 60, "host free memory to settle", interval=1.0)
+
+
+@pytest.fixture(scope="module")
+def tight(lab: Lab, pair: tuple[Guest, Guest]) -> Iterator[Balloond]:
+    reserve = max(steady_free(lab.primary.uri) - BUDGET, 0)
+    d = lab.daemon("primary", reserve=f"{reserve >> 20}MiB", extra_policies=WEIGHTS)
+    yield d
+    d.stop()
+
+
+def test_contention_shares_by_weight_and_keeps_the_reserve(
+        lab: Lab, pair: tuple[Guest, Guest], tight: Balloond) -> None:
+    c1, c2 = pair
+    base = {g.name: g.current() for g in pair}
+    for g in pair:
+        g.call("hog", size=WORKLOAD, step=8 * MiB, interval=1.0)
+    margins: list[float] = []
+    history: list[tuple[int, int]] = []
+
+    def settled() -> bool:
+        free = tight.metric("balloond_host_free_bytes")
+        reserve = tight.metric("balloond_host_reserve_bytes")
+        if free is not None and reserve is not None:
+            margins.append(free - reserve)
+        history.append((c1.current(), c2.current()))
+        done = [not g.call("hog_status")["alive"] or
+                g.call("hog_status")["allocated"] >= WORKLOAD for g in pair]
+        # Settled: both workloads finished (or died) and no balloon moved for 5 samples.
+        return all(done) and len(history) > 5 and len(set(history[-5:])) == 1
+
+    wait_for(settled, 150, "both balloons to settle under contention", interval=1.0)
+    grown1 = c1.current() - base[c1.name]
+    grown2 = c2.current() - base[c2.name]
+    lab.report.record("contention", "heavy_weight3000_grown_mib", grown1 >> 20)
+    lab.report.record("contention", "light_weight1000_grown_mib", grown2 >> 20)
+    lab.report.record("contention", "min_free_minus_reserve_mib",
+                      int(min(margins)) >> 20 if margins else None)
+    lab.report.record("contention", "survivors", [g.name for g in pair
+                                                  if g.call("hog_status")["alive"]])
+    assert min(c1.current(), c2.current()) >= FLOOR
+    assert grown1 + grown2 <= BUDGET + HOST_NOISE, \
+        f"granted {(grown1 + grown2) >> 20} MiB from a budget of {BUDGET >> 20} MiB"
+    assert grown1 > grown2, f"weight 3000 got {grown1 >> 20} MiB, weight 1000 {grown2 >> 20}"
+    assert margins and min(margins) >= -HOST_NOISE, \
+        f"host free went {-min(margins) / MiB:.0f} MiB below the reserve"
+    for g in pair:
+        g.call("unhog")
+
