@@ -77,14 +77,19 @@ def decide(
     fixed_promises = sum(w.promise for w in works if w.fixed)
     spare = host_free - reserve - fixed_promises - sum(w.promise for w in claimants)
     notes: list[str] = []
-    if spare < 0:
+    # The host itself is short (not merely promised out): idle guests give back at once.
+    deficit = host_free < reserve
+    if deficit:
         notes.append(
-            f"host free {sz(host_free)} minus promises is below the reserve {sz(reserve)}: "
+            f"host free {sz(host_free)} is below the reserve {sz(reserve)}: "
             "idle guests shrink to demand + buffer at once, nothing grows"
         )
+    elif spare < 0:
+        notes.append(f"promises outstanding exceed host free {sz(host_free)} minus the reserve "
+                     f"{sz(reserve)}: nothing grows until they are taken")  # fmt: skip
     _share(claimants, host_free - reserve - fixed_promises, notes)
     for work in claimants:
-        _limit(work, deficit=spare < 0)
+        _limit(work, deficit=deficit)
     budget = _grant(claimants, spare)
     decision = Decision(
         taken_at=now,
