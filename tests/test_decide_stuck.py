@@ -25,7 +25,8 @@ def test_a_balloon_that_does_not_move_is_stuck_then_retried_with_backoff() -> No
     assert d.act and d.target == 600 * MiB
     # 10 s and 29 s later: no movement yet, not stuck yet (nothing re-issued either).
     d, state = _tick(2 * GiB, state, NOW + 10)
-    assert d.reason is Reason.STEADY and not d.act
+    assert (d.reason, d.act, d.target) == (Reason.SHRINK_IDLE, False, 600 * MiB)
+    assert "moving 2 GiB → 600 MiB (issued earlier)" in d.explanation
     d, state = _tick(2 * GiB, state, NOW + 29)
     assert d.reason is not Reason.STUCK
     d, state = _tick(2 * GiB, state, NOW + 31)

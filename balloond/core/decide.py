@@ -162,10 +162,15 @@ def _steady(work: Work) -> None:
     work.target, work.act = work.in_force, False
     if work.reason in (Reason.NO_DATA, Reason.SWAP_GUARD, Reason.CONTENTION):
         return
-    work.reason = Reason.STEADY
     why = _why(work)
+    cur = work.dom.current
+    if abs(work.in_force - cur) > progress.reach_tolerance(work.in_force):
+        # Still on its way to a target issued earlier: that target stands, and so does why.
+        work.explanation = f"moving {sz(cur)} → {sz(work.in_force)} (issued earlier): {why}"
+        return
+    work.reason = Reason.STEADY
     work.explanation = (
-        f"steady at {sz(work.dom.current)}: {why}; {sz(computed)} is within the deadband "
+        f"steady at {sz(cur)}: {why}; {sz(computed)} is within the deadband "
         f"{work.policy.deadband} of the target {sz(work.in_force)}"
     )
 
