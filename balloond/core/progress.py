@@ -17,7 +17,8 @@ PROGRESS_RATIO = 0.10
 
 
 def reach_tolerance(target: int) -> int:
-    """A balloon within this of its target has reached it (drivers stop a few pages short)."""
+    """A balloon within this of its target has reached it (drivers stop a few pages short):
+    no progress is expected of it any more."""
     return max(MiB, target // 100)
 
 
@@ -45,7 +46,11 @@ def track(memo: DomainMemo, current: int, now: float, stuck_after: float) -> Dom
     if target is None:
         return memo
     if abs(target - current) <= reach_tolerance(target):
-        return _set(memo, None, None, None, None, None, 0, memo.shrunk_at)
+        # Reached. The target stays recorded: it is still in force in the hypervisor, and
+        # the last pages the balloon moves are still promised.
+        if memo.mark_current is None and memo.stuck_until is None and not memo.strikes:
+            return memo
+        return _set(memo, target, memo.target_at, None, None, None, 0, memo.shrunk_at)
     mark, mark_at = memo.mark_current, memo.mark_at
     if mark is None or mark_at is None:
         return _set(memo, target, memo.target_at, current, now, memo.stuck_until, memo.strikes,
@@ -72,7 +77,7 @@ def issued(memo: DomainMemo, current: int, target: int, now: float) -> DomainMem
     stuck_until = None if retried else memo.stuck_until
     shrunk_at = now if target < current else memo.shrunk_at
     if abs(target - current) <= reach_tolerance(target):
-        return _set(memo, None, None, None, None, stuck_until, memo.strikes, shrunk_at)
+        return _set(memo, target, now, None, None, stuck_until, memo.strikes, shrunk_at)
     old = memo.target
     same_way = old is not None and (old > current) == (target > current)
     if same_way and not retried and memo.mark_current is not None and memo.mark_at is not None:
