@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
+from agentfixtures import FIXTURES
 
 AGENT = Path(__file__).resolve().parents[2] / "guest-agent"
 VERMIN = Path(sys.executable).parent / "vermin"

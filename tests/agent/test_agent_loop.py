@@ -12,10 +12,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from agentfixtures import FIXTURES
 from balloond_guest import psi
 from balloond_guest.agent import Agent, Settings
 from balloond_guest.transport import FdTransport
-from conftest import FIXTURES
 
 ROOT = str(FIXTURES / "linux-6.1-kvm-psi")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from agentfixtures import FIXTURES, TREES
 from balloond_guest import demand, procfs
-from conftest import FIXTURES, TREES
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from agentfixtures import FIXTURES, XEN_TREES
 from balloond_guest import cli, control, xen
 from balloond_guest.agent import Agent, Settings
-from conftest import FIXTURES, XEN_TREES
 
 MIB = 1024 * 1024
 
