@@ -3,6 +3,7 @@ hands the accepted connection to a real guest agent, as QEMU would hand it the v
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -240,3 +241,43 @@ def test_a_channel_that_is_not_there_yet_is_retried(hub, tmp_path) -> None:  # t
         wait_for(lambda: "uuid-late" in hub_.reports(), "the late domain's report")
     finally:
         late.stop()
+
+
+def test_a_flooding_domain_is_left_unread_while_its_bucket_is_empty(qemus) -> None:  # type: ignore[no-untyped-def]
+    telemetry, clock = Telemetry(), Clock()
+    settings = HubSettings(reconnect_interval=0.05, rate=0.001, burst=2, max_pause=3600.0)
+    hub = AgentHub(telemetry, clock, settings)
+    try:
+        noisy, quiet = qemus("noisy"), qemus("quiet")
+        hub.sync([domain("noisy", noisy.path), domain("quiet", quiet.path)])
+        flood, calm = noisy.accept(), quiet.accept()
+        flood.sendall(b'{"v":1,"type":"report","seq":5000}\n' * 3)
+        wait_for(lambda: telemetry.copy().reports_rejected["rate_limited"] == 1, "the third line")
+        flood.setblocking(False)
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(100_000):  # until the socket is full: nobody reads it now
+                sent += flood.send(b"\n" * 4096)
+        calm.sendall(b'{"v":1,"type":"report","seq":1}\n')
+        wait_for(lambda: "uuid-quiet" in hub.reports(), "the quiet domain's report")
+        assert sent > 0
+        assert telemetry.copy().reports_rejected["rate_limited"] == 1  # not one more line read
+    finally:
+        hub.close()
+
+
+def test_xen_domains_are_read_from_xenstore_by_the_same_hub() -> None:
+    from balloond.channels import XenstoreReader
+
+    line = '{"v":1,"type":"report","seq":3,"demand":1048576}\n'
+    telemetry = Telemetry()
+    reader = XenstoreReader(telemetry, lambda: 1000.0, lambda argv: line)
+    hub = AgentHub(telemetry, Clock(), xenstore=reader)
+    try:
+        xen = DomainSnapshot(name="pv1", uuid="uuid-pv1", current=GIB, maxmem=GIB, id=4,
+                             hypervisor="xen")  # fmt: skip
+        hub.sync([xen, domain("kvm1", None)])
+        assert hub.reports()["uuid-pv1"].demand == 1048576
+        assert telemetry.reports_accepted["pv1"] == 1
+    finally:
+        hub.close()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from balloond.channels.ratelimit import TokenBucket
+from balloond.channels.xenstore import XenstoreReader
 from balloond.errors import ReportRejected
 from balloond.model import DomainSnapshot, GuestReport
 from balloond.reports import MAX_LINE, PROTOCOL_VERSION, parse_report
@@ -37,6 +38,7 @@ class HubSettings:
     rate: float = 2.0  # reports per second per domain, sustained
     burst: float = 20.0  # reports a domain may send at once (pressure spikes)
     reconnect_interval: float = 2.0  # seconds between attempts on a dead channel
+    max_pause: float = 1.0  # seconds a flooding domain is left unread, at most
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class _Link:
         self.next_attempt = 0.0
         self.limits: tuple[int, int] | None = None
         self.limits_sent = False
+        self.paused_until: float | None = None  # flooding: not read until then (monotonic)
 
 
 class AgentHub:
@@ -69,10 +72,15 @@ class AgentHub:
         telemetry: Telemetry,
         clock: Callable[[], float] = time.time,
         settings: HubSettings | None = None,
+        xenstore: XenstoreReader | None = None,
     ) -> None:
         self.telemetry = telemetry
         self.clock = clock
         self.settings = settings or HubSettings()
+        # Xen guests report through xenstore instead of a socket; read it when dom0 can.
+        if xenstore is None and XenstoreReader.available():
+            xenstore = XenstoreReader(telemetry, clock, max_age=self.settings.max_age)
+        self.xenstore = xenstore
         self._lock = threading.Lock()
         self._wanted: dict[str, _Target] = {}
         self._links: dict[str, _Link] = {}
@@ -89,7 +97,11 @@ class AgentHub:
 
     # -- the daemon's side --------------------------------------------------------------
     def sync(self, domains: Iterable[DomainSnapshot]) -> None:
-        """Follow the current domain list: connect new channels, drop vanished domains."""
+        """Follow the current domain list: connect new channels, drop vanished domains.
+        Xen domains' xenstore reports are read here, on the caller's thread."""
+        domains = list(domains)
+        if self.xenstore is not None:
+            self.xenstore.sync(domains)
         wanted = {
             d.uuid: _Target(d.uuid, d.name, d.channel, d.maxmem) for d in domains if d.channel
         }
@@ -102,12 +114,14 @@ class AgentHub:
     def reports(self) -> Mapping[str, GuestReport]:
         """The newest report of each domain, if it is younger than `max_age`."""
         now = self.clock()
+        merged = dict(self.xenstore.reports()) if self.xenstore is not None else {}
         with self._lock:
-            return {
-                uuid: report
+            merged.update(
+                (uuid, report)
                 for uuid, report in self._reports.items()
                 if uuid in self._wanted and now - report.received_at <= self.settings.max_age
-            }
+            )
+        return merged
 
     def send_limits(self, uuid: str, floor: int, ceiling: int) -> bool:
         """Tell the domain's agent its self-adjustment range (bytes). Sent once per change
@@ -144,7 +158,8 @@ class AgentHub:
         while not self._stopping:
             self._reconcile()
             self._connect_due()
-            for key, _ in self._selector.select(timeout=self.settings.reconnect_interval):
+            self._resume_due()
+            for key, _ in self._selector.select(timeout=self._timeout()):
                 if key.data is None:
                     self._drain_wake()
                 else:
@@ -172,6 +187,33 @@ class AgentHub:
                 if link.sock is None and now >= link.next_attempt:
                     self._connect(link, now)
 
+    def _timeout(self) -> float:
+        now, timeout = time.monotonic(), self.settings.reconnect_interval
+        with self._lock:
+            for link in self._links.values():
+                if link.paused_until is not None:
+                    timeout = min(timeout, max(0.0, link.paused_until - now))
+        return timeout
+
+    def _resume_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for link in self._links.values():
+                if link.paused_until is not None and now >= link.paused_until:
+                    link.paused_until = None
+                    if link.sock is not None:
+                        self._selector.register(link.sock, selectors.EVENT_READ, link)
+
+    def _pause(self, link: _Link) -> None:
+        """Stop reading a flooding domain until its bucket has a token again: its lines
+        wait in the socket (QEMU, then the guest's port, block), costing us nothing."""
+        if link.paused_until is None and link.sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(link.sock)
+            link.paused_until = time.monotonic() + min(
+                self.settings.max_pause, 1.0 / self.settings.rate
+            )
+
     def _connect(self, link: _Link, now: float) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -182,6 +224,7 @@ class AgentHub:
             link.next_attempt = now + self.settings.reconnect_interval
             return
         link.sock, link.buffer, link.skipping, link.last_seq = sock, bytearray(), False, None
+        link.paused_until = None
         self._selector.register(sock, selectors.EVENT_READ, link)
         if link.limits is not None:
             link.limits_sent = self._send(link, _limits_line(*link.limits))
@@ -194,6 +237,7 @@ class AgentHub:
         link.sock.close()
         link.sock = None
         link.limits_sent = False
+        link.paused_until = None
         link.next_attempt = time.monotonic() + self.settings.reconnect_interval
 
     def _read(self, link: _Link) -> None:
@@ -220,6 +264,7 @@ class AgentHub:
         )
         if not bucket.take(now):
             self.telemetry.record_report(target.name, "rate_limited")
+            self._pause(link)
             return
         try:
             if line is None:

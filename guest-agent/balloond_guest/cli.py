@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 
-from balloond_guest import AGENT, control, demand, psi, transport, xen
+from balloond_guest import AGENT, PORT_NAME, control, demand, psi, transport, xen
 from balloond_guest.agent import Agent, Settings
 from balloond_guest.procfs import path_under
 from balloond_guest.sizes import format_size, parse_size
@@ -96,7 +96,11 @@ def _settings(args, auto=False, limits=None):
 def cmd_run(args):
     settings = _settings(args, auto=args.auto, limits=args.limits)
     link = transport.choose(args.root, args.transport)
-    logging.getLogger("balloond-guest").debug("transport: %s", link.name)
+    log = logging.getLogger("balloond-guest")
+    if link.name == "stdout" and args.transport == "auto":
+        log.warning("no virtio-serial port named %s and no xenstore access: "
+                    "reporting to stdout", PORT_NAME)
+    log.debug("transport: %s", link.name)
     trigger = server = None
     try:
         if not args.once:
