@@ -129,8 +129,11 @@ class StdoutTransport(object):
         self.stream = stream if stream is not None else sys.stdout
 
     def send(self, line):
-        self.stream.write(line.decode("ascii"))
-        self.stream.flush()
+        try:
+            self.stream.write(line.decode("ascii"))
+            self.stream.flush()
+        except (OSError, ValueError):  # reader gone (EPIPE) or stream closed
+            return False
         return True
 
     def readable(self):
