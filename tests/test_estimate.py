@@ -20,8 +20,7 @@ from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 
 
 def est(d: DomainSnapshot, memo: DomainMemo | None = None, stats_at: float = NOW) -> Estimate:
-    return estimate(d, DEFAULT, memo or DomainMemo(), now=NOW, stale_after=15.0,
-                    stats_at=stats_at)  # fmt: skip
+    return estimate(d, DEFAULT, memo or DomainMemo(), NOW, 15.0, stats_at)
 
 
 def test_statistics_give_memtotal_minus_memavailable() -> None:

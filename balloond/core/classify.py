@@ -65,8 +65,12 @@ def classify(
     """`bounds` is (floor, ceiling) of the policy for this domain's maxmem."""
     cur, maxmem = dom.current, dom.maxmem
     work = Work(dom, policy, memo, bounds[0], bounds[1], Reason.STEADY, cur)
-    work.promise = memo.promised(cur) if dom.state in ALIVE else 0
-    work.in_force = memo.target if memo.target is not None and dom.state in ALIVE else cur
+    target = memo.target
+    if target is not None and dom.state in ALIVE:
+        work.in_force = target
+        work.promise = target - cur if target > cur else 0
+    else:
+        work.in_force = cur
     if dom.state not in RUNNING or dom.job is not None:
         return _fixed(work, Reason.BUSY, explain.busy(dom.state, dom.job, cur))
     if maxmem <= 0 or cur <= 0:
@@ -100,7 +104,7 @@ def stats_time(dom: DomainSnapshot, now: float) -> float:
 def _claimant(work: Work, now: float, stale_after: float) -> Work:
     dom, policy, memo = work.dom, work.policy, work.memo
     at = stats_time(dom, now)
-    est = estimate(dom, policy, memo, now=now, stale_after=stale_after, stats_at=at)
+    est = estimate(dom, policy, memo, now, stale_after, at)
     work.est, work.fixed = est, False
     work.memo = _remember(memo, dom, est, now, at)
     cur, floor, ceiling = dom.current, work.floor, work.ceiling

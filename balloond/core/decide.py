@@ -61,7 +61,12 @@ def decide(
         memo = memos.get(dom.uuid, empty)
         if memo.stuck_until is not None and memo.stuck_until > now + STUCK_BACKOFF_CAP:
             memo = memo._replace(stuck_until=now + STUCK_BACKOFF_CAP)  # never permanent
-        if memo.target is not None:
+        if memo.target is not None and (
+            memo.mark_at is not None
+            or memo.strikes
+            or dom.state not in ALIVE
+            or memo.target != dom.current
+        ):
             memo = progress.track(memo, dom.current, now, stuck_after)
             if dom.state not in ALIVE:
                 memo = DomainMemo(strikes=memo.strikes, stuck_until=memo.stuck_until)

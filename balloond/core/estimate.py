@@ -69,13 +69,6 @@ class Estimate(NamedTuple):
     touched: bool = False  # a shrink reached the working set: shrink no further
 
 
-def fresh_report(report: GuestReport | None, now: float, stale_after: float) -> bool:
-    if report is None:
-        return False
-    age = now - report.received_at
-    return -stale_after <= age <= stale_after
-
-
 def _plausible(size: int | None, maxmem: int) -> bool:
     return size is not None and 0 < size <= maxmem
 
@@ -134,14 +127,16 @@ def estimate(
     dom: DomainSnapshot,
     policy: Policy,
     memo: DomainMemo,
-    *,
     now: float,
     stale_after: float,
     stats_at: float,
 ) -> Estimate:
-    """Estimate the demand of one running domain. Pure; never raises on guest data."""
+    """Estimate the demand of one running domain. Pure; never raises on guest data.
+    `stats_at` is when the balloon statistics were sampled (their `last_update`, else now)."""
     maxmem = dom.maxmem
-    report = dom.report if fresh_report(dom.report, now, stale_after) else None
+    report = dom.report
+    if report is not None and not -stale_after <= now - report.received_at <= stale_after:
+        report = None  # stale, or dated in the future
     stats = dom.stats
     stats_why = stats_problem(stats, maxmem, now, stale_after)
     usable = stats if not stats_why else None
