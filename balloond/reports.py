@@ -72,7 +72,9 @@ def parse_report(line: bytes, *, maxmem: int, now: float, previous_seq: int | No
 
 
 def _load(line: bytes) -> dict[str, Any]:
-    if len(line) > MAX_LINE + 1:
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if len(line) > MAX_LINE:
         raise ReportRejected("too_long", f"report line of {len(line)} bytes exceeds {MAX_LINE}")
     if line.count(b"{") + line.count(b"[") > MAX_BRACKETS:
         raise ReportRejected("bad_json", "report nests objects or arrays; it must be flat")

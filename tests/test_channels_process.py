@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from balloond.model import DomainSnapshot
 from balloond.telemetry import Telemetry
 
 GIB = 1 << 30
-FIXTURE = str(Path(__file__).parent / "agent/fixtures/linux-6.1-kvm-psi")
+FIXTURES = Path(__file__).parent / "agent/fixtures"
 
 
 def relay(a: socket.socket, b: socket.socket, stop: threading.Event, seen: list[bytes]) -> None:
@@ -37,6 +38,8 @@ def relay(a: socket.socket, b: socket.socket, stop: threading.Event, seen: list[
 
 
 def test_an_agent_process_reports_to_the_hub_and_receives_its_limits(tmp_path: Path) -> None:
+    root = str(tmp_path / "guest")
+    shutil.copytree(FIXTURES / "linux-6.1-kvm-psi", root)
     guest_path, host_path = str(tmp_path / "port.sock"), str(tmp_path / "chan.sock")
     guest_srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     host_srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -48,7 +51,7 @@ def test_an_agent_process_reports_to_the_hub_and_receives_its_limits(tmp_path: P
     hub = AgentHub(telemetry, settings=HubSettings(reconnect_interval=0.05))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "guest-agent"))
     agent = subprocess.Popen(
-        [sys.executable, "-m", "balloond_guest", "run", "--root", FIXTURE, "--interval", "0.2",
+        [sys.executable, "-m", "balloond_guest", "run", "--root", root, "--interval", "0.2",
          "--transport", "unix:" + guest_path, "--no-control", "--auto"],
         env=env, stderr=subprocess.PIPE,
     )  # fmt: skip

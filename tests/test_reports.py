@@ -128,8 +128,12 @@ def test_seq_must_rise_but_an_agent_restart_is_accepted() -> None:
     assert parse(line_of(seq=1), previous=5000).seq == 1  # the agent started again
 
 
-def test_a_trailing_newline_is_fine() -> None:
+def test_a_trailing_newline_is_fine_and_the_limit_is_exact() -> None:
     assert parse(line_of() + b"\n").seq == 5
+    padded = line_of(pad="x" * 4000)
+    exact = padded[:-2] + b" " * (MAX_LINE - len(padded)) + padded[-2:]
+    assert len(exact) == MAX_LINE and parse(exact + b"\n").seq == 5
+    assert reason(exact[:-1] + b" }") == "too_long"
 
 
 json_leaf = st.one_of(

@@ -85,7 +85,11 @@ class Agent(object):
             path, current, _ = found
             nxt = self.adjuster.step(current, wanted)
             if nxt is not None:
-                xen.write_target(self.settings.root, nxt)
+                try:
+                    xen.write_target(self.settings.root, nxt)
+                except OSError as error:  # the driver refused: keep reporting regardless
+                    log.warning("self-adjust: cannot write %d to %s: %s", nxt, path, error)
+                    return
                 log.info("self-adjust: %s %d -> %d bytes", path, current, nxt)
             return
         # KVM: no guest-side knob; ask the host, which applies it within policy.

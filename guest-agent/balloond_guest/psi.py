@@ -6,6 +6,7 @@ Documentation/accounting/psi.rst). Needs Linux 5.2+ and, for unprivileged users,
 that is a multiple of 2 s (6.x). Anything that fails leaves us with periodic reports only.
 """
 
+import errno
 import os
 import select
 
@@ -45,6 +46,10 @@ def psi_trigger(path, stall_us=DEFAULT_STALL_US, window_us=DEFAULT_WINDOW_US):
     EINVAL for a window the kernel refuses)."""
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
+        # Kernel pressure files report size 0; a file with content is a copy (a --root
+        # fixture) that a trigger write would overwrite.
+        if os.fstat(fd).st_size > 0:
+            raise OSError(errno.ENOTSUP, "not a kernel pressure file", path)
         os.write(fd, ("some %d %d\0" % (stall_us, window_us)).encode("ascii"))
     except OSError:
         os.close(fd)

@@ -10,6 +10,7 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from agentfixtures import FIXTURES
@@ -109,9 +110,14 @@ def test_the_real_psi_file_accepts_our_trigger_when_the_kernel_allows() -> None:
         trigger.close()
 
 
-def test_a_psi_file_that_is_only_a_fixture_cannot_be_armed() -> None:
+def test_a_psi_file_that_is_only_a_fixture_is_never_written() -> None:
     with pytest.raises(OSError):
         psi.psi_trigger(os.path.join(ROOT, "proc/pressure/memory.missing"))
+    path = os.path.join(ROOT, "proc/pressure/memory")
+    before = Path(path).read_bytes()
+    with pytest.raises(OSError, match="not a kernel pressure file"):
+        psi.psi_trigger(path)
+    assert Path(path).read_bytes() == before
 
 
 def test_host_limits_arrive_on_the_same_channel_while_running(

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from balloond_guest import xen
 from balloond_guest.agent import Agent, Settings
 from balloond_guest.selfadjust import MIN_STEP, SelfAdjuster
@@ -119,3 +120,20 @@ def test_kvm_agent_in_auto_mode_requests_within_the_ceiling(tree: Callable[[str]
     assert requests[-1] == 300 * MIB  # shrunk to the floor: demand + buffer is below it
     assert requests == sorted(requests, reverse=True)
     assert not xen.is_xen(root)
+
+
+def test_a_refused_target_write_does_not_stop_the_reports(tree: Callable[[str], str]) -> None:
+    # A sysctl the kernel refuses to write even for root stands in for a balloon driver that
+    # refuses the target: readable, holds a number, write -> EACCES.
+    refusing = Path("/proc/sys/kernel/ngroups_max")
+    if not refusing.exists():
+        pytest.skip("no read-only sysctl to stand in for a refusing driver")
+    root = tree("linux-4.19-xen-pv")
+    target_kb = Path(root, "sys/devices/system/xen_memory/xen_memory0/target_kb")
+    target_kb.unlink()
+    target_kb.symlink_to(refusing)
+    record = Recorder()
+    agent = Agent(Settings(root=root, auto=True, limits=(768 * MIB, GIB)), record)
+    agent.tick()  # wants to grow from 64 MiB (65536 KiB) to the 768 MiB floor: refused
+    agent.tick()
+    assert len(record.lines) == 2
