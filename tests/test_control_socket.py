@@ -235,3 +235,14 @@ def test_operations_reported_by_balloonctl_are_counted(
         with pytest.raises(ControlError, match="must be"):
             client.call("operation", **bad)
     assert sum(daemon.telemetry().operations.values()) == 2
+
+
+def test_a_socket_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    from balloond.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="control_socket: cannot create its folder"):
+        ControlServer(blocker / "sub" / "control.sock", {})
+    with pytest.raises(ConfigError, match="cannot listen"):
+        ControlServer(tmp_path / ("x" * 120) / "control.sock", {})  # longer than sun_path

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from balloond.errors import BalloondError, ControlError, DomainNotFound
+from balloond.errors import BalloondError, ConfigError, ControlError, DomainNotFound
 
 log = logging.getLogger("balloond.control")
 
@@ -163,7 +163,11 @@ def _send_quietly(conn: socket.socket, data: bytes) -> None:
 
 
 def _listen(path: Path) -> socket.socket:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create its folder: {error}", key="control_socket",
+                          file=str(path)) from error  # fmt: skip
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old_umask = os.umask(0o177)  # born 0600: no window where others could connect
@@ -171,7 +175,8 @@ def _listen(path: Path) -> socket.socket:
         sock.bind(str(path))
     except OSError as error:
         sock.close()
-        raise ControlError(f"control socket {str(path)!r}: cannot bind: {error}") from error
+        raise ConfigError(f"cannot listen: {error}", key="control_socket",
+                          file=str(path)) from error  # fmt: skip
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)

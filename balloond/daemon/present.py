@@ -162,9 +162,9 @@ def holds_list(view: DaemonView, now: float) -> list[dict[str, Any]]:
     ]
 
 
-def status(view: DaemonView, policies: PolicySet, extra: Mapping[str, Any], now: float) -> dict[
-    str, Any
-]:
+def status(
+    view: DaemonView, policies: PolicySet, extra: Mapping[str, Any], now: float
+) -> dict[str, Any]:
     telemetry = view.telemetry()
     decision = view.last_decision()
     snapshot = view.last_snapshot()
