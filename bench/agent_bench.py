@@ -99,6 +99,28 @@ def measure_process(python: str, seconds: float) -> None:
     print(f"  RSS {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 
 
+def measure_tick_cost(ticks: int = 500) -> None:
+    """CPU per report in-process: finer than the 10 ms clock tick of /proc/<pid>/stat."""
+
+    class Null:
+        name = "null"
+
+        def send(self, line: bytes) -> bool:
+            return True
+
+        def readable(self) -> None:
+            return None
+
+    agent = Agent(Settings(root="/", interval=1.0), Null())
+    agent.tick()
+    start = time.process_time()
+    for _ in range(ticks):
+        agent.tick()
+    per_tick = (time.process_time() - start) / ticks
+    print(f"  per report: {per_tick * 1e3:.3f} ms CPU in-process ({ticks} reports) -> "
+          f"{per_tick * 100:.3f} % of one core at a 1 s interval")  # fmt: skip
+
+
 class TimedTelemetry(Telemetry):
     """Notes when the hub accepted each report (called from the hub thread)."""
 
@@ -169,6 +191,7 @@ def main() -> int:
     args = parser.parse_args()
     print(f"host: {os.uname().release}, {os.cpu_count()} CPUs")
     measure_process(args.python, args.seconds)
+    measure_tick_cost()
     measure_latency(args.events)
     return 0
 

@@ -142,6 +142,8 @@ class AgentHub:
             return {uuid for uuid, link in self._links.items() if link.sock is not None}
 
     def close(self) -> None:
+        if self._stopping:
+            return
         self._stopping = True
         self._wake()
         self._thread.join(timeout=5.0)
