@@ -10,6 +10,8 @@ memory the host does not have above its reserve, and when earlier promises alrea
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_decide_support import NOW, GiB, MiB, commitments, dom, run
@@ -165,3 +167,46 @@ def test_actions_respect_floor_ceiling_and_busy_domains(
         assert out.target <= out.ceiling <= snap.maxmem
         if out.target < snap.current:
             assert out.target >= out.floor  # never shrunk below the floor
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    fleets(),
+    policies,
+    st.integers(0, 16 * GiB),
+    st.lists(st.floats(0.0, 1.0), min_size=2, max_size=12),
+)
+def test_reserve_holds_over_many_ticks_as_balloons_move(
+    fleet: tuple[tuple[DomainSnapshot, ...], ControllerState, dict[str, Hold]],
+    policy: Policy,
+    spare: int,
+    moves: list[float],
+) -> None:
+    """A host of fixed size: free = total - used by guests. Each tick the guests move a
+    random part of the way to their targets; the host never drops below its reserve through
+    growth the core granted (it may start below, and then nothing grows)."""
+    domains, _, _ = fleet
+    state = ControllerState.empty()  # every promise in play is one this run made
+    reserve = GiB
+    total = sum(d.current for d in domains) + reserve + spare
+    now = NOW
+    targets: dict[str, int] = {}
+    for move in moves:
+        free = total - sum(d.current for d in domains)
+        decision, state = run(*domains, free=free, reserve=reserve, policy=policy, state=state,
+                              now=now)  # fmt: skip
+        for action in decision.actions:
+            targets[action.uuid] = action.target
+        now += 5.0
+        moved = []
+        for d in domains:
+            goal = targets.get(d.uuid, d.current)
+            step = int((goal - d.current) * move)
+            # The guests keep saying what they said, freshly dated.
+            rep = d.report and dataclasses.replace(d.report, received_at=now)
+            stats = d.stats and dataclasses.replace(d.stats, last_update=now)
+            moved.append(dataclasses.replace(d, current=d.current + step, report=rep,
+                                             stats=stats))  # fmt: skip
+        domains = tuple(moved)
+        # Growth only ever comes out of memory above the reserve that nobody else was promised.
+        assert total - sum(d.current for d in domains) >= min(reserve, free)
