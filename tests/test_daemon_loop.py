@@ -265,3 +265,38 @@ def test_ticks_over_libvirt_test_driver_with_a_vanishing_domain(tmp_path: Path) 
         assert {d.name: d.current for d in inner.domains()}["big1"] == 2048 * MiB
     finally:
         inner.close()
+
+
+@pytest.mark.libvirt
+def test_libvirt_lifecycle_events_reach_the_daemon_between_ticks(tmp_path: Path) -> None:
+    pytest.importorskip("libvirt")
+    import time
+
+    from daemonlib.harness import HOST_XML
+
+    from balloond.backend.libvirt import LibvirtBackend
+
+    backend = LibvirtBackend(f"test://{HOST_XML}")
+    clock = [1_000_000.0]
+    daemon = make_daemon(lambda: Recording(backend), clock=lambda: clock[0], dry_run=True)
+    woken: list[int] = []
+    daemon.wake = lambda: woken.append(1)
+    try:
+        assert daemon.tick() is not None  # connects and subscribes to events
+        dom = backend._conn.lookupByName("big2")
+        dom.destroy()
+        for _ in range(200):  # libvirt delivers events on its own thread
+            snapshot = daemon.last_snapshot()
+            if snapshot is not None and "big2" not in {d.name for d in snapshot.domains}:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the stopped domain was never forgotten")
+        dom.create()
+        for _ in range(200):
+            if woken:
+                break
+            time.sleep(0.05)
+        assert woken, "a started domain pulls the next tick forward"
+    finally:
+        backend.close()
