@@ -274,3 +274,15 @@ def test_run_as_a_service_notifies_systemd_reloads_and_stops(
         assert code == 0, output.text()
     assert (tmp_path / "state" / "state.json").exists()
     assert not (tmp_path / "control.sock").exists()
+
+
+@pytest.mark.libvirt
+def test_run_once_on_an_unreachable_host_says_why_and_exits_4(tmp_path: Path) -> None:
+    pytest.importorskip("libvirt")
+    # Port 1 on loopback: nothing listens there, the refusal is immediate and local.
+    process = balloond("run", "--once", "--config", str(_config(tmp_path)),
+                       "--connect", "qemu+tcp://127.0.0.1:1/system")  # fmt: skip
+    output = Output(process)
+    assert process.wait(timeout=60) == 4
+    text = output.text()
+    assert "cannot connect to 'qemu+tcp://127.0.0.1:1/system'" in text and "retrying" not in text

@@ -7,7 +7,6 @@ import logging
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -229,11 +228,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_once(daemon: Daemon) -> int:
     from balloond.errors import ConnectionLost
 
-    started = time.time()
     try:
-        decision = daemon.tick(started)
+        daemon.connect()  # its error, not "retrying": there is no retry in a one-shot run
+        decision = daemon.tick()
         if decision is None:
-            raise ConnectionLost(f"{daemon.uri}: unreachable")
+            raise ConnectionLost(f"{daemon.uri}: the host's domains could not be read")
         if not decision.actions:
             print("nothing to change")  # each change was logged as it was decided
     finally:

@@ -270,11 +270,19 @@ class Daemon:
         if now < self._retry_at:
             return None
         try:
-            backend = self._connect()
+            return self.connect(now)
         except BackendError as error:
             self._telemetry.record_connection(False, now)
             self._schedule_retry(now, error)
             return None
+
+    def connect(self, now: float | None = None) -> Backend:
+        """Open the backend now; raises its error (one-shot callers want it, the loop
+        retries). A no-op when already connected."""
+        if self._backend is not None:
+            return self._backend
+        now = self._clock() if now is None else now
+        backend = self._connect()
         self._backend = backend
         self._retry_delay = self.settings.reconnect_initial
         self._stats_period_set.clear()
