@@ -138,3 +138,13 @@ def test_lie_is_measured_against_what_the_guest_occupies() -> None:
     # The same claim from a guest that stalls is believed (up to twice its size per tick).
     short = est(dom("a", 3 * GiB, maxmem=6 * GiB, st=occupied, rep=report(5 * GiB, psi=0.1)))
     assert short.source == "report" and short.demand == 5 * GiB
+
+
+def test_committed_as_witnesses_the_need_of_a_stalled_guest() -> None:
+    rep = GuestReport(seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.006,
+                      committed_as=1800 * MiB)  # fmt: skip
+    # Barely over the target (boost 10%) but Committed_AS shows 1.8 GiB really in use.
+    assert est(dom("a", 1 * GiB, rep=rep)).demand == 1800 * MiB
+    calm = GuestReport(seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.0,
+                       committed_as=1800 * MiB)  # fmt: skip
+    assert est(dom("a", 1 * GiB, rep=calm)).demand == 900 * MiB  # not short: not evidence

@@ -280,8 +280,15 @@ def _corrected(
         # A stalled guest's reading is capped by its balloon: it needs more than it has.
         base = max(raw, visible)
         demand = base + int(base * boost_for(pressure, policy.pressure_target))
-    if report is not None and report.swap_total is not None and report.swap_free is not None:
+    if report is None:
+        return demand
+    if report.swap_total is not None and report.swap_free is not None:
         swapped = report.swap_total - report.swap_free
         if 0 < swapped <= 4 * maxmem:
             demand = max(demand, min(raw, visible) + swapped)
+    committed = report.committed_as
+    if committed is not None and 0 < committed <= 2 * visible:
+        # Committed_AS is not capped by the balloon: while the guest stalls it is the best
+        # witness of what it really needs (selfballoon's signal, used only as evidence).
+        demand = max(demand, committed)
     return demand
