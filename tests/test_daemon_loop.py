@@ -300,3 +300,26 @@ def test_libvirt_lifecycle_events_reach_the_daemon_between_ticks(tmp_path: Path)
         assert woken, "a started domain pulls the next tick forward"
     finally:
         backend.close()
+
+
+def test_a_domain_vanishing_while_collecting_skips_the_tick_but_keeps_the_connection() -> None:
+    from balloond.errors import DomainNotFound
+
+    host = sim_host()
+
+    class HoldsRace(Recording):
+        def holds(self):  # type: ignore[no-untyped-def]
+            raise DomainNotFound("domain 'web' not found (vanished while reading its hold)")
+
+    link_opened = []
+
+    def connect() -> Recording:
+        link_opened.append(1)
+        return HoldsRace(host)
+
+    daemon = make_daemon(connect, clock=host.now)
+    host.advance(5)
+    assert daemon.tick() is None
+    assert daemon.connected and len(link_opened) == 1
+    telemetry = daemon.telemetry()
+    assert telemetry.libvirt_up and telemetry.failures["domain_vanished"] == 1

@@ -182,6 +182,12 @@ class Daemon:
             return None
         try:
             snapshot, holds = self._collect(backend, now)
+        except DomainNotFound as error:
+            # A domain vanished while it was being read: the expected race, not a lost
+            # connection. Nothing moves on a half-read host; the next tick reads it whole.
+            log.warning("collect: %s; skipping this tick", error)
+            self._telemetry.record_failure("domain_vanished")
+            return None
         except BackendError as error:
             self._lost(now, error)
             return None
