@@ -61,7 +61,7 @@ def hold_text(hold: object) -> str:
 
 def list_table(rows: Sequence[Mapping[str, Any]]) -> str:
     table = [LIST_COLUMNS]
-    for row in rows:
+    for row in sorted(rows, key=_by_id):  # as xm list: by domain id
         job = f" ({row['job']})" if row.get("job") else ""
         table.append((
             str(row.get("name", "?")),
@@ -78,6 +78,13 @@ def list_table(rows: Sequence[Mapping[str, Any]]) -> str:
             age(row.get("report_age")),
         ))  # fmt: skip
     return _columns(table, numeric={1, 2, 3, 4, 5, 7, 9, 10, 11})
+
+
+def _by_id(row: Mapping[str, Any]) -> tuple[bool, int, str]:
+    dom_id = row.get("id")
+    if isinstance(dom_id, int) and not isinstance(dom_id, bool):
+        return (False, dom_id, str(row.get("name", "")))
+    return (True, 0, str(row.get("name", "")))
 
 
 def _columns(table: Sequence[Sequence[str]], numeric: set[int]) -> str:
