@@ -126,11 +126,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     socket_dir = None if args.socket else tempfile.mkdtemp(prefix="balloond-demo-")
     socket_path = Path(args.socket) if args.socket else Path(socket_dir or ".") / "control.sock"
     extra = _extra_status(daemon, policy_dir, socket_path)
-    control = ControlServer(socket_path, handlers(daemon, extra))
     try:
-        metrics = serve(daemon, "127.0.0.1", args.port)
+        control = ControlServer(socket_path, handlers(daemon, extra))
+        try:
+            metrics = serve(daemon, "127.0.0.1", args.port)
+        except BaseException:
+            control.close()
+            raise
     except BaseException:
-        control.close()
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
         raise
     _print_banner(daemon, host, policy_dir, metrics.url, socket_path, args.speed)
     return _run_until_stopped(daemon, duration, [control.close, metrics.close], socket_dir)
