@@ -139,7 +139,7 @@ def _limit(work: Work, *, deficit: bool) -> None:
             step = cur  # idle guests give back at once while the host is short
         new = min(work.ceiling, max(goal, cur - step))
         if new > goal:
-            limited = f"; step limited to {policy.max_shrink_step}"
+            limited = f"; step limited to {explain.amount(policy.max_shrink_step)}"
         if work.guard and new < min(cur, work.ceiling):
             new = min(cur, work.ceiling)
             work.reason = Reason.SWAP_GUARD
@@ -148,7 +148,7 @@ def _limit(work: Work, *, deficit: bool) -> None:
     elif goal > cur and policy.max_grow_step is not None:
         new = max(min(goal, cur + policy.max_grow_step.resolve(cur)), min(goal, work.floor))
         if new < goal:
-            limited = f"; step limited to {policy.max_grow_step}"
+            limited = f"; step limited to {explain.amount(policy.max_grow_step)}"
     work.target = new
     inside = work.floor <= cur <= work.ceiling
     if work.retry and (new != cur or work.in_force != cur):
@@ -176,7 +176,7 @@ def _steady(work: Work) -> None:
     work.reason = Reason.STEADY
     work.explanation = (
         f"steady at {sz(cur)}: {why}; {sz(computed)} is within the deadband "
-        f"{work.policy.deadband} of the target {sz(work.in_force)}"
+        f"{explain.amount(work.policy.deadband)} of the target {sz(work.in_force)}"
     )
 
 

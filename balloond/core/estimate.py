@@ -112,13 +112,6 @@ def counter_rates(
     return _rate(stats.swap_in, memo.swap_in, dt), _rate(stats.major_faults, memo.major_faults, dt)
 
 
-def _report_pressure(report: GuestReport) -> float | None:
-    for value in (report.psi_some, report.psi_some_avg10):
-        if value is not None and 0.0 <= value <= 1.0:
-            return value
-    return None
-
-
 def _nonneg(value: float | None) -> float | None:
     return value if value is not None and 0.0 <= value < 1e15 else None
 
@@ -143,16 +136,25 @@ def estimate(
     swap_rate, fault_rate = counter_rates(stats, memo, stats_at)
     pressure = requested = claimed = None
     if report is not None:
-        pressure = _report_pressure(report)
-        swap_rate = _nonneg(report.swap_in_rate) if report.swap_in_rate is not None else swap_rate
+        # Checks written out, not called: this runs for every domain every tick.
+        pressure = report.psi_some
+        if pressure is None or not 0.0 <= pressure <= 1.0:
+            pressure = report.psi_some_avg10
+            if pressure is not None and not 0.0 <= pressure <= 1.0:
+                pressure = None
+        if report.swap_in_rate is not None:
+            swap_rate = _nonneg(report.swap_in_rate)
         if report.major_fault_rate is not None:
             fault_rate = _nonneg(report.major_fault_rate)
-        if _plausible(report.requested_target, maxmem):
-            requested = report.requested_target
-        claimed = report_demand(report, maxmem)
+        requested = report.requested_target
+        if requested is not None and not 0 < requested <= maxmem:
+            requested = None
+        claimed = report.demand
+        if claimed is None or not 0 < claimed <= maxmem:
+            claimed = report_demand(report, maxmem)
     short = _is_short(pressure, swap_rate, fault_rate, policy.pressure_target)
     touched = short or _touched(pressure, swap_rate, fault_rate, policy, memo, now)
-    hidden = _hidden(memo, usable, report, touched, now)
+    hidden = _hidden(memo, usable, report, touched, now) if touched or memo.hidden else 0
     stats_demand = None
     if usable is not None:
         assert usable.total is not None and usable.available is not None

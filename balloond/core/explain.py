@@ -11,10 +11,17 @@ from functools import lru_cache
 
 from balloond.core.estimate import Estimate
 from balloond.model import DomainState, Hold, JobKind
+from balloond.policy.model import Amount
 from balloond.units import format_size
 
 # Sizes repeat from tick to tick (a steady guest's size, floors, deadbands): cache their text.
 sz = lru_cache(maxsize=8192)(format_size)
+
+
+@lru_cache(maxsize=256)
+def amount(value: Amount) -> str:
+    """A policy amount ("5%", "16 MiB") as the operator wrote it; policies are few."""
+    return str(value)
 
 
 def pct(ratio: float) -> str:
