@@ -246,3 +246,15 @@ def test_a_socket_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> No
         ControlServer(blocker / "sub" / "control.sock", {})
     with pytest.raises(ConfigError, match="cannot listen"):
         ControlServer(tmp_path / ("x" * 120) / "control.sock", {})  # longer than sun_path
+
+
+def test_report_operation_is_best_effort(
+    running: tuple[Daemon, ControlServer, Any], tmp_path: Path
+) -> None:
+    from balloond.daemon.control import report_operation
+
+    daemon, server, _ = running
+    assert report_operation(server.path, "restore", "ok", duration=1.5) is True
+    assert report_operation(server.path, "nonsense", "ok") is False
+    assert report_operation(tmp_path / "nobody.sock", "save", "ok") is False
+    assert daemon.telemetry().operations == {("restore", "ok"): 1}

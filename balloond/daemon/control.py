@@ -257,3 +257,27 @@ def _read_line(sock: socket.socket, path: Path) -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ControlError(f"control socket {str(path)!r}: malformed response") from error
+
+
+def report_operation(
+    path: str | os.PathLike[str],
+    operation: str,
+    result: str,
+    *,
+    duration: float | None = None,
+    downtime: float | None = None,
+) -> bool:
+    """Tell a running daemon that balloonctl ran an operation (save, restore, migrate,
+    balloon, maxmem; result ok, failed, refused, aborted), so its metrics count it.
+    Best effort: returns False, never raises, when no daemon listens or it refuses."""
+    args: dict[str, Any] = {"operation": operation, "result": result}
+    if duration is not None:
+        args["duration"] = duration
+    if downtime is not None:
+        args["downtime"] = downtime
+    try:
+        ControlClient(path, timeout=2.0).call("operation", **args)
+    except BalloondError as error:
+        log.debug("operation %s/%s not reported to the daemon: %s", operation, result, error)
+        return False
+    return True
