@@ -50,9 +50,11 @@ def list_rows(view: DaemonView, now: float) -> list[dict[str, Any]]:
     if snapshot is None:
         return []
     holds, stuck, reports = view.holds(), view.stuck(), view.reports()
+    decision = view.last_decision()
+    decided_by_uuid = {d.uuid: d for d in decision.domains} if decision is not None else {}
     rows = []
     for domain in snapshot.domains:
-        decided = decision_for(view, domain.uuid)
+        decided = decided_by_uuid.get(domain.uuid)
         report = reports.get(domain.uuid) or domain.report
         rows.append({
             "name": domain.name,
