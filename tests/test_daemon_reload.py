@@ -172,3 +172,25 @@ def test_fingerprint_ignores_hidden_and_foreign_files(tmp_path: Path) -> None:
     assert fingerprint(tmp_path) == before
     (tmp_path / "b.yml").write_text(GOOD)
     assert fingerprint(tmp_path) != before
+
+
+def test_a_loader_bug_keeps_the_last_good_set(tmp_path: Path) -> None:
+    from balloond.policy.model import PolicySet
+
+    calls = {"n": 0}
+
+    def loader(folder: Path) -> PolicySet:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RecursionError("a bug in the loader")
+        return PolicySet()
+
+    (tmp_path / "a.yaml").write_text(GOOD)
+    telemetry = Telemetry()
+    watcher = PolicyWatcher(tmp_path, telemetry, loader=loader)
+    good = watcher.load_initial()
+    watcher.request_reload()
+    assert watcher.check() is False
+    assert watcher.current is good
+    assert telemetry.policy_errors == 1
+    assert "internal error: RecursionError" in (telemetry.last_policy_error or "")

@@ -130,6 +130,11 @@ class PolicyWatcher:
                 log.error("policy reload failed, keeping the last good set: %s", message)
                 self._telemetry.record_policy_load(message)
                 return False
+            except Exception as error:  # a loader bug must not stop the balancing either
+                message = f"{self.folder}: internal error: {type(error).__name__}: {error}"
+                log.exception("policy reload failed, keeping the last good set")
+                self._telemetry.record_policy_load(message)
+                return False
             self._current = policies
             self._telemetry.record_policy_load(None)
             log.info("policies reloaded from %s: %s", self.folder, describe(policies))
