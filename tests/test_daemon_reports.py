@@ -25,6 +25,7 @@ class Hub:
         self.limits: list[tuple[str, int, int]] = []
         self.canned: dict[str, GuestReport] = {}
         self.fail = False
+        self.bug = False
         self.closed = False
 
     def sync(self, domains: Sequence[DomainSnapshot]) -> None:
@@ -33,6 +34,8 @@ class Hub:
     def reports(self) -> Mapping[str, GuestReport]:
         if self.fail:
             raise OSError("channel hub broke")
+        if self.bug:
+            raise KeyError("a bug in the hub")
         return dict(self.canned)
 
     def send_limits(self, uuid: str, floor: int, ceiling: int) -> bool:
@@ -92,6 +95,9 @@ def test_a_failing_source_costs_its_reports_not_the_tick() -> None:
     hub = Hub()
     hub.fail = True
     daemon, backend = _daemon(hub)
+    backend.inner.advance(5)
+    assert daemon.tick() is not None
+    hub.fail, hub.bug = False, True
     backend.inner.advance(5)
     assert daemon.tick() is not None
     assert daemon.reports(), "the simulated host's own reports still arrive"

@@ -68,6 +68,9 @@ class ReportCollector:
             log.warning("guest reports from %s unavailable this tick: %s", type(source).__name__,
                         error)  # fmt: skip
             return {}
+        except Exception:  # a bug in a report source must not stop the balancing
+            log.exception("guest reports from %s failed this tick", type(source).__name__)
+            return {}
 
     def last(self) -> dict[str, GuestReport]:
         return dict(self._last)
