@@ -23,6 +23,7 @@ _LAB: lablib.Lab | None = None
 HARMLESS = re.compile(r"dnsmasq|GetSystemBus|DMIData|dmidecode")
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:

@@ -16,6 +16,8 @@ from e2e.lab import Lab
 from e2e.prom import Prometheus, dashboard_queries
 from e2e.wait import wait_for
 
+pytestmark = pytest.mark.realvm
+
 FLOOR = 256 * MiB  # the lab policy's floor: 50% of 512 MiB
 MAXMEM = 512 * MiB
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -14,6 +15,8 @@ from balloond.reports import parse_report
 from e2e.guests import AGENT_PORT, Guest, MiB
 from e2e.lab import Lab
 from e2e.wait import wait_for
+
+pytestmark = pytest.mark.realvm
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +101,12 @@ def test_agent_report_latency_after_a_memory_spike(lab: Lab, g1: Guest) -> None:
     """Time from a sudden 128 MiB allocation in the guest to the first report on the host
     that shows it (MemAvailable down by at least 96 MiB)."""
     path = g1.channel_path(AGENT_PORT)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    with contextlib.ExitStack() as stack:
+        s = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         s.connect(str(path))
         s.settimeout(30)
         reader = s.makefile("rb")
+        stack.callback(reader.close)
         first = parse_report(reader.readline(), maxmem=512 * MiB, now=time.time(),
                              previous_seq=None)
         assert first.mem_available is not None

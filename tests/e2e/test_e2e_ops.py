@@ -18,6 +18,8 @@ from e2e.guests import Guest, MiB
 from e2e.lab import Lab
 from e2e.wait import wait_for
 
+pytestmark = pytest.mark.realvm
+
 FLOOR = 256 * MiB
 MIGRATED = re.compile(r"migrated to \S+ in ([0-9.]+) s \(migration ([0-9.]+) s\), (.+?) "
                       r"transferred, downtime (\S+(?: ms)?)")
