@@ -126,6 +126,7 @@ memos = st.builds(
             "stuck_until",
             "hidden_at",
             "shrunk_at",
+            "fault_base",
         )
     },
     strikes=st.integers(0, 64),

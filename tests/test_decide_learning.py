@@ -49,3 +49,20 @@ def test_a_small_stall_stops_the_shrink_before_the_pressure_target() -> None:
     decision, state = run(dom("web", GiB, rep=rep, st=st), policy=LOW_FLOOR)
     d = decision.domains[0]
     assert d.reason is Reason.GROW_DEMAND and state.memo("uuid-web").hidden == 490 * MiB
+
+
+def test_a_busy_readers_usual_faults_are_not_blamed_on_a_shrink() -> None:
+    # This guest faults 100 pages/s all day; after a shrink it still does: not the shrink.
+    memo = DomainMemo(major_faults=0, counters_at=NOW - 10, shrunk_at=NOW - 10, fault_base=100.0)
+    d, state = _tick(ControllerState.of({"uuid-legacy": memo}), 1000, NOW)
+    assert d.reason is Reason.SHRINK_IDLE and state.memo("uuid-legacy").hidden is None
+    # Three times its usual rate right after the shrink: that is the shrink.
+    memo = DomainMemo(major_faults=0, counters_at=NOW - 10, shrunk_at=NOW - 10, fault_base=100.0)
+    d, state = _tick(ControllerState.of({"uuid-legacy": memo}), 3000, NOW)
+    assert state.memo("uuid-legacy").hidden == 490 * MiB
+
+
+def test_the_usual_fault_rate_is_learned_only_away_from_shrinks() -> None:
+    memo = DomainMemo(major_faults=0, counters_at=NOW - 10, fault_base=100.0)
+    _, state = _tick(ControllerState.of({"uuid-legacy": memo}), 2000, NOW)  # 200/s, no shrink
+    assert state.memo("uuid-legacy").fault_base == 100.0 + (200.0 - 100.0) * 0.2

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from balloond.core import explain
-from balloond.core.estimate import SWAP_IN_GUARD, Estimate, estimate
+from balloond.core.estimate import SWAP_IN_GUARD, Estimate, estimate, recently_shrunk
 from balloond.core.explain import sz
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
@@ -25,6 +25,8 @@ RUNNING = (DomainState.RUNNING, DomainState.BLOCKED)
 ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
 # Held demand decays toward lower readings with this half-life (seconds).
 PEAK_HALF_LIFE = 60.0
+# Weight of each new reading in the usual major-fault rate (an exponential average).
+FAULT_BASE_WEIGHT = 0.2
 # Learned hot cache gets this share of the policy buffer (it is a measured need already).
 CACHE_BUFFER = 0.25
 
@@ -166,8 +168,11 @@ def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
     faults = faults if faults is not None and faults >= 0 else None
     # Built directly, not with dataclasses.replace: this runs for every domain every tick.
     hidden, hidden_at = (est.hidden, now) if est.hidden else (None, None)
+    base, rate = memo.fault_base, est.major_fault_rate
+    if rate is not None and not recently_shrunk(memo, now):
+        base = rate if base is None else base + (rate - base) * FAULT_BASE_WEIGHT
     return DomainMemo(
         swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
         peak_at, memo.target, memo.target_at, memo.mark_current, memo.mark_at,
-        memo.stuck_until, memo.strikes, hidden, hidden_at, memo.shrunk_at,
+        memo.stuck_until, memo.strikes, hidden, hidden_at, memo.shrunk_at, base,
     )  # fmt: skip

@@ -39,6 +39,7 @@ MAJOR_FAULTS_SHORT = 200.0
 TOUCH_FRACTION = 0.1
 SHRINK_BLAME = 60.0
 MAJOR_FAULTS_AFTER_SHRINK = 16.0
+FAULT_BASE_FACTOR = 2.0  # ... and at least twice the guest's usual rate (see fault_base)
 # Upward correction when short: boost = BOOST_PER_TARGET x (pressure / pressure_target),
 # at least BOOST_MIN, at most BOOST_MAX of the current size.
 BOOST_MIN = 0.10
@@ -235,13 +236,20 @@ def _touched(
 ) -> bool:
     """Has a shrink reached the guest's working set? Weaker signs than `short`: a stall
     of a tenth of the pressure target, any swap-in, or, within SHRINK_BLAME seconds of a
-    shrink, major faults that ordinary file reads would rarely explain."""
+    shrink, major faults beyond what the guest's ordinary file reads explain."""
     if pressure is not None and pressure >= policy.pressure_target * TOUCH_FRACTION:
         return True
     if swap_rate is not None and swap_rate >= SWAP_IN_GUARD:
         return True
-    recent = memo.shrunk_at is not None and now - memo.shrunk_at <= SHRINK_BLAME
-    return recent and fault_rate is not None and fault_rate >= MAJOR_FAULTS_AFTER_SHRINK
+    if fault_rate is None or not recently_shrunk(memo, now):
+        return False
+    # Busy guests read files all day: only faults well above their usual rate are blamed.
+    usual = memo.fault_base if memo.fault_base is not None else 0.0
+    return fault_rate >= max(MAJOR_FAULTS_AFTER_SHRINK, FAULT_BASE_FACTOR * usual)
+
+
+def recently_shrunk(memo: DomainMemo, now: float) -> bool:
+    return memo.shrunk_at is not None and now - memo.shrunk_at <= SHRINK_BLAME
 
 
 def _is_short(

@@ -63,6 +63,7 @@ class DomainMemo(NamedTuple):
     hidden: int | None = None
     hidden_at: float | None = None
     shrunk_at: float | None = None  # when a shrink was last issued (blames faults on it)
+    fault_base: float | None = None  # usual major faults/s when no shrink is to blame
 
     def promised(self, current: int) -> int:
         """Bytes promised to this domain and not yet taken: a growing target not reached."""
