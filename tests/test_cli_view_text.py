@@ -79,3 +79,12 @@ def test_holds_and_release_computed_without_a_daemon(
     assert "hold cleared" in capsys.readouterr().out
     assert balloonctl(["release", "nosuch", "--connect", "sim://default", "--socket", sock]) == 1
     assert "nosuch" in capsys.readouterr().err
+
+
+def test_a_daemon_without_its_hypervisor_says_its_list_is_old() -> None:
+    assert text.staleness({"connected": True}) is None
+    assert text.staleness({"rows": []}) is None
+    note = text.staleness({"connected": False, "uri": "qemu:///system", "taken_at": 100.0,
+                           "now": 190.0})  # fmt: skip
+    assert note == "note: balloond has lost qemu:///system; showing what it saw 90s ago"
+    assert "nothing yet" in (text.staleness({"connected": False}) or "")

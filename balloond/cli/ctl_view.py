@@ -148,6 +148,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     answer, live = obtain(Source(args), "list", local)
     rows = answer.get("rows", [])
+    stale = text.staleness(answer)
+    if stale:
+        print(stale, file=sys.stderr)
     _emit(rows, args.json, text.list_table(rows), live)
     return EXIT_OK
 

@@ -185,6 +185,17 @@ def _clock(epoch: object) -> str:
     return time.strftime("%H:%M:%S", time.localtime(epoch))
 
 
+def staleness(answer: Mapping[str, Any]) -> str | None:
+    """A warning when the daemon answered from an old view (its hypervisor link is down)."""
+    if answer.get("connected", True) is not False:
+        return None
+    taken, now = answer.get("taken_at"), answer.get("now")
+    when = "nothing yet"
+    if isinstance(taken, int | float) and isinstance(now, int | float):
+        when = f"what it saw {age(max(0.0, now - taken))} ago"
+    return f"note: balloond has lost {answer.get('uri', 'its hypervisor')}; showing {when}"
+
+
 def holds_table(holds: Sequence[Mapping[str, Any]]) -> str:
     if not holds:
         return "no holds"

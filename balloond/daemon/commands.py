@@ -36,7 +36,14 @@ def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> d
         return present.status(daemon, daemon.policies.current, extra_status(), now)
 
     def list_(_request: Mapping[str, Any]) -> object:
-        return {"uri": daemon.uri, "rows": present.list_rows(daemon, daemon.clock())}
+        snapshot = daemon.last_snapshot()
+        return {
+            "uri": daemon.uri,
+            "rows": present.list_rows(daemon, daemon.clock()),
+            "connected": daemon.connected,
+            "taken_at": None if snapshot is None else snapshot.taken_at,
+            "now": daemon.clock(),
+        }
 
     def explain(request: Mapping[str, Any]) -> object:
         key = _text(request, "domain", required=True)
