@@ -11,12 +11,20 @@ Anything implausible (zero, negative, larger than maxmem, MemAvailable > MemTota
 `stale_after`, dated in the future) is discarded; with no usable source the domain has
 "no data" and the caller keeps it where it is.
 
-The raw reading is then corrected upward when the guest shows it is short of memory (PSI
-above the policy's target, or swapping in): a stalled guest's reading is capped by its balloon,
-so the correction starts from the current size and adds a boost that grows with the overshoot
-and, when known, the swapped-out working set. Unlike MoM (page cache counted as used) this
-does not keep every cache page; unlike Committed_AS (selfballoon) it does not pay for
-allocations never touched.
+A report is believed unless it claims more than the guest occupies (MemTotal - MemFree)
+while nothing stalls: a guest that does not stall holds all it needs, so such a claim is a
+lie and the kernel's balloon statistics are used instead.
+
+MemTotal - MemAvailable counts page cache as free to take. The cache a guest really needs
+is learned from the stall its loss causes (`_hidden`: the cache it held when a shrink
+reached its working set), kept, and forgotten slowly (half-life HIDDEN_HALF_LIFE).
+
+Finally the reading is corrected upward when the guest is short of memory (PSI above the
+policy's target, heavy swap-in, or, without PSI, a fault storm): a stalled guest's reading is
+capped by its balloon, so the correction starts from its size and adds a boost that grows
+with the overshoot, and takes the swapped-out memory and Committed_AS as witnesses of the
+need. Unlike MoM (page cache counted as used) this does not keep every cache page; unlike
+selfballoon (Committed_AS as the target) it does not pay for allocations never touched.
 """
 
 from __future__ import annotations
