@@ -258,3 +258,14 @@ def test_report_operation_is_best_effort(
     assert report_operation(server.path, "nonsense", "ok") is False
     assert report_operation(tmp_path / "nobody.sock", "save", "ok") is False
     assert daemon.telemetry().operations == {("restore", "ok"): 1}
+
+
+def test_non_finite_numbers_in_an_answer_become_null(tmp_path: Path) -> None:
+    answer = {"pressure": float("nan"), "rows": [{"x": float("inf")}, (1.5, float("-inf"))]}
+    server = ControlServer(tmp_path / "c.sock", {"odd": lambda request: answer})
+    try:
+        assert ControlClient(server.path).call("odd") == {
+            "pressure": None, "rows": [{"x": None}, [1.5, None]]
+        }
+    finally:
+        server.close()

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -77,9 +78,11 @@ class ControlServer:
         while not self._stopping.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except OSError:
+            except OSError as error:
                 if self._stopping.is_set():
                     return
+                log.warning("control socket: accept failed: %s", error)
+                self._stopping.wait(0.1)  # e.g. out of file descriptors: do not spin
                 continue
             if not self._slots.acquire(blocking=False):
                 _send_quietly(conn, _error("too many control connections; try again"))
@@ -149,8 +152,22 @@ def _parse(line: bytes) -> dict[str, Any]:
 
 
 def _encode(message: Mapping[str, Any]) -> bytes:
-    text = json.dumps(message, separators=(",", ":"), allow_nan=False, default=str)
+    try:
+        text = json.dumps(message, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:  # a NaN or infinity somewhere: JSON has no such numbers
+        text = json.dumps(_finite(message), separators=(",", ":"), default=str)
     return (text + "\n").encode()
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _error(message: str, kind: str = "error") -> bytes:
