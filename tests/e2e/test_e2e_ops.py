@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 
 import libvirt
 import pytest
 
-from e2e import RUN
-from e2e.daemon import Balloond
+from e2e import ROOT, RUN
+from e2e.daemon import VENV_BIN, Balloond
 from e2e.guests import Guest, MiB
 from e2e.lab import Lab
 from e2e.wait import wait_for
@@ -169,3 +171,33 @@ def test_refused_migration_leaves_the_guest_on_the_source(lab: Lab,
     counting(o1)
     names = [d.name() for d in lab.second.conn().listAllDomains()]
     assert o1.name not in names
+
+
+def test_interrupted_migration_leaves_the_guest_running_on_the_source(
+        lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest) -> None:
+    """Ctrl-C (SIGINT) on `balloonctl migrate --live` while memory is being copied: the
+    migration is aborted and the guest keeps running on the source."""
+    d1, _ = daemons
+    hold_full_and_dirty(d1, o1)
+    argv = [str(VENV_BIN / "balloonctl"), "migrate", "--live", o1.name, lab.second.tcp_uri,
+            "--config", str(d1.config)]
+    proc = subprocess.Popen(lab.primary.nsenter(argv), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        wait_for(lambda: o1.dom().jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+                 and o1.dom().jobInfo()[3] > 0, 60, "the migration to be copying memory",
+                 interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0, f"interrupted balloonctl exited 0: {out} {err}"
+    assert len(err.strip().splitlines()) >= 1, "no message on the interrupted migration"
+    wait_for(lambda: o1.dom().jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE, 60,
+             "the source's migration job to end")
+    assert o1.dom().isActive()
+    assert o1.name not in [d.name() for d in lab.second.conn().listAllDomains()]
+    counting(o1)
+    ok(d1.ctl("release", o1.name))
