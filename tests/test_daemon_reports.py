@@ -118,3 +118,8 @@ def test_decision_lines_name_the_domain() -> None:
     assert line == "grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target"
     line = describe_action(_action("kept: odd wording", 2 * GiB, GiB))
     assert line == "shrink web1 2 GiB → 1 GiB: kept: odd wording"
+
+
+def test_a_move_hidden_by_rounding_shows_its_size() -> None:
+    line = describe_action(_action("shrink 2.2 GiB → 2.2 GiB: idle", 2300 * MiB, 2252 * MiB))
+    assert line == "shrink web1 2.2 GiB → 2.2 GiB (-48 MiB): idle"

@@ -106,8 +106,15 @@ def describe_action(action: DomainDecision) -> str:
     direction = "grow" if action.delta > 0 else "shrink"
     text = action.explanation
     if text.startswith(direction + " "):
-        return f"{direction} {action.name} {text[len(direction) + 1 :]}"
-    return (
-        f"{direction} {action.name} {format_size(action.current)} → "
-        f"{format_size(action.target)}: {text}"
-    )
+        line = f"{direction} {action.name} {text[len(direction) + 1 :]}"
+    else:
+        line = (
+            f"{direction} {action.name} {format_size(action.current)} → "
+            f"{format_size(action.target)}: {text}"
+        )
+    if format_size(action.current) == format_size(action.target) and ": " in line:
+        # "2.2 GiB → 2.2 GiB" hides a real move: say how much.
+        head, tail = line.split(": ", 1)
+        sign = "+" if action.delta > 0 else "-"
+        line = f"{head} ({sign}{format_size(abs(action.delta))}): {tail}"
+    return line
