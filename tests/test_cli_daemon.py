@@ -286,3 +286,17 @@ def test_run_once_on_an_unreachable_host_says_why_and_exits_4(tmp_path: Path) ->
     assert process.wait(timeout=60) == 4
     text = output.text()
     assert "cannot connect to 'qemu+tcp://127.0.0.1:1/system'" in text and "retrying" not in text
+
+
+@pytest.mark.libvirt
+def test_balloonctl_computes_for_another_uri_than_the_daemons(
+    demo: tuple[subprocess.Popen[str], Output, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("libvirt")
+    _, output, sock = demo
+    output.wait_for(r"connected to sim://default")
+    uri = f"test://{HOST_XML}"
+    assert balloonctl(["list", "--socket", str(sock), "--connect", uri, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert {r["name"] for r in json.loads(captured.out)} == {"big1", "big2", "big3"}
+    assert "computed now" in captured.err
