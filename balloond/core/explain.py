@@ -59,6 +59,8 @@ def stuck(current: int, target: int | None, retry_at: float, strikes: int) -> st
 def cause(est: Estimate, buffer: float, pressure_target: float, growing: bool) -> str:
     """Why the guest wants what it wants, in its own figures."""
     demand = sz(est.demand or 0)
+    if est.hidden:
+        demand += f" (with {sz(est.hidden)} of hot cache learned from stalls)"
     if est.short:
         if est.pressure is not None and est.pressure > pressure_target:
             head = f"pressure {pct(est.pressure)} > {pct(pressure_target)} target"
