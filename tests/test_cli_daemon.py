@@ -299,4 +299,10 @@ def test_balloonctl_computes_for_another_uri_than_the_daemons(
     assert balloonctl(["list", "--socket", str(sock), "--connect", uri, "--json"]) == 0
     captured = capsys.readouterr()
     assert {r["name"] for r in json.loads(captured.out)} == {"big1", "big2", "big3"}
-    assert "computed now" in captured.err
+    assert f"balloond manages sim://default, not {uri}; computed now" in captured.err
+    # A domain the daemon does not know, on a host the daemon does not manage: computed.
+    assert balloonctl(["explain", "big1", "--socket", str(sock), "--connect", uri]) == 0
+    assert "chosen by" in capsys.readouterr().out
+    # --connect naming the daemon's own URI asks the daemon.
+    assert balloonctl(["list", "--socket", str(sock), "--connect", "sim://default"]) == 0
+    assert "computed now" not in capsys.readouterr().err

@@ -97,18 +97,23 @@ class Source:
         self.uri: str = args.connect or self.config.uri
         self.socket = args.socket or str(self.config.control_socket)
         self.policy_dir = args.policy_dir or self.config.policy_dir
+        self.note = COMPUTED_NOW
 
     def ask(self, cmd: str, **kwargs: Any) -> dict[str, Any] | None:
-        """The daemon's answer, or None when it is not running or manages another URI."""
+        """The daemon's answer, or None when it is not running or manages another URI
+        (`self.note` then says which)."""
+        client = ControlClient(self.socket)
         try:
-            result = ControlClient(self.socket).call(cmd, **kwargs)
+            if self.requested_uri:
+                # Ask first whose host it is: its answer about another host would mislead.
+                theirs = client.call("status").get("uri")
+                if theirs != self.requested_uri:
+                    self.note = f"balloond manages {theirs}, not {self.requested_uri}; computed now"
+                    return None
+            result = client.call(cmd, **kwargs)
         except DaemonNotRunning:
             return None
-        if not isinstance(result, dict):
-            return None
-        if self.requested_uri and result.get("uri") != self.requested_uri:
-            return None
-        return result
+        return result if isinstance(result, dict) else None
 
     def compute(self) -> Daemon:
         return compute_once(self.uri, self.policy_dir, loop_settings(self.config),
@@ -118,21 +123,21 @@ class Source:
 Local = Callable[[Daemon], dict[str, Any]]
 
 
-def obtain(source: Source, cmd: str, local: Local, **kwargs: Any) -> tuple[dict[str, Any], bool]:
-    """(answer, live): the daemon's answer, or one computed now without it."""
+def obtain(source: Source, cmd: str, local: Local, **kwargs: Any) -> tuple[dict[str, Any], str]:
+    """(answer, note): the daemon's answer (note ""), or one computed now without it."""
     answer = source.ask(cmd, **kwargs)
     if answer is not None:
-        return answer, True
+        return answer, ""
     daemon = source.compute()
     try:
-        return local(daemon), False
+        return local(daemon), source.note
     finally:
         daemon.close()
 
 
-def _emit(answer: object, as_json: bool, text: str, live: bool) -> None:
-    if not live:
-        print(COMPUTED_NOW, file=sys.stderr)
+def _emit(answer: object, as_json: bool, text: str, note: str) -> None:
+    if note:
+        print(note, file=sys.stderr)
     if as_json:
         print(json.dumps(answer, indent=1, sort_keys=True))
     else:
@@ -146,12 +151,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     def local(daemon: Daemon) -> dict[str, Any]:
         return {"uri": daemon.uri, "rows": present.list_rows(daemon, daemon.clock())}
 
-    answer, live = obtain(Source(args), "list", local)
+    answer, note = obtain(Source(args), "list", local)
     rows = answer.get("rows", [])
     stale = text.staleness(answer)
     if stale:
         print(stale, file=sys.stderr)
-    _emit(rows, args.json, text.list_table(rows), live)
+    _emit(rows, args.json, text.list_table(rows), note)
     return EXIT_OK
 
 
@@ -162,8 +167,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             raise DomainNotFound(f"domain {args.domain!r} is not running on {daemon.uri}")
         return {"uri": daemon.uri, **found}
 
-    answer, live = obtain(Source(args), "explain", local, domain=args.domain)
-    _emit(answer, args.json, text.explanation(answer), live)
+    answer, note = obtain(Source(args), "explain", local, domain=args.domain)
+    _emit(answer, args.json, text.explanation(answer), note)
     return EXIT_OK
 
 
@@ -171,9 +176,9 @@ def cmd_holds(args: argparse.Namespace) -> int:
     def local(daemon: Daemon) -> dict[str, Any]:
         return {"uri": daemon.uri, "holds": present.holds_list(daemon, daemon.clock())}
 
-    answer, live = obtain(Source(args), "holds", local)
+    answer, note = obtain(Source(args), "holds", local)
     holds = answer.get("holds", [])
-    _emit(holds, args.json, text.holds_table(holds), live)
+    _emit(holds, args.json, text.holds_table(holds), note)
     return EXIT_OK
 
 
@@ -184,7 +189,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except DaemonNotRunning as error:
         print(f"balloonctl: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    _emit(answer, args.json, text.status(answer), True)
+    _emit(answer, args.json, text.status(answer), "")
     return EXIT_OK
 
 
@@ -202,5 +207,5 @@ def cmd_release(args: argparse.Namespace) -> int:
         backend.clear_hold(args.domain)
     finally:
         backend.close()
-    print(f"{args.domain}: hold cleared ({COMPUTED_NOW.split(';')[0]})")
+    print(f"{args.domain}: hold cleared ({source.note.split(';')[0]})")
     return EXIT_OK
