@@ -24,7 +24,13 @@ from balloond.cli.ctl import main as balloonctl
 ENTRY = "import sys; from balloond.cli.daemon import main; sys.exit(main())"
 
 
+# Whatever runs the tests may itself be a systemd service: the children must not notify it.
+CLEAN_ENV = {k: v for k, v in os.environ.items()
+             if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}  # fmt: skip
+
+
 def balloond(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    kwargs.setdefault("env", CLEAN_ENV)
     return subprocess.Popen(
         [sys.executable, "-c", ENTRY, *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,  # type: ignore[call-overload]
@@ -222,7 +228,7 @@ def test_run_rejects_a_bad_interval(tmp_path: Path) -> None:
 
 def test_every_option_is_explained_in_help() -> None:
     for command in ("run", "demo"):
-        process = balloond(command, "--help", env={**os.environ, "COLUMNS": "200"})
+        process = balloond(command, "--help", env={**CLEAN_ENV, "COLUMNS": "200"})
         output = Output(process)
         assert process.wait(timeout=60) == 0
         text = output.text()
@@ -248,7 +254,7 @@ def test_run_as_a_service_notifies_systemd_reloads_and_stops(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))
         notify.settimeout(60)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
+        env = {**CLEAN_ENV, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
         process = balloond("run", "--config", str(config), "--connect", "sim://default", env=env)
         output = Output(process)
         try:

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 from daemonlib.harness import Recording, make_daemon, run_ticks, sim_host
 
+from balloond.daemon.notify import Notifier
 from balloond.daemon.reload import PolicyWatcher, fingerprint
 from balloond.daemon.scheduler import Runner
 from balloond.telemetry import Telemetry
+
+QUIET = Notifier("")  # never the NOTIFY_SOCKET of whatever runs the tests
 
 GOOD = """policies:
   - name: web
@@ -118,7 +121,7 @@ def test_sighup_reloads_through_the_runner(tmp_path: Path) -> None:
     stat = path.stat()
     path.write_text(BETTER.replace("web2", "webx"))  # same size as BETTER, differs from GOOD
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    runner = Runner(daemon)  # not started: we only want its signal handlers
+    runner = Runner(daemon, notifier=QUIET)  # not started: only its signal handlers
     saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
     try:
         runner.install_signal_handlers()
@@ -133,7 +136,7 @@ def test_sighup_reloads_through_the_runner(tmp_path: Path) -> None:
 def test_sigterm_stops_the_runner_wait() -> None:
     host = sim_host()
     daemon = make_daemon(lambda: Recording(host), clock=host.now)
-    runner = Runner(daemon)
+    runner = Runner(daemon, notifier=QUIET)
     saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
     try:
         runner.install_signal_handlers()

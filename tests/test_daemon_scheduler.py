@@ -35,7 +35,7 @@ def _ticks(daemon: Daemon) -> int:
 def test_first_tick_at_once_then_wakes_pull_ticks_forward() -> None:
     host = sim_host()
     daemon = make_daemon(lambda: Recording(host), clock=host.now, interval=3600)
-    runner = Runner(daemon)
+    runner = Runner(daemon, notifier=Notifier(""))
     runner.start()
     try:
         _until(lambda: _ticks(daemon) == 1, "the first tick")
@@ -68,7 +68,7 @@ def test_a_bug_in_a_tick_is_logged_and_the_next_tick_runs(
 
     backend = Buggy(host)
     daemon = make_daemon(lambda: backend, clock=host.now, interval=3600)
-    runner = Runner(daemon)
+    runner = Runner(daemon, notifier=Notifier(""))
     runner.start()
     try:
         _until(lambda: _ticks(daemon) == 1, "the failing tick to be counted")
@@ -137,7 +137,7 @@ def test_after_tick_hooks_run_and_a_failing_hook_does_not_stop_ticks() -> None:
     def broken() -> None:
         raise OSError("disk full")
 
-    runner = Runner(daemon, after_tick=[broken, lambda: ran.append("ok")])
+    runner = Runner(daemon, notifier=Notifier(""), after_tick=[broken, lambda: ran.append("ok")])
     runner._run_tick()
     runner._run_tick()
     assert ran == ["ok", "ok"] and _ticks(daemon) == 2
@@ -145,7 +145,7 @@ def test_after_tick_hooks_run_and_a_failing_hook_does_not_stop_ticks() -> None:
 
 def test_wait_returns_after_its_duration() -> None:
     host = sim_host()
-    runner = Runner(make_daemon(lambda: Recording(host), clock=host.now))
+    runner = Runner(make_daemon(lambda: Recording(host), clock=host.now), notifier=Notifier(""))
     done = threading.Event()
     threading.Thread(target=lambda: (runner.wait(0.2), done.set()), daemon=True).start()
     assert done.wait(30)
