@@ -88,9 +88,12 @@ def test_demo_runs_for_its_duration_serving_metrics() -> None:
     process = balloond("demo", "--duration", "3s", "--port", "0")
     output = Output(process)
     url = output.wait_for(r"metrics:\s+(http://127\.0\.0\.1:\d+/metrics)").group(1)
+    body = ""
+    # Scrape at once and until the first tick shows: the demo only lives for 3 s.
+    while process.poll() is None and 'domain="web"' not in body:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode()
     output.wait_for(r"^\d\d:\d\d:\d\d (grow|shrink) \w+ ")  # a decision was printed
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = response.read().decode()
     assert process.wait(timeout=60) == 0, output.text()
     assert re.search(r'^balloond_domain_target_bytes\{domain="web"\} \d', body, re.M), body[:2000]
     assert re.search(r"^balloond_ticks_total [1-9]", body, re.M) or "balloond_tick" in body
