@@ -6,7 +6,8 @@ here and at the backend; the decision itself (`balloond.core.decide`) is pure.
 
 Failure rules, in the order a tick meets them:
 - collect fails (connection lost or any backend error): nothing is moved on stale data; the
-  backend is closed and reopened with exponential backoff (capped), the daemon keeps running;
+  backend is closed and reopened with exponential backoff (capped), the daemon keeps running
+  (a domain that vanished mid-read only skips the tick: the connection is fine);
 - one domain's `set_target` fails or the domain vanished: logged, counted, and the tick goes
   on for the others;
 - the decision law never targets below a floor, so neither a reconnect nor a restart can
