@@ -116,7 +116,9 @@ class Cleanup:
                 self.run()
                 if callable(previous):
                     previous(signum, frame)
-                raise SystemExit(128 + signum)
+                # Like Ctrl-C: pytest stops the session (instead of failing one test and
+                # going on with the next, on a lab that is gone).
+                raise KeyboardInterrupt(f"signal {signum}")
 
             signal.signal(sig, handler)
 
