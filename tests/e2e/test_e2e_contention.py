@@ -123,8 +123,11 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     assert grown1 + grown2 <= BUDGET + HOST_NOISE, \
         f"granted {(grown1 + grown2) >> 20} MiB from a budget of {BUDGET >> 20} MiB"
     timeline = [None if m is None else int(m) >> 20 for m in margins]
-    assert grown1 > grown2, (f"weight 3000 got {grown1 >> 20} MiB, weight 1000 "
-                             f"{grown2 >> 20}; free - reserve (MiB) each second: {timeline}")
+    # The heavy guest must get a real share (the light one may get little or nothing), and
+    # more than the light one.
+    assert grown1 >= 48 * MiB and grown1 > grown2, (
+        f"weight 3000 got {grown1 >> 20} MiB, weight 1000 {grown2 >> 20} MiB; "
+        f"free - reserve (MiB) each second: {timeline}")
     # Host free memory also moves with QEMU's own overhead and everyone else's work; what the
     # daemon controls is this: it never grows a guest while the host is inside its reserve.
     for i in range(1, len(history)):
