@@ -114,11 +114,12 @@ class LibvirtHost:
         ready = self.dir / "ns.ready"
         ready.unlink(missing_ok=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.holder = procs.spawn(
+        holder = procs.spawn(
             ["unshare", "-m", "--propagation", "private", "--", sys.executable, "-m",
              "e2e.nsholder", str(ready), *binds], self.dir / "nsholder.log", env=env, cwd=ROOT)
+        self.holder = holder
         procs.CLEANUP.push(f"{self.name} host", self.stop)
-        wait_for(lambda: ready.exists() or self.holder.poll() is not None, 20,
+        wait_for(lambda: ready.exists() or holder.poll() is not None, 20,
                  f"{self.name}: mount namespace")
         if not ready.exists():
             log = _tail(self.dir / "nsholder.log")
@@ -133,7 +134,7 @@ class LibvirtHost:
     def kill_libvirtd(self) -> None:
         """SIGKILL this host's libvirtd (a crash, not a clean stop). QEMU keeps running."""
         assert self.owned, "this libvirtd is not ours to kill"
-        old = next(p for p in self.daemons if "libvirtd" in " ".join(map(str, p.args)))
+        old = next(p for p in self.daemons if "libvirtd" in str(p.args))
         os.kill(old.pid, signal.SIGKILL)
         old.wait(10)
         self.daemons.remove(old)
@@ -159,7 +160,7 @@ class LibvirtHost:
     def _answers(self) -> bool:
         for p in self.daemons:
             if p.poll() is not None:
-                raise RuntimeError(f"{self.name}: {p.args} exited {p.returncode}: "
+                raise RuntimeError(f"{self.name}: {p.args!r} exited {p.returncode}: "
                                    f"{_tail(self.dir / 'libvirtd.log')}")
         try:
             self.conn()
@@ -217,9 +218,10 @@ def _accounts(hostdir: Path) -> list[str]:
             gids.add(gid)
             group += f"{name}:x:{gid}:\n"
     if not any(line.startswith("libvirt-qemu:") for line in passwd.splitlines()):
-        gid = next(line.split(":")[2] for line in group.splitlines()
-                   if line.startswith("libvirt-qemu:"))
-        passwd += f"libvirt-qemu:x:64055:{gid}:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin\n"
+        qemu_gid = next(line.split(":")[2] for line in group.splitlines()
+                        if line.startswith("libvirt-qemu:"))
+        passwd += (f"libvirt-qemu:x:64055:{qemu_gid}:Libvirt Qemu:/var/lib/libvirt:"
+                   "/usr/sbin/nologin\n")
     (hostdir / "passwd").write_text(passwd)
     (hostdir / "group").write_text(group)
     return [f"{hostdir / 'passwd'}:/etc/passwd", f"{hostdir / 'group'}:/etc/group"]

@@ -53,7 +53,7 @@ class Prometheus:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"prometheus exited {self.proc.returncode}")
         with urllib.request.urlopen(f"{self.base}/-/ready", timeout=5) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
 
     def stop(self) -> None:
         if self.proc is not None:

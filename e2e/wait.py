@@ -13,7 +13,8 @@ class WaitTimeout(AssertionError):
     """A condition did not hold in time (an AssertionError so pytest shows it as a failure)."""
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+def wait_for(check: Callable[[], T | None], timeout: float, what: str,
+             interval: float = 0.2) -> T:
     """Call `check` until it returns something truthy; return that. After `timeout` seconds
     raise WaitTimeout naming `what` and the last value (or exception) seen."""
     deadline = time.monotonic() + timeout
