@@ -202,7 +202,7 @@ class SimulatedHost:
         return DomainSnapshot(
             name=name, uuid=guest.uuid, current=guest.current, maxmem=guest.maxmem,
             state=guest.state, id=guest.id, job=guest.job, vcpus=2,
-            cpu_time=guest.seq * 0.05, stats=stats, tags=frozenset(guest.spec.tags),
+            cpu_time=guest.seq * 0.05, stats=stats, tags=guest.tags,
             hypervisor="sim",
         )
 

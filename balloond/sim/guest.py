@@ -77,6 +77,8 @@ class SimGuest:
         self.last_update = 0.0
         self._oom_since: float | None = None
         self._rates = (0.0, 0.0, 0.0)  # swap in, swap out (bytes/s), major faults/s
+        self._stats_cache: tuple[int, int, MemoryStats] | None = None  # (seq, current, stats)
+        self.tags = frozenset(spec.tags)
         self.truth = GuestTruth(need=self.need_at(0.0), anon=0, file=0, swapped=0,
                                 stall_some=0.0, stall_full=0.0, oom=False)
 
@@ -178,7 +180,15 @@ class SimGuest:
         return max(0, self.current - self.memmap)
 
     def stats(self) -> MemoryStats:
-        """What virtio-balloon would report (cumulative counters)."""
+        """What virtio-balloon would report (cumulative counters). Built once per step."""
+        cached = self._stats_cache
+        if cached is not None and cached[0] == self.seq and cached[1] == self.current:
+            return cached[2]
+        stats = self._build_stats()
+        self._stats_cache = (self.seq, self.current, stats)
+        return stats
+
+    def _build_stats(self) -> MemoryStats:
         truth = self.truth
         used = KERNEL_USED + max(0, truth.anon - truth.swapped)
         cache = self.file_resident + self.cold_cache
