@@ -8,6 +8,7 @@ import re
 import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -201,3 +202,59 @@ def test_interrupted_migration_leaves_the_guest_running_on_the_source(
     assert o1.name not in [d.name() for d in lab.second.conn().listAllDomains()]
     counting(o1)
     ok(d1.ctl("release", o1.name))
+
+
+def moves_of(daemon: Balloond, guest: Guest) -> int:
+    """How many balloon moves the daemon has logged for the guest."""
+    return sum(1 for line in daemon.tail(100000).splitlines()
+               if re.match(rf"(grow|shrink) {re.escape(guest.name)} ", line))
+
+
+def test_daemon_leaves_a_hand_started_migration_alone(lab: Lab,
+                                                      daemons: tuple[Balloond, Balloond],
+                                                      o1: Guest) -> None:
+    """A migration started with plain libvirt (as `virsh migrate` would), not balloonctl: the
+    daemon sees the job, calls the domain busy and does not move its balloon meanwhile, even
+    though the guest is idle above its floor."""
+    d1, _ = daemons
+    hold_full_and_dirty(d1, o1)
+    ok(d1.ctl("release", o1.name))  # idle at 512 MiB: the daemon wants to shrink it
+    dom = o1.dom()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            dom.migrateToURI3(lab.second.tcp_uri,
+                              {libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1"},
+                              libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
+        except libvirt.libvirtError as exc:
+            errors.append(exc)
+
+    def in_job() -> bool:
+        try:
+            return bool(dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE)
+        except libvirt.libvirtError:  # gone from the source: the migration has finished
+            return False
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    reasons: set[str] = set()
+    try:
+        wait_for(in_job, 30, "the hand-started migration to start", interval=0.05)
+        moves = moves_of(d1, o1)
+        while worker.is_alive():
+            done = d1.ctl("list", "--json")
+            rows = {r["name"]: r for r in json.loads(done.stdout or "[]")}
+            if o1.name in rows and in_job():
+                reasons.add(str(rows[o1.name]["reason"]))
+            worker.join(0.3)
+        assert moves_of(d1, o1) == moves, "the daemon moved the balloon during the migration"
+    finally:
+        worker.join(120)
+    assert not errors, errors
+    o1.host = lab.second
+    counting(o1)
+    assert "busy" in reasons, f"the daemon never called {o1.name} busy: {reasons}"
+    migrate(lab, daemons[1], o1, lab.primary.tcp_uri, "back_after_hand_started")
+    o1.host = lab.primary
+    counting(o1)
