@@ -11,6 +11,7 @@ import pytest
 
 from balloond.config import (
     CONFIG_FIELDS,
+    DEFAULT_INTERVAL,
     ConfigLoadErrors,
     DaemonConfig,
     MetricsAuth,
@@ -28,7 +29,8 @@ SHIPPED = ROOT / "balloond" / "data" / "balloond.yaml"
 def test_defaults() -> None:
     config = load_config(None)
     assert config == DaemonConfig()
-    assert (config.uri, config.interval, config.reserve) == ("qemu:///system", 5.0, Amount(GiB))
+    assert (config.uri, config.interval, config.reserve) == ("qemu:///system", 2.0, Amount(GiB))
+    assert config.interval == DEFAULT_INTERVAL
     assert (config.metrics_address, config.metrics_port) == ("127.0.0.1", 9877)
     assert config.policy_dir == "/etc/balloond/policies"
     assert config.state_dir == "/var/lib/balloond"
@@ -37,6 +39,14 @@ def test_defaults() -> None:
     assert config.stale_after is None and config.stale_after_seconds == 15.0
     assert config.metrics_tls_cert is None and config.metrics_basic_auth is None
     assert config.textfile is None
+
+
+def test_stale_after_defaults_to_three_intervals_but_never_under_15_s() -> None:
+    # The agent reports every 5 s (later under pressure): a 2 s tick must not make its
+    # latest report "no data" after 6 s.
+    assert DaemonConfig(interval=2.0).stale_after_seconds == 15.0
+    assert DaemonConfig(interval=10.0).stale_after_seconds == 30.0
+    assert DaemonConfig(interval=10.0, stale_after=12.0).stale_after_seconds == 12.0
 
 
 def test_config_is_frozen() -> None:
@@ -137,7 +147,7 @@ def test_reserve_is_capped_by_host_memory() -> None:
             "c.yaml:1: password: unknown key in metrics_basic_auth",
         ),
         ("metrics_basic_auth: secret", "c.yaml:1: metrics_basic_auth: expected a mapping"),
-        ("stale_after: 1s", "c.yaml:1: stale_after: 1s is shorter than the interval 5s"),
+        ("stale_after: 1s", "c.yaml:1: stale_after: 1s is shorter than the interval 2s"),
         ("uri: a\nuri: b", "c.yaml:2: uri: duplicate key (first set on line 1)"),
         ("uri: &u a\nstate_dir: *u", "c.yaml:1: YAML anchors (&u) are not allowed"),
         ("- uri: a", "c.yaml:1: expected a mapping (key: value lines), got a list"),

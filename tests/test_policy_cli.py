@@ -139,7 +139,7 @@ def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     shipped = str(ROOT / "balloond" / "data" / "balloond.yaml")
     assert main(["check-config", shipped]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{shipped}: ok\n") and "  interval: 5s\n" in out
+    assert out.startswith(f"{shipped}: ok\n") and "  interval: 2s\n" in out
     bad = write(tmp_path, "b.yaml", "intervall: 5s\nmetrics_port: 99999\n")
     assert main(["check-config", bad]) == 2
     assert capsys.readouterr().err.splitlines() == [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import selectors
 import socket
 import threading
@@ -29,7 +30,13 @@ from balloond.model import DomainSnapshot, GuestReport
 from balloond.reports import MAX_LINE, PROTOCOL_VERSION, parse_report
 from balloond.telemetry import Telemetry
 
+log = logging.getLogger("balloond.channels")
+
 READ_CHUNK = 65536
+
+# Told of every accepted report (the domain's UUID, the report), on the hub's thread and
+# outside its lock; it must be quick (the daemon uses it to tick early on pressure).
+OnReport = Callable[[str, GuestReport], None]
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,10 @@ class AgentHub:
         clock: Callable[[], float] = time.time,
         settings: HubSettings | None = None,
         xenstore: XenstoreReader | None = None,
+        on_report: OnReport | None = None,
     ) -> None:
         self.telemetry = telemetry
+        self.on_report = on_report  # may be set later (the daemon is built after its hub)
         self.clock = clock
         self.settings = settings or HubSettings()
         # Xen guests report through xenstore instead of a socket; read it when dom0 can.
@@ -243,6 +252,7 @@ class AgentHub:
         link.next_attempt = time.monotonic() + self.settings.reconnect_interval
 
     def _read(self, link: _Link) -> None:
+        accepted: list[GuestReport] = []
         with self._lock:
             if link.sock is None:
                 return
@@ -256,10 +266,24 @@ class AgentHub:
                 self._disconnect(link)
                 return
             for line in _split(link, data):
-                self._accept(link, line)
+                report = self._accept(link, line)
+                if report is not None:
+                    accepted.append(report)
+        self._tell(link.target.uuid, accepted[-1:])  # the newest is the one that counts
 
-    def _accept(self, link: _Link, line: bytes | None) -> None:
-        """One complete line (None: an over-long one we skipped). Called under the lock."""
+    def _tell(self, uuid: str, reports: list[GuestReport]) -> None:
+        callback = self.on_report
+        if callback is None:
+            return
+        for report in reports:
+            try:
+                callback(uuid, report)
+            except Exception:  # a listener's bug must not stop the channels
+                log.exception("report listener failed for domain %s", uuid)
+
+    def _accept(self, link: _Link, line: bytes | None) -> GuestReport | None:
+        """One complete line (None: an over-long one we skipped). Called under the lock.
+        Returns the report when it was accepted."""
         target, now = link.target, self.clock()
         bucket = self._buckets.setdefault(
             target.uuid, TokenBucket(self.settings.rate, self.settings.burst, now)
@@ -267,19 +291,20 @@ class AgentHub:
         if not bucket.take(now):
             self.telemetry.record_report(target.name, "rate_limited")
             self._pause(link)
-            return
+            return None
         try:
             if line is None:
                 raise ReportRejected("too_long", f"report line longer than {MAX_LINE} bytes")
             report = parse_report(line, maxmem=target.maxmem, now=now, previous_seq=link.last_seq)
         except ReportRejected as rejected:
             self.telemetry.record_report(target.name, rejected.reason)
-            return
+            return None
         link.last_seq = report.seq
         self._reports[target.uuid] = report
         self.telemetry.record_report(target.name, None)
         if report.requested_target is not None:
             self._send(link, _ack_line(report.seq))
+        return report
 
     def _send(self, link: _Link, line: bytes) -> bool:
         """Non-blocking: a guest that does not read its port must not stall the hub."""

@@ -48,7 +48,8 @@ def _register_run(subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument("--policy-dir", metavar="DIR",
                      help="folder of YAML policy files (default: the config's `policy_dir`)")
     run.add_argument("--interval", metavar="DUR",
-                     help="time between ticks, e.g. 10s (default: the config's `interval`)")
+                     help="time between ticks, e.g. 10s (default: the config's `interval`, "
+                     "2s unless set); pressure reported by a guest agent also ticks early")
     run.add_argument("--once", action="store_true",
                      help="run a single tick, print its decision and exit (no socket, "
                      "no metrics server)")

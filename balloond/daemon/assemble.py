@@ -66,7 +66,7 @@ def build_daemon(
     policies = PolicyWatcher(policy_dir, telemetry)
     policies.load_initial(required=policy_dir_required)
     hub = agent_hub(uri, telemetry) if channels else None
-    return Daemon(
+    daemon = Daemon(
         connect if connect is not None else (lambda: open_backend(uri)),
         settings,
         policies,
@@ -76,6 +76,9 @@ def build_daemon(
         state_file=StateFile(state_dir) if state_dir is not None else None,
         report_sources=[hub] if hub is not None else [],
     )
+    if hub is not None and hasattr(hub, "on_report"):
+        hub.on_report = daemon.on_report  # pressure in a report ticks early
+    return daemon
 
 
 def compute_once(uri: str, policy_dir: str | os.PathLike[str] | None, settings: LoopSettings,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from balloond.backend.base import Backend, DomainEvent, EventKind, HoldStore, ReportSource
+from balloond.config import DEFAULT_INTERVAL, default_stale_after
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
 from balloond.daemon.holds import HoldBook
@@ -46,6 +47,9 @@ Connect = Callable[[], Backend]
 _WAKE_EVENTS = frozenset(
     {EventKind.STARTED, EventKind.RESTORED, EventKind.RESUMED, EventKind.CONNECTION_LOST}
 )
+# A guest agent report that shows a guest short of memory ticks at once, debounced: at most
+# one such early tick per this many seconds, however many guests report pressure.
+EARLY_TICK_GAP = 0.5
 # Events after which the domain is gone from this host: forget it at once.
 _GONE_EVENTS = frozenset(
     {EventKind.STOPPED, EventKind.SAVED, EventKind.MIGRATED, EventKind.UNDEFINED,
@@ -57,9 +61,9 @@ _GONE_EVENTS = frozenset(
 class LoopSettings:
     """The knobs of the loop itself (policies are separate and reloadable)."""
 
-    interval: float = 5.0  # seconds between ticks
+    interval: float = DEFAULT_INTERVAL  # seconds between ticks
     reserve: int | Amount = GiB  # host memory never promised to guests (Amount: of total)
-    stale_after: float | None = None  # older statistics are "no data"; None: 3 intervals
+    stale_after: float | None = None  # older data is "no data"; None: default_stale_after
     stuck_after: float = 30.0  # no progress toward a target for this long: stuck
     stats_period: int = 5  # seconds; libvirt balloon statistics period to ensure
     dry_run: bool = False  # decide and report, change nothing
@@ -68,7 +72,9 @@ class LoopSettings:
 
     @property
     def stale_seconds(self) -> float:
-        return self.stale_after if self.stale_after is not None else 3 * self.interval
+        if self.stale_after is not None:
+            return self.stale_after
+        return default_stale_after(self.interval)
 
     def reserve_for(self, host_total: int) -> int:
         if isinstance(self.reserve, int):
@@ -113,6 +119,7 @@ class Daemon:
         reserve = settings.reserve
         self._reserve = reserve if isinstance(reserve, int) else (reserve.size or 0)
         self.wake: Callable[[], None] = lambda: None  # set by the scheduler: tick soon
+        self._early_at: float | None = None  # when a report last pulled a tick forward
         persisted = state_file.load() if state_file is not None else PersistedState()
         self._state = _controller_state(persisted)
         self.holds_book = HoldBook(persisted.holds, clock)
@@ -343,6 +350,31 @@ class Daemon:
         if event.kind in _WAKE_EVENTS:
             self.wake()
 
+    def on_report(self, uuid: str, report: GuestReport) -> None:
+        """A guest agent report just arrived (the channel hub's thread). When it shows the
+        guest stalling above its policy's `pressure_target`, tick now rather than at the next
+        interval (a spike can OOM a guest within one interval), at most once per
+        `EARLY_TICK_GAP` seconds."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        dom = next((d for d in snapshot.domains if d.uuid == uuid), None)
+        if dom is None:
+            return  # not seen by a tick yet: the next one reads it anyway
+        policy = matcher_for(self.policies.current).select(dom)
+        pressure = report_pressure(report)
+        if not policy.enabled or pressure is None or pressure <= policy.pressure_target:
+            return
+        now = self._clock()
+        with self._view_lock:
+            last = self._early_at
+            if last is not None and 0.0 <= now - last < EARLY_TICK_GAP:
+                return
+            self._early_at = now
+        log.debug("domain %r reports pressure %.2f%% > %.2f%% target: ticking now", dom.name,
+                  pressure * 100, policy.pressure_target * 100)  # fmt: skip
+        self.wake()
+
     def _forget(self, uuid: str, name: str) -> None:
         """Drop a domain that left from what observers see, until the next tick."""
         self._stats_period_set.discard(name)
@@ -363,6 +395,15 @@ class Daemon:
                 backend.close()
             except BackendError as error:
                 log.debug("closing %s: %s", self._uri, error)
+
+
+def report_pressure(report: GuestReport) -> float | None:
+    """The stall ratio a report shows (PSI `some` over its interval, else its avg10), as the
+    decision core reads it."""
+    for value in (report.psi_some, report.psi_some_avg10):
+        if value is not None and 0.0 <= value <= 1.0:
+            return value
+    return None
 
 
 def _controller_state(persisted: PersistedState) -> ControllerState:
