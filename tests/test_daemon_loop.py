@@ -323,3 +323,22 @@ def test_a_domain_vanishing_while_collecting_skips_the_tick_but_keeps_the_connec
     assert daemon.connected and len(link_opened) == 1
     telemetry = daemon.telemetry()
     assert telemetry.libvirt_up and telemetry.failures["domain_vanished"] == 1
+
+
+def test_decision_lines_name_the_policy_and_the_rule_that_chose_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "web.yaml").write_text(
+        "policies:\n  - name: webby\n    match: {names: ['we*']}\n    floor: 256MiB\n"
+    )
+    host = sim_host()
+    daemon = make_daemon(lambda: Recording(host), clock=host.now, policy_dir=tmp_path,
+                         dry_run=True)  # fmt: skip
+    caplog.set_level("INFO", logger="balloond.decisions")
+    run_ticks(daemon, host, 10)
+    lines = [r.getMessage() for r in caplog.records if r.name == "balloond.decisions"]
+    web = [line for line in lines if line.split()[2] == "web"]
+    others = [line for line in lines if line.split()[2] != "web"]
+    assert web and others, lines
+    assert all(line.endswith(" [policy 'webby' by name 'we*']") for line in web), web
+    assert all(line.endswith(" [policy 'default' by default]") for line in others), others

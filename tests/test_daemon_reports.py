@@ -123,3 +123,10 @@ def test_decision_lines_name_the_domain() -> None:
 def test_a_move_hidden_by_rounding_shows_its_size() -> None:
     line = describe_action(_action("shrink 2.2 GiB → 2.2 GiB: idle", 2300 * MiB, 2252 * MiB))
     assert line == "shrink web1 2.2 GiB → 2.2 GiB (-48 MiB): idle"
+
+
+def test_a_decision_line_ends_with_the_policy_and_its_rule() -> None:
+    action = _action("grow 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target", GiB, 3 * GiB // 2)
+    line = describe_action(action, "name 'web*'")
+    assert line == ("grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target "
+                    "[policy 'p' by name 'web*']")  # fmt: skip

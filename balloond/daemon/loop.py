@@ -33,7 +33,7 @@ from balloond.daemon.statefile import PersistedState, StateFile
 from balloond.errors import BackendError, ConnectionLost, DomainNotFound
 from balloond.model import Decision, DomainDecision, GuestReport, Hold, Snapshot
 from balloond.policy.match import matcher_for
-from balloond.policy.model import Amount
+from balloond.policy.model import Amount, PolicySet
 from balloond.telemetry import Telemetry
 from balloond.units import GiB
 
@@ -213,7 +213,7 @@ class Daemon:
         )
         self._state = state
         self._export(snapshot, decision, holds)
-        self._act(backend, decision, now)
+        self._act(backend, decision, now, _rules(snapshot, decision, policy_set))
         self._reports.send_limits(decision)
         self._persist()
         return decision
@@ -230,10 +230,11 @@ class Daemon:
         )
         return Snapshot(taken_at=now, host=host, domains=with_reports), holds
 
-    def _act(self, backend: Backend, decision: Decision, now: float) -> None:
+    def _act(self, backend: Backend, decision: Decision, now: float,
+             rules: Mapping[str, str]) -> None:  # fmt: skip
         applied: set[str] = set()
         for action in decision.actions:  # shrinks first: free memory before promising it
-            line = describe_action(action)
+            line = describe_action(action, rules.get(action.uuid, ""))
             if self.settings.dry_run:
                 decisions_log.info("[dry-run] %s", line)
             elif self._backend is not None and self._apply(backend, action, line, now):
@@ -395,6 +396,15 @@ class Daemon:
                 backend.close()
             except BackendError as error:
                 log.debug("closing %s: %s", self._uri, error)
+
+
+def _rules(snapshot: Snapshot, decision: Decision, policies: PolicySet) -> dict[str, str]:
+    """UUID -> the selector that chose each acting domain's policy ("name 'web*'")."""
+    acting = {d.uuid for d in decision.domains if d.act}
+    if not acting:
+        return {}
+    matcher = matcher_for(policies)
+    return {d.uuid: matcher.select_explained(d)[1] for d in snapshot.domains if d.uuid in acting}
 
 
 def report_pressure(report: GuestReport) -> float | None:

@@ -100,9 +100,10 @@ class ReportCollector:
                     log.debug("closing report source: %s", error)
 
 
-def describe_action(action: DomainDecision) -> str:
-    """One line an operator reads: "grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target".
-    The core's explanation already says "grow 1 GiB → ...": the name goes after the verb."""
+def describe_action(action: DomainDecision, rule: str = "") -> str:
+    """One line an operator reads: "grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target
+    [policy 'web-tier' by name 'web*']". The core's explanation already says "grow 1 GiB →
+    ...": the name goes after the verb. `rule` is the selector that chose the policy."""
     direction = "grow" if action.delta > 0 else "shrink"
     text = action.explanation
     if text.startswith(direction + " "):
@@ -117,4 +118,6 @@ def describe_action(action: DomainDecision) -> str:
         head, tail = line.split(": ", 1)
         sign = "+" if action.delta > 0 else "-"
         line = f"{head} ({sign}{format_size(abs(action.delta))}): {tail}"
+    if rule:
+        line += f" [policy {action.policy!r} by {rule}]"
     return line
