@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from balloond.backend.libvirt_stats import (
     completed_figures,
     job_kind,
+    job_kind_from_info,
     job_progress,
     memory_stats,
 )
-from balloond.model import JobKind, MemoryStats
-from balloond.units import KiB
+from balloond.core import ControllerState, decide
+from balloond.model import DomainSnapshot, HostSnapshot, JobKind, MemoryStats, Reason, Snapshot
+from balloond.policy.model import Policy
+from balloond.units import GiB, KiB, MiB
+
+NOW = 1_800_000_000.0
 
 # What QEMU returned for a 512 MiB guest in the real-VM lab (values in KiB).
 QEMU = {
@@ -77,3 +84,49 @@ def test_completed_figures() -> None:
         2.9,
     )
     assert completed_figures({}) == (None, None, None)
+
+
+def test_job_kinds_from_the_older_job_info() -> None:
+    assert job_kind_from_info([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) is None  # NONE
+    assert job_kind_from_info([2, 1500, 0, 10, 5, 5]) == JobKind.OTHER  # UNBOUNDED
+    assert job_kind_from_info([1, 1500]) == JobKind.OTHER  # BOUNDED
+    assert job_kind_from_info([3, 1500]) is None  # completed
+    assert job_kind_from_info([]) is None
+
+
+# The shape of virDomainGetJobStats on the source during a `virsh migrate --live` that
+# balloond did not start (field names as libvirt 9.0 gives them; values illustrative).
+HAND_MIGRATION = {
+    "type": 2, "operation": 5, "time_elapsed": 1830, "data_total": 545259520,
+    "data_processed": 91226112, "data_remaining": 454033408, "memory_total": 545259520,
+    "memory_processed": 91226112, "memory_remaining": 454033408, "memory_dirty_rate": 0,
+    "memory_page_size": 4096,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stats", "kind"),
+    [(HAND_MIGRATION, JobKind.MIGRATION), ({**HAND_MIGRATION, "operation": 4}, JobKind.MIGRATION),
+     ({"type": 2, "operation": 2}, JobKind.SAVE), ({"type": 2, "operation": 8}, JobKind.DUMP),
+     ({"type": 0}, None)],
+)  # fmt: skip
+def test_a_job_nobody_told_the_daemon_about_makes_the_domain_busy(
+    stats: dict[str, object], kind: JobKind | None
+) -> None:
+    """jobStats values -> DomainSnapshot.job -> the decision core leaves the domain alone,
+    even far below its floor (growing it mid-migration would fight the copy)."""
+    job = job_kind(stats)
+    assert job == kind
+    dom = DomainSnapshot(name="m1", uuid="u-m1", current=256 * MiB, maxmem=4 * GiB, job=job,
+                         stats=MemoryStats(total=256 * MiB, available=8 * MiB,
+                                           last_update=NOW - 1))  # fmt: skip
+    snap = Snapshot(taken_at=NOW, host=HostSnapshot(total=64 * GiB, free=32 * GiB),
+                    domains=(dom,))  # fmt: skip
+    decision, _ = decide(snap, lambda _d: Policy(name="p"), ControllerState.empty(),
+                         reserve=GiB, holds={}, now=NOW)  # fmt: skip
+    (decided,) = decision.domains
+    if kind is None:
+        assert decided.reason != Reason.BUSY and decided.act
+    else:
+        assert (decided.reason, decided.act, decided.target) == (Reason.BUSY, False, 256 * MiB)
+        assert kind.value in decided.explanation

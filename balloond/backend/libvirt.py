@@ -32,7 +32,7 @@ from balloond.backend.libvirt_errors import (
 from balloond.backend.libvirt_events import ensure_event_loop, lifecycle_kind
 from balloond.backend.libvirt_holds import LibvirtHoldsMixin
 from balloond.backend.libvirt_ops import LibvirtOperationsMixin
-from balloond.backend.libvirt_stats import job_kind, memory_stats
+from balloond.backend.libvirt_stats import job_kind, job_kind_from_info, memory_stats
 from balloond.backend.libvirt_xml import (
     DomainXmlFacts,
     parse_domain_xml,
@@ -86,7 +86,7 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
         self._hostname = socket.gethostname()
         self._lock = threading.Lock()
         self._facts: dict[str, tuple[int, DomainXmlFacts, int | None]] = {}
-        self._job_stats_supported = True
+        self._job_source: str | None = "stats"  # then "info", then None (no job API)
         self._callbacks: list[Callable[[DomainEvent], None]] = []
         self._event_ids: list[int] = []
         self._close_registered = False
@@ -208,18 +208,23 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
             return None  # no balloon driver, or the domain is not running: "no data"
 
     def _job(self, dom: Any) -> Any:
-        if not self._job_stats_supported:
+        """A job on the domain, whoever started it (a `virsh migrate` by hand too): the
+        daemon leaves such a domain alone. jobStats where the driver has it, else the older
+        jobInfo (no operation kind: OTHER); the test driver has neither (never any job)."""
+        source = self._job_source
+        if source is None:
             return None
         try:
-            stats = dom.jobStats()
+            if source == "stats":
+                return job_kind(dom.jobStats())
+            return job_kind_from_info(dom.jobInfo())
         except libvirt.libvirtError as exc:
             if error_code(exc) == libvirt.VIR_ERR_NO_SUPPORT:
-                self._job_stats_supported = False  # the test driver: never any job
-                return None
+                self._job_source = "info" if source == "stats" else None
+                return self._job(dom)
             if error_code(exc) in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_INVALID_CONN):
                 raise  # translated by the caller's _call
             return None
-        return job_kind(stats)
 
     def _xml_facts(self, dom: Any, dom_id: int) -> tuple[DomainXmlFacts, int | None]:
         uuid = str(dom.UUIDString())

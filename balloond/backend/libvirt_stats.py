@@ -7,7 +7,7 @@ the decision core's sanitiser judges plausibility (zero, larger than maxmem, sta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from balloond.backend.base import JobProgress
 from balloond.model import JobKind, MemoryStats
@@ -73,6 +73,14 @@ def job_kind(stats: Mapping[str, object]) -> JobKind | None:
     operation = stats.get("operation")
     if isinstance(operation, int) and not isinstance(operation, bool):
         return _OPERATIONS.get(operation, JobKind.OTHER)
+    return JobKind.OTHER
+
+
+def job_kind_from_info(info: Sequence[object]) -> JobKind | None:
+    """The running job from the older virDomainGetJobInfo list ([type, elapsed ms, ...]),
+    for drivers without jobStats. It names no operation: any active job is OTHER."""
+    if not info or info[0] not in _JOB_ACTIVE:
+        return None
     return JobKind.OTHER
 
 

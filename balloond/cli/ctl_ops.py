@@ -8,10 +8,12 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from balloond.errors import ConfigError, OperationFailed
+from balloond.errors import BalloondError, ConfigError, DomainNotFound, OperationFailed
 from balloond.ops import (
     OpsContext,
     balloon,
@@ -20,7 +22,9 @@ from balloond.ops import (
     save_domain,
     set_maxmem,
 )
+from balloond.ops.context import find_domain
 from balloond.ops.progress import ProgressLine
+from balloond.ops.reporting import Outcome, daemon_socket, reported
 from balloond.ops.squeeze import SqueezeResult
 from balloond.units import format_size, parse_duration, parse_size
 
@@ -76,6 +80,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _context(args: argparse.Namespace) -> OpsContext:
     return OpsContext.load(config=args.config, connect=args.connect)
+
+
+@contextmanager
+def _operation(ctx: OpsContext, operation: str) -> Iterator[Outcome]:
+    """Run one operation: report how it ended to a running daemon (its metrics count
+    balloonctl's operations), and turn a stray OS error into one clear line."""
+    socket = daemon_socket(ctx.config.uri, ctx.config.control_socket, ctx.uri)
+    with reported(socket, operation) as outcome:
+        try:
+            yield outcome
+        except OSError as exc:
+            raise OperationFailed(f"{operation}: {exc}") from exc
 
 
 def _add(
@@ -203,12 +219,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_balloon(args: argparse.Namespace) -> int:
-    with _context(args) as ctx:
+    with _context(args) as ctx, _operation(ctx, "balloon"):
         result = balloon(ctx, args.domain, args.size, force=args.force, hold_for=args.hold_for)
     until = (
         "until 'balloonctl release " + args.domain + "'"
-        if args.hold_for is None
-        else f"for {args.hold_for:g} s"
+        if result.hold.until is None or args.hold_for is None
+        else f"for {duration_text(args.hold_for)} (until "
+        f"{time.strftime('%H:%M:%S', time.localtime(result.hold.until))})"
     )
     print(
         f"{args.domain}: balloon {format_size(result.previous)} -> "
@@ -217,8 +234,20 @@ def cmd_balloon(args: argparse.Namespace) -> int:
     return 0
 
 
+def duration_text(seconds: float) -> str:
+    """'1h', '1h30m', '90s': as an operator would have typed it."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
+             f"{secs}s" if secs else ""]  # fmt: skip
+    return "".join(parts)
+
+
 def cmd_maxmem(args: argparse.Namespace) -> int:
-    with _context(args) as ctx:
+    with _context(args) as ctx, _operation(ctx, "maxmem"):
         live = set_maxmem(ctx, args.domain, args.size)
     if live:
         print(f"{args.domain}: maxmem {format_size(args.size)} (live)")
@@ -231,7 +260,7 @@ def cmd_maxmem(args: argparse.Namespace) -> int:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    with _context(args) as ctx:
+    with _context(args) as ctx, _operation(ctx, "save"):
         result = save_domain(
             ctx,
             args.domain,
@@ -261,7 +290,7 @@ def _squeeze_line(name: str, sq: SqueezeResult) -> str:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    with _context(args) as ctx:
+    with _context(args) as ctx, _operation(ctx, "restore"):
         result = restore_domain(ctx, args.file, force=args.force)
     print(
         f"{result.name}: restored ({format_size(result.memory)}) from {result.path} "
@@ -274,24 +303,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     line = ProgressLine(sys.stderr)
     with _context(args) as ctx:
         try:
-            outcome = migrate_domain(
-                ctx,
-                args.domain,
-                args.dest,
-                live=args.live,
-                squeeze_to_floor=args.squeeze,
-                squeeze_timeout=args.squeeze_timeout,
-                max_downtime=args.max_downtime,
-                progress=line,
-                force=args.force,
-                data_uri=args.migrate_uri,
-            )
+            with _operation(ctx, "migrate") as figures:
+                outcome = migrate_domain(
+                    ctx,
+                    args.domain,
+                    args.dest,
+                    live=args.live,
+                    squeeze_to_floor=args.squeeze,
+                    squeeze_timeout=args.squeeze_timeout,
+                    max_downtime=args.max_downtime,
+                    progress=line,
+                    force=args.force,
+                    data_uri=args.migrate_uri,
+                )
+                figures.duration = outcome.result.duration
+                figures.downtime = outcome.result.downtime
         except KeyboardInterrupt:
             line.finish()
-            raise OperationFailed(
-                f"domain '{args.domain}': migration aborted by Ctrl-C; "
-                f"it keeps running on {ctx.uri}"
-            ) from None
+            raise OperationFailed(_interrupted(ctx, args.domain)) from None
         finally:
             line.finish()
     result = outcome.result
@@ -306,12 +335,28 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(ctx: OpsContext, name: str) -> str:
+    """The one line after Ctrl-C, saying where the domain is now (the migration was
+    aborted; libvirt resumes the guest on the source)."""
+    where = ctx.uri or ctx.config.uri
+    try:
+        state = find_domain(ctx.backend, name).state.value
+    except DomainNotFound:
+        return f"domain '{name}': migration interrupted by Ctrl-C, but it has left {where}"
+    except BalloondError as exc:
+        return f"domain '{name}': migration interrupted by Ctrl-C; its state is unknown: {exc}"
+    return f"domain '{name}': migration aborted by Ctrl-C; it is still on {where} ({state})"
+
+
 def cmd_console(args: argparse.Namespace) -> int:
-    ctx = _context(args)
     virsh = shutil.which("virsh")
     if virsh is None:
         raise ConfigError("'virsh' is not installed (Debian: apt-get install libvirt-clients)")
-    uri = ctx.uri or ctx.config.uri
+    with _context(args) as ctx:  # a missing or stopped domain is one line here, not virsh's
+        dom = find_domain(ctx.backend, args.domain)
+        uri = ctx.uri or ctx.config.uri
+    if dom.id is None:
+        raise OperationFailed(f"domain '{args.domain}' is not running on {uri}: no console")
     sys.stdout.flush()
     os.execv(virsh, [virsh, "--connect", uri, "console", args.domain])
     return 0  # pragma: no cover - execv does not return

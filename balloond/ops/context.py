@@ -118,6 +118,9 @@ def find_domain(backend: Backend, name: str) -> DomainSnapshot:
             return dom
     lookup = getattr(backend, "domain", None)
     if lookup is not None:
-        found: DomainSnapshot = lookup(name)
+        try:
+            found: DomainSnapshot = lookup(name)
+        except DomainNotFound as exc:  # libvirt's own words add nothing to this
+            raise DomainNotFound(f"domain '{name}' not found on {backend.uri}") from exc
         return found
     raise DomainNotFound(f"domain '{name}' not found on {backend.uri}")

@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from balloond.errors import Refused
+from balloond.errors import ConfigError, OperationFailed, Refused
 from balloond.ops.context import OpsContext, find_domain
 from balloond.ops.holding import clear_command_hold, working_hold
 from balloond.ops.squeeze import SqueezeResult, squeeze
@@ -49,9 +49,11 @@ def save_domain(
 ) -> SaveResult:
     backend = ctx.backend
     local = getattr(backend, "is_local", True)
-    path = os.path.abspath(path) if local else path
-    if local and os.path.lexists(path) and not force:
-        raise Refused(f"domain '{name}': '{path}' already exists (use --force to replace it)")
+    if not path:
+        raise ConfigError(f"domain '{name}': no file name to save to")
+    if local:
+        path = os.path.abspath(path)
+        check_image_path(name, path, force=force)
     dom = find_domain(backend, name)
     squeezed = None
     with working_hold(backend, dom, "balloonctl save", f"saving to {path}"):
@@ -74,6 +76,24 @@ def save_domain(
     return SaveResult(name, path, size, seconds, memory, squeezed)
 
 
+def check_image_path(name: str, path: str, *, force: bool) -> None:
+    """Refuse, before the guest is touched (and squeezed), a FILE that cannot become its
+    image: an existing one (unless `force`), a directory or device, a missing folder."""
+    if os.path.isdir(path):
+        raise Refused(f"domain '{name}': '{path}' is a directory; name a file inside it")
+    if os.path.lexists(path):
+        if not force:
+            raise Refused(f"domain '{name}': '{path}' already exists (use --force to replace it)")
+        # A symlink is replaced itself (never followed); a device or fifo is not replaced.
+        if not os.path.isfile(path) and not os.path.islink(path):
+            raise Refused(f"domain '{name}': '{path}' is not a regular file; not replacing it")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise Refused(f"domain '{name}': folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK):
+        raise Refused(f"domain '{name}': cannot write in folder '{folder}'")
+
+
 def _scratch_path(path: str) -> str:
     folder, base = os.path.split(path)
     return os.path.join(folder, f".{base}.balloond-{os.getpid()}.tmp")
@@ -93,6 +113,10 @@ def restore_domain(ctx: OpsContext, path: str, *, force: bool = False) -> Restor
     """Restore a saved domain after checking the host has room for it (unless `force`).
     A damaged or foreign file fails before anything changes."""
     backend = ctx.backend
+    if not path:
+        raise ConfigError("no saved image to restore from")
+    if getattr(backend, "is_local", True) and os.path.isdir(path):
+        raise OperationFailed(f"'{path}' is a directory, not a saved domain image")
     name, memory = backend.saved_image_memory(path)
     if not force:
         host = backend.host()

@@ -157,3 +157,46 @@ def test_sizes_are_whole_kib(ctx: OpsContext, tmp_path: Path) -> None:
     balloon(ctx, "web1", 1536 * MiB + 100)  # rounded down to KiB at libvirt's edge
     result = save_domain(ctx, "web1", str(tmp_path / "w.img"))
     assert result.memory == 1536 * MiB
+
+
+@pytest.mark.parametrize(
+    ("make", "force", "message"),
+    [
+        ("folder", False, "is a directory; name a file inside it"),
+        ("folder", True, "is a directory; name a file inside it"),
+        ("fifo", True, "is not a regular file; not replacing it"),
+        ("missing-folder", True, "folder '.*/nowhere' does not exist"),
+    ],
+)
+def test_save_refuses_a_file_that_cannot_be_its_image_before_squeezing(
+    ctx: OpsContext, tmp_path: Path, make: str, force: bool, message: str
+) -> None:
+    target = tmp_path / "target"
+    if make == "folder":
+        target.mkdir()
+    elif make == "fifo":
+        os.mkfifo(target)
+    else:
+        target = tmp_path / "nowhere" / "b.img"
+    with pytest.raises(Refused, match=message):
+        save_domain(ctx, "batch1", str(target), force=force, squeeze_to_floor=True)
+    batch = {d.name: d for d in ctx.backend.domains()}["batch1"]
+    assert batch.current == 6 * GiB  # not squeezed for nothing
+    assert ctx.backend.holds() == {}
+
+
+def test_cli_save_to_a_folder_with_force_is_one_line(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["save", "--config", str(config_file), "--force", "web1", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "is a directory" in err and err.count("\n") == 1
+    assert main(["save", "--config", str(config_file), "web1", ""]) == 2
+
+
+def test_restore_from_a_folder_is_one_clear_line(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["restore", "--config", str(config_file), str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "is a directory, not a saved domain image" in err and err.count("\n") == 1

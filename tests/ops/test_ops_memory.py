@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from balloond.daemon.loop import LoopSettings
 from balloond.errors import Refused
 from balloond.model import DomainSnapshot, Hold, JobKind, Reason
 from balloond.ops import OpsContext, balloon, release, set_maxmem
+from balloond.ops.holding import command_hold
 from balloond.ops.memory import check_balloon
 from balloond.units import GiB, MiB
 
@@ -174,3 +179,47 @@ def test_hold_store_is_what_balloonctl_wrote(ctx: OpsContext) -> None:
     assert list(holds) == [domain(ctx, "web1").uuid]
     hold: Hold = holds[domain(ctx, "web1").uuid]
     assert hold.active(before + 30) and not hold.active(before + 120)
+
+
+def _decided(uri: str, policy_dir: Path) -> dict[str, Reason]:
+    daemon = compute_once(uri, policy_dir, LoopSettings(reserve=0))
+    try:
+        decision = daemon.last_decision()
+        assert decision is not None
+        return {d.name: d.reason for d in decision.domains}
+    finally:
+        daemon.close()
+
+
+def test_a_pin_whose_time_is_up_no_longer_holds(default_ctx: OpsContext, policy_dir: Path) -> None:
+    balloon(default_ctx, "test", 3 * GiB, hold_for=3600, now=time.time() - 3601)
+    assert _decided("test:///default", policy_dir)["test"] != Reason.HOLD
+    balloon(default_ctx, "test", 3 * GiB, hold_for=3600)
+    assert _decided("test:///default", policy_dir)["test"] == Reason.HOLD
+
+
+def test_the_hold_of_a_command_that_died_no_longer_holds(
+    default_ctx: OpsContext, policy_dir: Path
+) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dom = domain(default_ctx, "test")
+    default_ctx.backend.put_hold("test", command_hold(dom, "balloonctl save", "saving"))
+    assert _decided("test:///default", policy_dir)["test"] == Reason.HOLD  # we are alive
+    default_ctx.backend.put_hold("test", replace(command_hold(dom, "balloonctl save", "saving"),
+                                                 pid=int(dead.stdout)))  # fmt: skip
+    assert _decided("test:///default", policy_dir)["test"] != Reason.HOLD
+
+
+def test_list_and_explain_show_the_pin_without_a_daemon(
+    default_ctx: OpsContext, policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    balloon(default_ctx, "test", 3 * GiB, hold_for=3600)
+    common = ["-c", "test:///default", "--policy-dir", str(policy_dir),
+              "--socket", str(tmp_path / "nobody.sock")]  # fmt: skip
+    assert main(["list", "--json", *common]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["hold"]["owner"], row["hold"]["target"], row["target"]) == (
+        "balloonctl balloon", 3 * GiB, 3 * GiB)  # fmt: skip
+    assert main(["explain", "test", *common]) == 0
+    assert "balloonctl balloon" in capsys.readouterr().out

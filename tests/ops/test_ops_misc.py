@@ -17,6 +17,7 @@ from balloond.ops import OpsContext, config_path
 from balloond.ops.holding import COMMAND_HOLD_LIMIT, working_hold
 
 pytestmark = pytest.mark.libvirt
+HOST_URI = f"test://{Path(__file__).parent.parent / 'contract' / 'host.xml'}"
 
 
 def test_config_path_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -64,10 +65,19 @@ def test_console_hands_over_to_virsh(tmp_path: Path) -> None:
     fake.write_text('#!/bin/sh\necho "virsh $*"\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "BALLOOND_CONFIG": ""}
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys; from balloond.cli.ctl import main; "
-         "sys.exit(main(sys.argv[1:]))", "console", "-c", "qemu+ssh://node2/system", "web1"],
-        capture_output=True, text=True, env=env, check=False, timeout=60,
-    )  # fmt: skip
+
+    def console(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "import sys; from balloond.cli.ctl import main; "
+             "sys.exit(main(sys.argv[1:]))", "console", *argv],
+            capture_output=True, text=True, env=env, check=False, timeout=60,
+        )  # fmt: skip
+
+    done = console("-c", HOST_URI, "web1")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "virsh --connect qemu+ssh://node2/system console web1"
+    assert done.stdout.strip() == f"virsh --connect {HOST_URI} console web1"
+    # A missing or stopped domain is balloonctl's one line; virsh is not started.
+    for name, message in (("nope", "domain 'nope' not found on"), ("off1", "is not running")):
+        done = console("-c", HOST_URI, name)
+        assert done.returncode == 1 and done.stdout == "", done.stdout
+        assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
