@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from balloond.backend.base import HoldStore
-from balloond.errors import BackendError, DomainNotFound
+from balloond.errors import BackendError, DomainNotFound, Refused
 from balloond.model import DomainSnapshot, Hold
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,36 @@ def command_hold(dom: DomainSnapshot, owner: str, reason: str, now: float | None
     )
 
 
+def hold_of(store: HoldStore, dom: DomainSnapshot) -> Hold | None:
+    """The hold on one domain, shut-off ones too (`holds()` lists active domains only)."""
+    get_hold = getattr(store, "get_hold", None)
+    if get_hold is not None:
+        try:
+            hold: Hold | None = get_hold(dom.name)
+        except DomainNotFound:
+            return None
+        return hold
+    return store.holds().get(dom.uuid)
+
+
+def busy_with_another_command(dom: DomainSnapshot, hold: Hold | None, now: float) -> None:
+    """Refuse to work on a domain another live balloonctl command is working on (a save
+    half done, a migration under way): its end would clear whatever this command records.
+    A dead command's hold has expired already (the backend checks its pid)."""
+    if hold is None or hold.pid is None or hold.pid == os.getpid() or not hold.active(now):
+        return
+    raise Refused(
+        f"domain '{dom.name}': {hold.owner} (pid {hold.pid}) is working on it: "
+        f"{hold.reason}; try again when it is done (if it is not running any more: "
+        f"'balloonctl release {dom.name}')"
+    )
+
+
 def _previous(store: HoldStore, dom: DomainSnapshot) -> Hold | None:
-    hold = store.holds().get(dom.uuid)
-    if hold is None or hold.pid is not None or not hold.active(time.time()):
+    hold = hold_of(store, dom)
+    now = time.time()
+    busy_with_another_command(dom, hold, now)
+    if hold is None or hold.pid is not None or not hold.active(now):
         return None  # only a still-valid operator pin is worth putting back
     return hold
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from balloond.errors import Refused
 from balloond.model import DomainSnapshot, Hold
 from balloond.ops.context import OpsContext, find_domain
-from balloond.ops.holding import working_hold
+from balloond.ops.holding import busy_with_another_command, hold_of, working_hold
 from balloond.units import format_size
 
 BALLOON_OWNER = "balloonctl balloon"
@@ -56,6 +56,8 @@ def balloon(
     dom = find_domain(backend, name)
     floor = ctx.floor_for(dom)
     check_balloon(dom, size, floor, force=force)
+    previous = hold_of(backend, dom)
+    busy_with_another_command(dom, previous, time.time())
     start = time.time() if now is None else now
     why = f"operator set {format_size(size)}" + (
         " below the floor (--force)" if size < floor else ""
@@ -72,9 +74,18 @@ def balloon(
     try:
         backend.set_target(name, size)
     except BaseException:
-        backend.clear_hold(name)
+        _put_back(ctx, name, previous)
         raise
     return BalloonResult(name=name, previous=dom.current, target=size, floor=floor, hold=hold)
+
+
+def _put_back(ctx: OpsContext, name: str, previous: Hold | None) -> None:
+    """The size did not change: the domain's hold is what it was before (an earlier pin
+    stays; no pin for a size that was never set)."""
+    if previous is None:
+        ctx.backend.clear_hold(name)
+    else:
+        ctx.backend.put_hold(name, previous)
 
 
 def release(ctx: OpsContext, name: str) -> Hold | None:
@@ -82,14 +93,14 @@ def release(ctx: OpsContext, name: str) -> Hold | None:
     hold that was released, if there was one."""
     backend = ctx.backend
     dom = find_domain(backend, name)
-    hold = backend.holds().get(dom.uuid)
+    hold = hold_of(backend, dom)
     backend.clear_hold(name)
     return hold
 
 
 def target_of(ctx: OpsContext, dom: DomainSnapshot) -> int:
     """The domain's current target: an operator pin's size, else its balloon size now."""
-    hold = ctx.backend.holds().get(dom.uuid)
+    hold = hold_of(ctx.backend, dom)
     if hold is not None and hold.target is not None and hold.active(time.time()):
         return max(hold.target, dom.current)
     return dom.current

@@ -55,6 +55,14 @@ def squeeze(
 
 
 def _current(backend: Backend, name: str) -> int:
+    lookup = getattr(backend, "domain", None)  # one domain, not the whole host, per poll
+    if lookup is not None:
+        try:
+            size: int = lookup(name).current
+        except DomainNotFound:
+            pass
+        else:
+            return size
     for dom in backend.domains():
         if dom.name == name:
             return dom.current

@@ -14,9 +14,9 @@ import pytest
 from balloond.cli.ctl import main
 from balloond.daemon.assemble import compute_once
 from balloond.daemon.loop import LoopSettings
-from balloond.errors import Refused
+from balloond.errors import OperationFailed, Refused
 from balloond.model import DomainSnapshot, Hold, JobKind, Reason
-from balloond.ops import OpsContext, balloon, release, set_maxmem
+from balloond.ops import OpsContext, balloon, release, save_domain, set_maxmem
 from balloond.ops.holding import command_hold
 from balloond.ops.memory import check_balloon
 from balloond.units import GiB, MiB
@@ -223,3 +223,26 @@ def test_list_and_explain_show_the_pin_without_a_daemon(
         "balloonctl balloon", 3 * GiB, 3 * GiB)  # fmt: skip
     assert main(["explain", "test", *common]) == 0
     assert "balloonctl balloon" in capsys.readouterr().out
+
+
+def test_a_domain_another_live_command_works_on_is_refused(ctx: OpsContext, tmp_path: Path) -> None:
+    """pid 1 is alive on every host: as if a `balloonctl save` were half done."""
+    dom = domain(ctx, "web1")
+    working = replace(command_hold(dom, "balloonctl save", "saving to /srv/web1.img"), pid=1)
+    ctx.backend.put_hold("web1", working)
+    for attempt in (lambda: balloon(ctx, "web1", 3 * GiB, force=True),
+                    lambda: set_maxmem(ctx, "web1", 6 * GiB),
+                    lambda: save_domain(ctx, "web1", str(tmp_path / "w.img"))):  # fmt: skip
+        with pytest.raises(Refused, match=r"balloonctl save \(pid 1\) is working on it: saving"):
+            attempt()
+    assert ctx.backend.holds()[dom.uuid] == working  # untouched
+    assert domain(ctx, "web1").current == 2 * GiB and not (tmp_path / "w.img").exists()
+
+
+def test_a_failed_balloon_puts_the_earlier_pin_back(ctx: OpsContext) -> None:
+    pin = Hold(domain="x", owner="balloonctl balloon", reason="pinned", target=GiB)
+    ctx.backend.put_hold("off1", pin)  # shut off: libvirt refuses a live balloon target
+    with pytest.raises(OperationFailed):
+        balloon(ctx, "off1", 768 * MiB, force=True)
+    hold = ctx.backend.get_hold("off1")  # type: ignore[attr-defined]
+    assert hold is not None and (hold.owner, hold.target) == ("balloonctl balloon", GiB)
