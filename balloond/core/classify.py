@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 
 from balloond.core import explain
+from balloond.core.deferred import Text
 from balloond.core.estimate import SWAP_IN_GUARD, Estimate, estimate, recently_shrunk
-from balloond.core.explain import sz
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
 from balloond.policy.model import Policy
@@ -42,7 +42,7 @@ class Work:
     ceiling: int
     reason: Reason
     target: int
-    explanation: str = ""
+    explanation: Text = ""  # text, or a recipe for it (balloond.core.deferred)
     fixed: bool = True
     act: bool = False
     promise: int = 0  # memory promised earlier and not yet taken
@@ -74,7 +74,7 @@ def classify(
     else:
         work.in_force = cur
     if dom.state not in RUNNING or dom.job is not None:
-        return _fixed(work, Reason.BUSY, explain.busy(dom.state, dom.job, cur))
+        return _fixed(work, Reason.BUSY, (explain.busy, (dom.state, dom.job, cur)))
     if maxmem <= 0 or cur <= 0:
         text = f"left alone: implausible size (current {cur}, maxmem {maxmem} bytes)"
         return _fixed(work, Reason.NO_DATA, text)
@@ -82,18 +82,17 @@ def classify(
         if hold.target is not None:
             work.target = hold.target
             work.promise = max(work.promise, hold.target - cur)
-        return _fixed(work, Reason.HOLD, explain.held(hold, cur))
+        return _fixed(work, Reason.HOLD, (explain.held, (hold, cur)))
     if not policy.enabled:
-        return _fixed(work, Reason.DISABLED, f"left alone at {sz(cur)}: policy '{policy.name}' "
-                      "is disabled")  # fmt: skip
+        return _fixed(work, Reason.DISABLED, (explain.disabled, (cur, policy.name)))
     if memo.stuck_until is not None and memo.stuck_until > now:
-        text = explain.stuck(cur, memo.target, memo.stuck_until, memo.strikes)
-        return _fixed(work, Reason.STUCK, text)
+        recipe = (explain.stuck, (cur, memo.target, memo.stuck_until, memo.strikes))
+        return _fixed(work, Reason.STUCK, recipe)
     work.retry = memo.stuck_until is not None
     return _claimant(work, now, stale_after)
 
 
-def _fixed(work: Work, reason: Reason, text: str) -> Work:
+def _fixed(work: Work, reason: Reason, text: Text) -> Work:
     work.reason, work.explanation = reason, text
     return work
 
@@ -117,7 +116,7 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
         # Never shrink on bad data; only the policy range itself may move the domain.
         work.want = work.low = min(max(cur, floor), ceiling)
         work.reason = Reason.NO_DATA
-        work.explanation = f"kept at {sz(cur)}: no data ({est.why_no_data})"
+        work.explanation = (explain.no_data, (cur, est.why_no_data))
         return work
     held = work.memo.peak if work.memo.peak is not None else est.demand
     demand = max(est.demand, held)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 
 from balloond.core import explain, progress
 from balloond.core.classify import ALIVE, Work, classify
+from balloond.core.deferred import decided, realize
 from balloond.core.explain import sz
 from balloond.core.share import water_fill
 from balloond.core.state import STUCK_BACKOFF_CAP, ControllerState, DomainMemo
@@ -119,10 +120,7 @@ def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
         work.target = share
         if share < work.want:
             work.reason = Reason.CONTENTION
-            work.explanation = (
-                f"contention: {sz(share)} of the {sz(work.want)} wanted, by weight "
-                f"{work.policy.weight}"
-            )
+            work.explanation = (_contention, (share, work.want, work.policy.weight))
 
 
 def _limit(work: Work, *, deficit: bool) -> None:
@@ -162,29 +160,42 @@ def _limit(work: Work, *, deficit: bool) -> None:
     _explain_move(work, limited)
 
 
+def _contention(share: int, want: int, weight: int) -> str:
+    return f"contention: {sz(share)} of the {sz(want)} wanted, by weight {weight}"
+
+
 def _steady(work: Work) -> None:
     computed = work.target
     work.target, work.act = work.in_force, False
-    if work.reason in (Reason.NO_DATA, Reason.SWAP_GUARD, Reason.CONTENTION):
+    reason = work.reason
+    if reason in (Reason.NO_DATA, Reason.SWAP_GUARD, Reason.CONTENTION):
         return
-    why = _why(work)
-    cur = work.dom.current
-    if abs(work.in_force - cur) > progress.reach_tolerance(work.in_force):
+    # Texts are built when read (most never are); the work is final once decided.
+    if abs(work.in_force - work.dom.current) > progress.reach_tolerance(work.in_force):
         # Still on its way to a target issued earlier: that target stands, and so does why.
-        work.explanation = f"moving {sz(cur)} → {sz(work.in_force)} (issued earlier): {why}"
+        work.explanation = (_moving_text, (work, reason))
         return
     work.reason = Reason.STEADY
-    work.explanation = (
-        f"steady at {sz(cur)}: {why}; {sz(computed)} is within the deadband "
-        f"{explain.amount(work.policy.deadband)} of the target {sz(work.in_force)}"
+    work.explanation = (_steady_text, (work, reason, computed))
+
+
+def _moving_text(work: Work, reason: Reason) -> str:
+    cur = work.dom.current
+    return f"moving {sz(cur)} → {sz(work.in_force)} (issued earlier): {_why(work, reason)}"
+
+
+def _steady_text(work: Work, reason: Reason, computed: int) -> str:
+    return (
+        f"steady at {sz(work.dom.current)}: {_why(work, reason)}; {sz(computed)} is within the "
+        f"deadband {explain.amount(work.policy.deadband)} of the target {sz(work.in_force)}"
     )
 
 
-def _why(work: Work) -> str:
+def _why(work: Work, reason: Reason) -> str:
     est, policy = work.est, work.policy
     if est is None or est.demand is None:
         return "no data"
-    if work.reason is Reason.GUEST_REQUEST and est.requested is not None:
+    if reason is Reason.GUEST_REQUEST and est.requested is not None:
         return f"guest requests {sz(est.requested)}"
     text = explain.cause(est, policy.buffer, policy.pressure_target, work.want > work.dom.current)
     if work.clamp == "floor":
@@ -204,9 +215,9 @@ def _explain_move(work: Work, limited: str) -> None:
         work.explanation = explain.move(cur, work.target, f"no usable data; to the {bound}")
         return
     if work.reason is Reason.CONTENTION:
-        work.explanation = explain.move(cur, work.target, work.explanation + limited)
+        work.explanation = explain.move(cur, work.target, realize(work.explanation) + limited)
         return
-    work.explanation = explain.move(cur, work.target, _why(work) + limited)
+    work.explanation = explain.move(cur, work.target, _why(work, work.reason) + limited)
 
 
 def _grant(claimants: list[Work], spare: int) -> int:
@@ -247,32 +258,29 @@ def _cut_growth(work: Work, ask: int, granted: int) -> None:
     work.reason = Reason.CONTENTION
     if granted <= 0 or granted < work.policy.deadband.resolve(work.dom.current):
         work.target, work.act = work.in_force, False
-        work.explanation = (
-            f"waiting at {sz(work.dom.current)}: wants {sz(wanted)} but the host has no "
-            "memory to give above its reserve"
-        )
+        work.explanation = (_waiting, (work.dom.current, wanted))
         return
     work.explanation = explain.move(
         work.dom.current, work.target, f"host can give only {sz(granted)} of {sz(ask)} now"
     )
 
 
-def _decision(work: Work) -> DomainDecision:
-    est = work.est
-    return DomainDecision(
-        name=work.dom.name,
-        uuid=work.dom.uuid,
-        policy=work.policy.name,
-        reason=work.reason,
-        current=work.dom.current,
-        target=work.target,
-        floor=work.floor,
-        ceiling=work.ceiling,
-        explanation=work.explanation,
-        demand=est.demand if est is not None else None,
-        pressure=est.pressure if est is not None else None,
-        act=work.act,
+def _waiting(current: int, wanted: int) -> str:
+    return (
+        f"waiting at {sz(current)}: wants {sz(wanted)} but the host has no memory to give "
+        "above its reserve"
     )
+
+
+def _decision(work: Work) -> DomainDecision:
+    est, dom = work.est, work.dom
+    if est is None:
+        demand = pressure = None
+    else:
+        demand, pressure = est.demand, est.pressure
+    return decided(dom.name, dom.uuid, work.policy.name, work.reason, dom.current, work.target,
+                   work.floor, work.ceiling, work.explanation, demand, pressure,
+                   work.act)  # fmt: skip
 
 
 def _next_state(works: list[Work], now: float) -> ControllerState:

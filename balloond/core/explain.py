@@ -41,6 +41,14 @@ def busy(state: DomainState, job: JobKind | None, current: int) -> str:
     return f"left alone at {sz(current)}: domain is {state.value}"
 
 
+def disabled(current: int, policy: str) -> str:
+    return f"left alone at {sz(current)}: policy '{policy}' is disabled"
+
+
+def no_data(current: int, why: str) -> str:
+    return f"kept at {sz(current)}: no data ({why})"
+
+
 def held(hold: Hold, current: int) -> str:
     pin = f"pinned at {sz(hold.target)}" if hold.target is not None else f"kept at {sz(current)}"
     until = "until released" if hold.until is None else f"until {clock(hold.until)}"

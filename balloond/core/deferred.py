@@ -1,0 +1,113 @@
+"""DomainDecisions built cheaply, their explanation written on first read.
+
+A tick decides every domain, but only the few that move are logged, and an operator asks
+about one domain at a time (`balloonctl explain`, `list`). Formatting a thousand sentences
+nobody reads was a fifth of decide()'s time at 1,000 domains, and the frozen dataclass's
+`__init__` another sixth. So the core hands out `DeferredDecision`s: a `DomainDecision`
+subclass whose `explanation` is a recipe (a function and its arguments, captured when the
+decision was made) until someone reads it; then the text is built once and kept. Every
+reader goes through the attribute, so equality, hashing, repr, `dataclasses.replace` and
+pickling see the text exactly as an eager decision would have it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from typing import Any
+
+from balloond.model import DomainDecision, Reason
+
+# An explanation not written yet: text = recipe[0](*recipe[1]).
+Recipe = tuple[Callable[..., str], tuple[Any, ...]]
+Text = str | Recipe
+
+_SLOT = {name: DomainDecision.__dict__[name] for name in DomainDecision.__slots__}
+_EXPLANATION = _SLOT["explanation"]
+_ORDER = ("name", "uuid", "policy", "reason", "current", "target", "floor", "ceiling",
+          "explanation", "demand", "pressure", "act")  # fmt: skip
+# Fields added to DomainDecision later (with defaults) are set to their defaults.
+_EXTRA = tuple(
+    (_SLOT[f.name].__set__, f.default)
+    for f in fields(DomainDecision)
+    if f.name not in _ORDER and f.default is not MISSING
+)
+if {f.name for f in fields(DomainDecision)} - set(_ORDER) - {
+    f.name for f in fields(DomainDecision) if f.default is not MISSING
+}:
+    raise RuntimeError("DomainDecision has a new required field; update balloond.core.deferred")
+
+
+def realize(text: Text) -> str:
+    """The text of an explanation, building it if it is still a recipe."""
+    if isinstance(text, str):
+        return text
+    build, args = text
+    return build(*args)
+
+
+class DeferredDecision(DomainDecision):
+    """A `DomainDecision` whose explanation is built on first read (and then kept)."""
+
+    __slots__ = ("_recipe",)
+
+    @property
+    def explanation(self) -> str:
+        try:
+            return str(_EXPLANATION.__get__(self, DomainDecision))
+        except AttributeError:  # not written yet: build it now (two readers build it twice)
+            pass
+        text = realize(_RECIPE.__get__(self, DeferredDecision))
+        _EXPLANATION.__set__(self, text)
+        return text
+
+    @explanation.setter
+    def explanation(self, text: str) -> None:
+        # The dataclass __init__ (and so `replace` and unpickling) writes it this way.
+        _EXPLANATION.__set__(self, text)
+
+
+_RECIPE = DeferredDecision.__dict__["_recipe"]
+_new = object.__new__
+(_set_name, _set_uuid, _set_policy, _set_reason, _set_current, _set_target, _set_floor,
+ _set_ceiling, _set_demand, _set_pressure, _set_act) = (
+    _SLOT[name].__set__ for name in _ORDER if name != "explanation"
+)  # fmt: skip
+_set_text, _set_recipe = _EXPLANATION.__set__, _RECIPE.__set__
+
+
+def decided(
+    name: str,
+    uuid: str,
+    policy: str,
+    reason: Reason,
+    current: int,
+    target: int,
+    floor: int,
+    ceiling: int,
+    explanation: Text,
+    demand: int | None,
+    pressure: float | None,
+    act: bool,
+) -> DomainDecision:
+    """A DomainDecision, built without the frozen dataclass's per-field `__setattr__` calls
+    (it is still frozen to everyone else)."""
+    out = _new(DeferredDecision)
+    _set_name(out, name)
+    _set_uuid(out, uuid)
+    _set_policy(out, policy)
+    _set_reason(out, reason)
+    _set_current(out, current)
+    _set_target(out, target)
+    _set_floor(out, floor)
+    _set_ceiling(out, ceiling)
+    if isinstance(explanation, str):
+        _set_text(out, explanation)
+    else:
+        _set_recipe(out, explanation)
+    _set_demand(out, demand)
+    _set_pressure(out, pressure)
+    _set_act(out, act)
+    for setter, default in _EXTRA:
+        setter(out, default)
+    return out
