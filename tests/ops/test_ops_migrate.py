@@ -104,3 +104,30 @@ def test_progress_line_is_silent_off_a_tty(tmp_path: Path) -> None:
         line(JobProgress(1, 1, 2, 0, 0.1))
         line.finish()
     assert (tmp_path / "out").read_text() == ""
+
+
+SIM_SOURCE = "sim://migra?guests=2&clock=manual"  # guests migra-00000, migra-00001
+SIM_DEST = "sim://migrb?guests=1&clock=manual"
+
+
+@pytest.mark.parametrize(
+    ("extra", "downtime"),
+    [(["--live"], "downtime 50 ms"), (["--live", "--max-downtime", "20"], "downtime 20 ms"),
+     ([], "downtime 1250 ms")],  # without --live the guest is paused for the whole copy
+)  # fmt: skip
+def test_cli_migrate_live_offline_and_max_downtime_reach_the_backend(
+    config_file: Path, capsys: pytest.CaptureFixture[str], extra: list[str], downtime: str
+) -> None:
+    """The simulated host models downtime from these settings (its own figures)."""
+    argv = ["migrate", "--config", str(config_file), "-c", SIM_SOURCE, "migra-00001", SIM_DEST]
+    assert main([*argv, *extra]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"migrated to {SIM_DEST} in " in out and "1.2 GiB transferred" in out, out
+    assert downtime in out, out
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "fast", "4000000", "nan"])
+def test_cli_bad_max_downtime(config_file: Path, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["migrate", "--config", str(config_file), "web1", "node2", "--max-downtime", value])
+    assert exit_info.value.code == 2
