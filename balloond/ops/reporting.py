@@ -8,12 +8,15 @@ command's own outcome (its exit code, its one line) never depends on the report.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from balloond.errors import ConfigError, Refused
+
+log = logging.getLogger(__name__)
 
 OK = "ok"
 FAILED = "failed"
@@ -46,7 +49,11 @@ class Outcome:
 def _default_send(path: str, operation: str, result: str, **figures: float | None) -> bool:
     from balloond.daemon.control import report_operation
 
-    return report_operation(path, operation, result, **figures)
+    try:
+        return report_operation(path, operation, result, **figures)
+    except Exception as exc:  # e.g. an odd socket path: the command's outcome still stands
+        log.debug("operation %s/%s not reported: %s", operation, result, exc)
+        return False
 
 
 @contextmanager
