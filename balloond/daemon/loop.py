@@ -31,7 +31,14 @@ from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.reporting import ReportCollector, describe_action
 from balloond.daemon.statefile import PersistedState, StateFile
 from balloond.errors import BackendError, ConnectionLost, DomainNotFound
-from balloond.model import Decision, DomainDecision, GuestReport, Hold, Snapshot
+from balloond.model import (
+    Decision,
+    DomainDecision,
+    DomainSnapshot,
+    GuestReport,
+    Hold,
+    Snapshot,
+)
 from balloond.policy.match import matcher_for
 from balloond.policy.model import Amount, PolicySet
 from balloond.telemetry import Telemetry
@@ -221,7 +228,11 @@ class Daemon:
     def _collect(self, backend: Backend, now: float) -> tuple[Snapshot, dict[str, Hold]]:
         host = backend.host()
         domains = backend.domains()
-        self._ensure_stats_period(backend, [d.name for d in domains if d.uuid])
+        # Statistics without a last_update mean the balloon's stats period is off (libvirt
+        # reports last_update 0, or no statistics at all): turn it on. A period an operator
+        # set is left as it is.
+        off = [d.name for d in domains if d.uuid and _stats_period_off(d)]
+        self._ensure_stats_period(backend, off)
         reports = self._reports.collect(backend, domains)
         backend_holds = backend.holds() if isinstance(backend, HoldStore) else {}
         holds = self.holds_book.active(backend_holds, now)
@@ -396,6 +407,10 @@ class Daemon:
                 backend.close()
             except BackendError as error:
                 log.debug("closing %s: %s", self._uri, error)
+
+
+def _stats_period_off(domain: DomainSnapshot) -> bool:
+    return domain.stats is None or domain.stats.last_update is None
 
 
 def _rules(snapshot: Snapshot, decision: Decision, policies: PolicySet) -> dict[str, str]:
