@@ -65,14 +65,16 @@ def migrate_domain(
     try:
         floor = ctx.floor_for(dom)
         needed = min(dom.current, floor) if squeeze_to_floor else dom.current
-        if not force and dom.state != DomainState.SHUTOFF:  # offline: only its definition moves
-            host = target.host()
-            check_room(name, needed, ctx.reserve(host.total), host.free, f"'{dest_uri}'")
+        check = not force and dom.state != DomainState.SHUTOFF  # offline: its definition only
+        if check:
+            _check_destination(ctx, target, name, needed, dest_uri)
         squeezed = None
         with working_hold(backend, dom, "balloonctl migrate", f"migrating to {dest_uri}"):
             if squeeze_to_floor:
                 squeezed = squeeze(backend, name, floor, timeout=squeeze_timeout)
             memory = find_domain(backend, name).current
+            if check and memory > needed:  # the guest stopped short of its floor
+                _check_destination(ctx, target, name, memory, dest_uri)
             extra: dict[str, Any] = {"data_uri": data_uri} if data_uri else {}
             result = backend.migrate(
                 name, dest_uri, live=live, max_downtime=max_downtime, progress=progress, **extra
@@ -89,6 +91,11 @@ def migrate_domain(
         squeezed=squeezed,
         total_seconds=time.monotonic() - start,
     )
+
+
+def _check_destination(ctx: OpsContext, target: Any, name: str, needed: int, uri: str) -> None:
+    host = target.host()
+    check_room(name, needed, ctx.reserve(host.total), host.free, f"'{uri}'")
 
 
 def _forget_travelling_hold(target: Any, name: str, uuid: str) -> None:

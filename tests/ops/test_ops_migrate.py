@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from balloond.backend.base import JobProgress
 from balloond.backend.libvirt import LibvirtBackend
+from balloond.backend.simulated import open_simulated
 from balloond.cli.ctl import main
+from balloond.config import DaemonConfig
 from balloond.errors import ConfigError, NotSupported, Refused
 from balloond.model import Hold
 from balloond.ops import OpsContext, destination_uri, migrate_domain
 from balloond.ops.progress import ProgressLine, render
+from balloond.policy.model import Amount
 from balloond.units import GiB, MiB
 
 pytestmark = pytest.mark.libvirt
@@ -131,3 +135,20 @@ def test_cli_bad_max_downtime(config_file: Path, value: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["migrate", "--config", str(config_file), "web1", "node2", "--max-downtime", value])
     assert exit_info.value.code == 2
+
+
+def test_a_squeeze_that_stops_short_is_checked_again(config: DaemonConfig) -> None:
+    """Room for the floor but not for what the guest still holds after --squeeze: refused
+    before anything moves (the simulated guest cannot shrink: its clock stands still)."""
+    source, dest = open_simulated(SIM_SOURCE), open_simulated(SIM_DEST)
+    try:
+        reserve = dest.host().free - GiB  # room for 1 GiB: the 512 MiB floor, not 1.25 GiB
+        tight = replace(config, reserve=Amount(size=reserve))
+        with OpsContext(config=tight).use(source) as ctx:
+            with pytest.raises(Refused, match=r"needs 1.2 GiB \+ host reserve"):
+                migrate_domain(ctx, "migra-00001", SIM_DEST, live=True, squeeze_to_floor=True,
+                               squeeze_timeout=0, destination=dest)  # fmt: skip
+            assert "migra-00001" in {d.name for d in source.domains()}
+            assert source.holds() == {}
+    finally:
+        dest.close()
