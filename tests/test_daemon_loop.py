@@ -342,3 +342,36 @@ def test_decision_lines_name_the_policy_and_the_rule_that_chose_it(
     assert web and others, lines
     assert all(line.endswith(" [policy 'webby' by name 'we*']") for line in web), web
     assert all(line.endswith(" [policy 'default' by default]") for line in others), others
+
+
+@pytest.mark.parametrize(
+    ("kind", "gone", "wakes"),
+    [
+        (EventKind.STARTED, False, True),
+        (EventKind.RESTORED, False, True),
+        (EventKind.RESUMED, False, True),
+        (EventKind.STOPPED, True, False),
+        (EventKind.SAVED, True, False),
+        (EventKind.MIGRATED, True, False),
+        (EventKind.UNDEFINED, True, False),
+        (EventKind.CRASHED, True, False),
+        (EventKind.SUSPENDED, False, False),
+        (EventKind.DEFINED, False, False),
+    ],
+)
+def test_each_lifecycle_event_updates_the_view_between_ticks(
+    kind: EventKind, gone: bool, wakes: bool
+) -> None:
+    host = sim_host()
+    daemon = make_daemon(lambda: Recording(host), clock=host.now)
+    woken: list[int] = []
+    daemon.wake = lambda: woken.append(1)
+    run_ticks(daemon, host, 1)
+    web = next(d for d in host.domains() if d.name == "web")
+    daemon.on_event(DomainEvent(kind, "web", web.uuid, host.now()))
+    snapshot, decision = daemon.last_snapshot(), daemon.last_decision()
+    assert snapshot is not None and decision is not None
+    assert ("web" not in {d.name for d in snapshot.domains}) is gone
+    assert ("web" not in {d.name for d in decision.domains}) is gone
+    assert len(snapshot.domains) == len(decision.domains) == len(host.domains()) - gone
+    assert bool(woken) is wakes

@@ -13,7 +13,7 @@ from daemonlib.harness import Recording, make_daemon, run_ticks, sim_host
 from balloond.core.state import ControllerState, DomainMemo
 from balloond.daemon.notify import Notifier, watchdog_interval
 from balloond.daemon.statefile import PersistedState, StateFile, hold_from_dict
-from balloond.model import Hold
+from balloond.model import Hold, Reason
 
 
 def _state() -> PersistedState:
@@ -140,3 +140,41 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "garbage")
     monkeypatch.delenv("WATCHDOG_PID")
     assert watchdog_interval() is None
+
+
+def test_stuck_marks_and_holds_survive_a_restart_and_keep_the_domain_alone(
+    tmp_path: Path,
+) -> None:
+    class StuckBalloon(Recording):
+        """The balloon driver accepts targets and never moves (a stuck guest)."""
+
+        def set_target(self, name: str, target: int) -> None:
+            self.calls.append((name, target))
+
+    host = sim_host()
+    first = StuckBalloon(host)
+    daemon = make_daemon(lambda: first, clock=host.now, state_dir=tmp_path)
+    for _ in range(30):
+        host.advance(5)
+        daemon.tick()
+        if daemon.stuck():
+            break
+    marks = dict(daemon.stuck())
+    assert marks, "a balloon that never moves is marked stuck"
+    stuck_uuid = next(iter(marks))
+    held = next(d for d in host.domains() if d.uuid != stuck_uuid)
+    daemon.holds_book.put(held.uuid, Hold(domain=held.uuid, owner="test", reason="keep"))
+    daemon.tick()
+    daemon.close()
+
+    second = Recording(host)
+    restarted = make_daemon(lambda: second, clock=host.now, state_dir=tmp_path)
+    assert restarted.stuck() == marks
+    assert held.uuid in restarted.holds_book.own()
+    decision = restarted.tick()
+    assert decision is not None
+    by_uuid = {d.uuid: d for d in decision.domains}
+    assert by_uuid[stuck_uuid].reason is Reason.STUCK and not by_uuid[stuck_uuid].act
+    assert by_uuid[held.uuid].reason is Reason.HOLD and not by_uuid[held.uuid].act
+    names = {by_uuid[stuck_uuid].name, held.name}
+    assert not [call for call in second.calls if call[0] in names]
