@@ -34,7 +34,7 @@ policies:
     match:
       names: ["bde2e-*"]
     floor: {floor}
-    buffer: 20%
+    buffer: {buffer}
     weight: 1000
     max_shrink_step: {shrink_step}
     max_grow_step: unlimited
@@ -54,6 +54,7 @@ def free_port() -> int:
 class Balloond:
     def __init__(self, host: LibvirtHost, *, reserve: str = "1GiB", interval: str = "1s",
                  floor: str = "50%", shrink_step: str = "64MiB", self_adjust: bool = False,
+                 buffer: str = "20%",
                  extra_policies: str = "") -> None:
         self.host = host
         self.dir = RUN / f"daemon-{host.name}"
@@ -62,7 +63,7 @@ class Balloond:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "policies").mkdir(exist_ok=True)
         (self.dir / "policies" / "lab.yaml").write_text(LAB_POLICY.format(
-            floor=floor, shrink_step=shrink_step,
+            floor=floor, shrink_step=shrink_step, buffer=buffer,
             self_adjust="true" if self_adjust else "false") + extra_policies)
         self.config = self.dir / "balloond.yaml"
         self.config.write_text("\n".join([
