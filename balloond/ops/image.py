@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 
 from balloond.errors import ConfigError, OperationFailed, Refused
@@ -70,6 +71,8 @@ def save_domain(
                 os.unlink(target)
             raise
         seconds = time.monotonic() - start
+        if local:
+            _make_private(target)
         if target != path:
             os.replace(target, path)
     size = os.path.getsize(path) if local else None
@@ -92,6 +95,13 @@ def check_image_path(name: str, path: str, *, force: bool) -> None:
         raise Refused(f"domain '{name}': folder '{folder}' does not exist")
     if not os.access(folder, os.W_OK):
         raise Refused(f"domain '{name}': cannot write in folder '{folder}'")
+
+
+def _make_private(path: str) -> None:
+    """The image holds guest memory: 0600 whatever the backend created it with (the libvirt
+    backend pre-creates it so; another backend may not)."""
+    with suppress(PermissionError):  # not ours (libvirtd's qemu user): the backend checked
+        os.chmod(path, 0o600)
 
 
 def _scratch_path(path: str) -> str:
