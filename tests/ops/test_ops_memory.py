@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from balloond.cli.ctl import main
+from balloond.cli.ctl_ops import duration_text
 from balloond.daemon.assemble import compute_once
 from balloond.daemon.loop import LoopSettings
 from balloond.errors import OperationFailed, Refused
@@ -246,3 +247,18 @@ def test_a_failed_balloon_puts_the_earlier_pin_back(ctx: OpsContext) -> None:
         balloon(ctx, "off1", 768 * MiB, force=True)
     hold = ctx.backend.get_hold("off1")  # type: ignore[attr-defined]
     assert hold is not None and (hold.owner, hold.target) == ("balloonctl balloon", GiB)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(3600, "1h"), (5400, "1h30m"), (45, "45s"), (1.5, "1.5s"), (3661, "1h1m1s"), (60, "1m")],
+)
+def test_hold_durations_read_as_typed(seconds: float, text: str) -> None:
+    assert duration_text(seconds) == text
+
+
+def test_cli_balloon_for_says_until_when(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["balloon", "--config", str(config_file), "web1", "3G", "--for", "90m"]) == 0
+    assert "held for 1h30m (until " in capsys.readouterr().out
