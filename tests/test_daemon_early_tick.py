@@ -18,7 +18,8 @@ from daemonlib.harness import Recording, sim_host
 from balloond.backend.simulated import SimulatedHost
 from balloond.channels import AgentHub, HubSettings
 from balloond.daemon.assemble import build_daemon
-from balloond.daemon.loop import EARLY_TICK_GAP, Daemon, LoopSettings
+from balloond.daemon.early import EARLY_TICK_GAP
+from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.daemon.notify import Notifier
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.scheduler import Runner
@@ -165,3 +166,12 @@ def test_the_default_interval_is_two_seconds() -> None:
     from balloond.config import DEFAULT_INTERVAL, DaemonConfig
 
     assert DEFAULT_INTERVAL == 2.0 == LoopSettings().interval == DaemonConfig().interval
+
+
+def test_the_debounce_counts_a_clock_that_went_back_as_a_gap_passed() -> None:
+    from balloond.daemon.early import Debounce
+
+    gate = Debounce(0.5)
+    assert [gate.due(t) for t in (10.0, 10.2, 10.49, 10.5, 10.6, 3.0, 3.1)] == [
+        True, False, False, True, False, True, False,
+    ]  # fmt: skip

@@ -26,6 +26,7 @@ from balloond.backend.base import Backend, DomainEvent, EventKind, HoldStore, Re
 from balloond.config import DEFAULT_INTERVAL, default_stale_after
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
+from balloond.daemon.early import EARLY_TICK_GAP, Debounce, under_pressure
 from balloond.daemon.holds import HoldBook
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.reporting import ReportCollector, describe_action
@@ -54,9 +55,6 @@ Connect = Callable[[], Backend]
 _WAKE_EVENTS = frozenset(
     {EventKind.STARTED, EventKind.RESTORED, EventKind.RESUMED, EventKind.CONNECTION_LOST}
 )
-# A guest agent report that shows a guest short of memory ticks at once, debounced: at most
-# one such early tick per this many seconds, however many guests report pressure.
-EARLY_TICK_GAP = 0.5
 # Events after which the domain is gone from this host: forget it at once.
 _GONE_EVENTS = frozenset(
     {EventKind.STOPPED, EventKind.SAVED, EventKind.MIGRATED, EventKind.UNDEFINED,
@@ -126,7 +124,7 @@ class Daemon:
         reserve = settings.reserve
         self._reserve = reserve if isinstance(reserve, int) else (reserve.size or 0)
         self.wake: Callable[[], None] = lambda: None  # set by the scheduler: tick soon
-        self._early_at: float | None = None  # when a report last pulled a tick forward
+        self._early = Debounce(EARLY_TICK_GAP)  # reports pull ticks forward this often
         persisted = state_file.load() if state_file is not None else PersistedState()
         self._state = _controller_state(persisted)
         self.holds_book = HoldBook(persisted.holds, clock)
@@ -363,29 +361,16 @@ class Daemon:
             self.wake()
 
     def on_report(self, uuid: str, report: GuestReport) -> None:
-        """A guest agent report just arrived (the channel hub's thread). When it shows the
-        guest stalling above its policy's `pressure_target`, tick now rather than at the next
-        interval (a spike can OOM a guest within one interval), at most once per
-        `EARLY_TICK_GAP` seconds."""
+        """A guest agent report just arrived (the channel hub's thread): tick now when it
+        shows the guest stalling above its policy's target (see balloond.daemon.early)."""
         snapshot = self._snapshot
-        if snapshot is None:
-            return
-        dom = next((d for d in snapshot.domains if d.uuid == uuid), None)
+        dom = next((d for d in snapshot.domains if d.uuid == uuid), None) if snapshot else None
         if dom is None:
             return  # not seen by a tick yet: the next one reads it anyway
         policy = matcher_for(self.policies.current).select(dom)
-        pressure = report_pressure(report)
-        if not policy.enabled or pressure is None or pressure <= policy.pressure_target:
-            return
-        now = self._clock()
-        with self._view_lock:
-            last = self._early_at
-            if last is not None and 0.0 <= now - last < EARLY_TICK_GAP:
-                return
-            self._early_at = now
-        log.debug("domain %r reports pressure %.2f%% > %.2f%% target: ticking now", dom.name,
-                  pressure * 100, policy.pressure_target * 100)  # fmt: skip
-        self.wake()
+        if under_pressure(policy, report) and self._early.due(self._clock()):
+            log.debug("domain %r reports pressure above its target: ticking now", dom.name)
+            self.wake()
 
     def _forget(self, uuid: str, name: str) -> None:
         """Drop a domain that left from what observers see, until the next tick."""
@@ -420,15 +405,6 @@ def _rules(snapshot: Snapshot, decision: Decision, policies: PolicySet) -> dict[
         return {}
     matcher = matcher_for(policies)
     return {d.uuid: matcher.select_explained(d)[1] for d in snapshot.domains if d.uuid in acting}
-
-
-def report_pressure(report: GuestReport) -> float | None:
-    """The stall ratio a report shows (PSI `some` over its interval, else its avg10), as the
-    decision core reads it."""
-    for value in (report.psi_some, report.psi_some_avg10):
-        if value is not None and 0.0 <= value <= 1.0:
-            return value
-    return None
 
 
 def _controller_state(persisted: PersistedState) -> ControllerState:
