@@ -19,9 +19,6 @@ from e2e.guests import Guest, MiB
 from e2e.report import Report
 from e2e.wait import WaitTimeout
 
-# Quiet libvirt-python's default handler, which prints every (expected) error to stderr.
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
 LAST_REPORT: Report | None = None  # the figures of the last session, for the summary hook
 
 NEEDS = {"libvirtd": "libvirt-daemon", "virtlogd": "libvirt-daemon",
@@ -53,6 +50,8 @@ class Lab:
 
     # -- session ---------------------------------------------------------------------------
     def start(self) -> None:
+        # Quiet libvirt-python's default handler, which prints every (expected) error.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         self._lock = contextlib.ExitStack()
         self._lock.enter_context(procs.session_lock())
         stale = procs.ours()  # we hold the lock: anything of ours still running is stale

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
+
 from balloond.backend.libvirt import LibvirtBackend
 from e2e.daemon import Balloond
 from e2e.guests import Guest, MiB

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
+
 from e2e.daemon import Balloond
 from e2e.guests import Guest, MiB
 from e2e.lab import Lab

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
+
 from balloond.reports import parse_report
 from e2e.guests import AGENT_PORT, Guest, MiB
 from e2e.lab import Lab

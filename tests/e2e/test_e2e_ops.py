@@ -12,8 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-import libvirt
 import pytest
+
+pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
+
+import libvirt
 
 from e2e import ROOT, RUN
 from e2e.daemon import VENV_BIN, Balloond
