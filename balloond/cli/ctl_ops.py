@@ -5,6 +5,7 @@ prints and maps Ctrl-C."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -87,11 +88,36 @@ def _operation(ctx: OpsContext, operation: str) -> Iterator[Outcome]:
     """Run one operation: report how it ended to a running daemon (its metrics count
     balloonctl's operations), and turn a stray OS error into one clear line."""
     socket = daemon_socket(ctx.config.uri, ctx.config.control_socket, ctx.uri)
-    with reported(socket, operation) as outcome:
+    with _warnings_after_success(), reported(socket, operation) as outcome:
         try:
             yield outcome
         except OSError as exc:
             raise OperationFailed(f"{operation}: {exc}") from exc
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextmanager
+def _warnings_after_success() -> Iterator[None]:
+    """balloond's own warnings (an abort under way, a hold that could not be removed) would
+    otherwise reach stderr through logging's last resort, one line each: after a success
+    they follow the result; a failure stays one line."""
+    logger = logging.getLogger("balloond")
+    collect = _Collect()
+    logger.addHandler(collect)
+    try:
+        yield
+    finally:
+        logger.removeHandler(collect)
+    for line in collect.lines:
+        print(f"balloonctl: warning: {line}", file=sys.stderr)
 
 
 def _add(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -81,3 +82,20 @@ def test_console_hands_over_to_virsh(tmp_path: Path) -> None:
         done = console("-c", HOST_URI, name)
         assert done.returncode == 1 and done.stdout == "", done.stdout
         assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_warnings_follow_a_success_and_never_add_to_a_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from balloond.cli.ctl_ops import _warnings_after_success
+
+    log = logging.getLogger("balloond.backend.libvirt_migrate")
+    with _warnings_after_success():
+        log.warning("domain '%s': could not remove the command's hold", "web1")
+    assert capsys.readouterr().err == (
+        "balloonctl: warning: domain 'web1': could not remove the command's hold\n"
+    )
+    with pytest.raises(OperationFailed), _warnings_after_success():
+        log.warning("domain '%s': aborting its migration", "web1")
+        raise OperationFailed("domain 'web1': migration failed")
+    assert capsys.readouterr().err == ""
