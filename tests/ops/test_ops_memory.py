@@ -262,3 +262,13 @@ def test_cli_balloon_for_says_until_when(
 ) -> None:
     assert main(["balloon", "--config", str(config_file), "web1", "3G", "--for", "90m"]) == 0
     assert "held for 1h30m (until " in capsys.readouterr().out
+
+
+def test_cli_release_without_a_daemon_clears_the_pin(
+    default_ctx: OpsContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    balloon(default_ctx, "test", 3 * GiB)
+    assert default_ctx.backend.holds() != {}
+    argv = ["release", "-c", "test:///default", "--socket", str(tmp_path / "nobody.sock"), "test"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert default_ctx.backend.holds() == {}
