@@ -192,6 +192,8 @@ def boot(host: LibvirtHost, image: GuestImage, name: str, *, maxmem: int = 512 *
     full = name if name.startswith(NAME_PREFIX) else NAME_PREFIX + name
     console = RUN / "console" / f"{full}.log"
     console.parent.mkdir(parents=True, exist_ok=True)
+    # A libvirtd that is not ours may run QEMU as libvirt-qemu: let it write the console.
+    console.parent.chmod(0o1777)
     console.unlink(missing_ok=True)
     xml = domain_xml(full, image, console, maxmem=maxmem, current=current or maxmem,
                      virt_type=virt_type)
