@@ -30,6 +30,7 @@ from balloond.ops.squeeze import SqueezeResult
 from balloond.units import format_size, parse_duration, parse_size
 
 SIZE_HELP = "a bare number is MiB, as in xm/xl; units accepted: 512M, 1.5GiB, 2G"
+DOMAIN_HELP = "the domain's name, as virsh list shows it"
 
 
 def _size(text: str) -> int:
@@ -144,8 +145,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "there (the daemon leaves it alone until the hold ends).",
         ("mem-set",),
     )
-    p.add_argument("domain")
-    p.add_argument("size", type=_size, help=SIZE_HELP)
+    p.add_argument("domain", metavar="DOMAIN", help=DOMAIN_HELP)
+    p.add_argument("size", metavar="SIZE", type=_size, help="the new balloon target; " + SIZE_HELP)
     p.add_argument("--force", action="store_true", help="allow a target below the policy floor")
     p.add_argument(
         "--for",
@@ -163,8 +164,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "hypervisor allows it (Xen), otherwise from its next boot.",
         ("mem-max",),
     )
-    p.add_argument("domain")
-    p.add_argument("size", type=_size, help=SIZE_HELP)
+    p.add_argument("domain", metavar="DOMAIN", help=DOMAIN_HELP)
+    p.add_argument("size", metavar="SIZE", type=_size, help="the new maximum; " + SIZE_HELP)
 
     p = _add(
         subparsers,
@@ -172,8 +173,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         cmd_save,
         "Stop a domain and write its state to FILE (mode 0600; never overwrites without --force).",
     )
-    p.add_argument("domain")
-    p.add_argument("file")
+    p.add_argument("domain", metavar="DOMAIN", help=DOMAIN_HELP)
+    p.add_argument("file", metavar="FILE", help="the image to write (it holds guest memory)")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
     p.add_argument(
         "--squeeze",
@@ -195,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "Restore a saved domain, after checking the "
         "host has room for it (its memory plus the host reserve).",
     )
-    p.add_argument("file")
+    p.add_argument("file", metavar="FILE", help="an image written by 'balloonctl save'")
     p.add_argument("--force", action="store_true", help="skip the free-memory check")
 
     p = _add(
@@ -205,8 +206,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "Move a domain to another host. DEST is a "
         "host name (qemu+ssh://DEST/system) or a libvirt URI.",
     )
-    p.add_argument("domain")
-    p.add_argument("dest")
+    p.add_argument("domain", metavar="DOMAIN", help=DOMAIN_HELP)
+    p.add_argument("dest", metavar="DEST", help="host name (qemu+ssh://DEST/system) or libvirt URI")
     p.add_argument(
         "--live", action="store_true", help="keep the guest running while its memory is copied"
     )
@@ -241,7 +242,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         cmd_console,
         "Attach to a domain's console (hands over to 'virsh console' with the right URI).",
     )
-    p.add_argument("domain")  # fmt: skip
+    p.add_argument("domain", metavar="DOMAIN", help=DOMAIN_HELP)
 
 
 def cmd_balloon(args: argparse.Namespace) -> int:
