@@ -291,3 +291,11 @@ def test_a_large_host_is_read_in_parallel_with_the_same_result(tmp_path: Path) -
     assert comparable(parallel) == comparable(serial)
     assert {d.current for d in parallel} == {(512 + i) * MiB for i in range(100)}
     assert sorted(h.reason for h in parallel_holds.values()) == ["g007", "g093"]
+
+
+def test_without_any_job_api_the_backend_stops_asking(host: LibvirtBackend) -> None:
+    """The test driver has neither jobStats nor jobInfo: both are tried once, then no job
+    (a driver with only jobInfo keeps using it; see test_libvirt_stats for the mapping)."""
+    assert all(d.job is None for d in host.domains())
+    assert host._job_source is None
+    assert all(d.job is None for d in host.domains())
