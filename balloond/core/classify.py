@@ -125,6 +125,7 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
     cache = min(est.hidden, demand)
     buffer = policy.buffer
     want = int((demand - cache) * (1.0 + buffer) + cache * (1.0 + buffer * CACHE_BUFFER))
+    want += est.overhead  # demand is in the guest's terms; the target is a balloon size
     work.reason = _direction(est, want, cur)
     if est.requested is not None and policy.self_adjust:
         want, work.reason = est.requested, Reason.GUEST_REQUEST

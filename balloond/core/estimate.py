@@ -57,6 +57,8 @@ BOOST_MAX = 1.0
 # (a lying guest): claim > occupied + max(LIE_SLACK, occupied x LIE_RATIO).
 LIE_RATIO = 0.10
 LIE_SLACK = 64 * 1024 * 1024
+# At most this share of the balloon is taken as invisible to the guest (see _overhead).
+MAX_OVERHEAD = 0.25
 # Learned hidden demand (hot cache the statistics count as available) halves in this time.
 HIDDEN_HALF_LIFE = 1800.0
 
@@ -76,6 +78,7 @@ class Estimate(NamedTuple):
     note: str = ""  # e.g. a disbelieved report
     hidden: int = 0  # learned demand the balloon statistics do not show (see _hidden)
     touched: bool = False  # a shrink reached the working set: shrink no further
+    overhead: int = 0  # balloon the guest never sees (current - MemTotal), see _overhead
 
 
 def _plausible(size: int | None, maxmem: int) -> bool:
@@ -184,7 +187,7 @@ def estimate(
     demand = min(demand, maxmem)
     return Estimate(
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
-        touched,
+        touched, _overhead(dom.current, visible),
     )  # fmt: skip
 
 
@@ -221,6 +224,16 @@ def _visible(dom: DomainSnapshot, report: GuestReport | None, stats: MemoryStats
     if report is not None and report.mem_total is not None and 0 < report.mem_total <= dom.maxmem:
         return report.mem_total
     return dom.current
+
+
+def _overhead(current: int, visible: int) -> int:
+    """Balloon the guest never sees: its MemTotal is smaller than the balloon by the kernel
+    image, struct pages and firmware reservations (measured in the lab: ~50 MiB, so a
+    256 MiB balloon gives a 206 MiB MemTotal). Demand is in the guest's terms, targets are
+    balloon sizes: without this a demand-sized target leaves the guest nothing to spare.
+    More than MAX_OVERHEAD of the balloon is not overhead but a stale or odd reading."""
+    overhead = current - visible
+    return overhead if 0 < overhead <= current * MAX_OVERHEAD else 0
 
 
 def _disbelieved(claimed: int, stats: MemoryStats | None, short: bool) -> bool:

@@ -76,9 +76,13 @@ def cause(est: Estimate, buffer: float, pressure_target: float, growing: bool) -
             head = f"swapping in {sz(int(est.swap_in_rate))}/s"
         else:
             head = f"{est.major_fault_rate or 0:.0f} major faults/s"
-        return f"{head}; demand {demand} + {buffer * 100:.0f}% buffer"
+        return f"{head}; demand {demand} + {buffer * 100:.0f}% buffer{_unseen(est)}"
     word = "" if growing else "idle, "
-    return f"{word}demand {demand} + {buffer * 100:.0f}% buffer"
+    return f"{word}demand {demand} + {buffer * 100:.0f}% buffer{_unseen(est)}"
+
+
+def _unseen(est: Estimate) -> str:
+    return f" + {sz(est.overhead)} not in MemTotal" if est.overhead else ""
 
 
 def move(current: int, target: int, because: str) -> str:
