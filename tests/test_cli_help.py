@@ -23,10 +23,6 @@ def _commands() -> list[tuple[str, str, argparse.ArgumentParser]]:
 
 COMMANDS = _commands()
 IDS = [f"{p} {c}" for p, c, _ in COMMANDS]
-# balloond/cli/ctl_ops.py (libvirt+ops engineer's) gives its positional arguments no help
-# text yet: reported; remove an entry when its command is fixed (strict: it then fails).
-UNEXPLAINED_POSITIONALS = {"balloon", "mem-set", "maxmem", "mem-max", "save", "restore",
-                           "migrate", "console"}  # fmt: skip
 
 
 def test_both_programs_have_their_commands() -> None:
@@ -42,15 +38,7 @@ def test_every_option_has_a_help_text(prog: str, command: str,
     _explained(prog, command, parser, [a for a in parser._actions if a.option_strings])
 
 
-@pytest.mark.parametrize(
-    ("prog", "command", "parser"),
-    [
-        pytest.param(*entry, marks=pytest.mark.xfail(strict=True, reason="ctl_ops.py"))
-        if entry[0] == "balloonctl" and entry[1] in UNEXPLAINED_POSITIONALS else entry
-        for entry in COMMANDS
-    ],
-    ids=IDS,
-)  # fmt: skip
+@pytest.mark.parametrize(("prog", "command", "parser"), COMMANDS, ids=IDS)
 def test_every_argument_has_a_help_text(prog: str, command: str,
                                         parser: argparse.ArgumentParser) -> None:  # fmt: skip
     _explained(prog, command, parser, [a for a in parser._actions if not a.option_strings])
