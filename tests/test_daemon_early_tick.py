@@ -175,3 +175,33 @@ def test_the_debounce_counts_a_clock_that_went_back_as_a_gap_passed() -> None:
     assert [gate.due(t) for t in (10.0, 10.2, 10.49, 10.5, 10.6, 3.0, 3.1)] == [
         True, False, False, True, False, True, False,
     ]  # fmt: skip
+
+
+def test_a_failing_report_listener_does_not_stop_the_channel(tmp_path: Path) -> None:
+    path = str(tmp_path / "g.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(10)
+    heard: list[int] = []
+
+    def listener(uuid: str, report: GuestReport) -> None:
+        heard.append(report.seq)
+        raise RuntimeError("listener bug")
+
+    hub = AgentHub(Telemetry(), settings=HubSettings(reconnect_interval=0.05), on_report=listener)
+    conn = None
+    try:
+        hub.sync([DomainSnapshot(name="g", uuid="uuid-g", current=1 << 30, maxmem=2 << 30,
+                                 channel=path)])  # fmt: skip
+        conn, _ = server.accept()
+        conn.sendall(_line(1, 0.3))
+        _until(lambda: heard == [1], "the first report heard")
+        conn.sendall(_line(2, 0.3))
+        _until(lambda: heard == [1, 2], "the second report heard after the listener failed")
+        assert hub.reports()["uuid-g"].seq == 2
+    finally:
+        hub.close()
+        if conn is not None:
+            conn.close()
+        server.close()
