@@ -34,6 +34,7 @@ DEFAULT_RESERVE = Amount(size=GiB)
 # Seconds between ticks. 2 s, not 5 s: in the benchmark's fast-spike scenarios a 5 s tick let
 # guests run out of memory (2 OOM kills) between two ticks; at 2 s none did (bench/results).
 DEFAULT_INTERVAL = 2.0
+DEFAULT_STATS_PERIOD = 2  # seconds: virtio-balloon statistics period set where it is off
 STALE_INTERVALS = 3  # stats older than this many intervals are ignored unless set
 # ... but never fewer seconds than this: the guest agent reports every 5 s, and a guest under
 # pressure reports late; a short interval must not turn its latest report into "no data".
@@ -84,7 +85,7 @@ class DaemonConfig:
     policy_dir: str = "/etc/balloond/policies"
     state_dir: str = "/var/lib/balloond"
     control_socket: str = "/run/balloond/control.sock"
-    stats_period: float = 2.0
+    stats_period: float = float(DEFAULT_STATS_PERIOD)
     stale_after: float | None = None  # None: default_stale_after(interval)
     stuck_after: float = 30.0
     dry_run: bool = False

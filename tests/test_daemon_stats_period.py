@@ -74,7 +74,8 @@ def test_a_reconnect_asks_again_where_it_is_still_off() -> None:
     link.restore()
     host.advance(120)
     daemon.tick()
-    assert [b.periods for b in backends] == [[("web", 5)], [("web", 5)]]
+    period = daemon.settings.stats_period
+    assert [b.periods for b in backends] == [[("web", period)], [("web", period)]]
 
 
 def test_a_dry_run_does_not_even_set_the_period() -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from balloond.backend.base import Backend, DomainEvent, EventKind, HoldStore, ReportSource
-from balloond.config import DEFAULT_INTERVAL, default_stale_after
+from balloond.config import DEFAULT_INTERVAL, DEFAULT_STATS_PERIOD, default_stale_after
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
 from balloond.daemon.early import EARLY_TICK_GAP, Debounce, under_pressure
@@ -70,7 +70,7 @@ class LoopSettings:
     reserve: int | Amount = GiB  # host memory never promised to guests (Amount: of total)
     stale_after: float | None = None  # older data is "no data"; None: default_stale_after
     stuck_after: float = 30.0  # no progress toward a target for this long: stuck
-    stats_period: int = 5  # seconds; libvirt balloon statistics period to ensure
+    stats_period: int = DEFAULT_STATS_PERIOD  # seconds; balloon statistics period to ensure
     dry_run: bool = False  # decide and report, change nothing
     reconnect_initial: float = 1.0  # first retry delay after a lost connection
     reconnect_cap: float = 60.0  # retry delay never grows past this
