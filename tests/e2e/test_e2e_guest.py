@@ -13,7 +13,10 @@ import pytest
 
 pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
 
+from balloond.backend.libvirt import LibvirtBackend
+from balloond.channels import AgentHub
 from balloond.reports import parse_report
+from balloond.telemetry import Telemetry
 from e2e.guests import AGENT_PORT, Guest, MiB
 from e2e.lab import Lab
 from e2e.wait import wait_for
@@ -128,3 +131,23 @@ def test_agent_report_latency_after_a_memory_spike(lab: Lab, g1: Guest) -> None:
                               time.monotonic() - started)
         finally:
             g1.call("unhog")
+
+
+def test_agent_hub_reads_the_real_guest(lab: Lab, g1: Guest) -> None:
+    """The daemon's own pieces, without the daemon: LibvirtBackend finds the channel in the
+    live XML, AgentHub connects to it and hands back a sanitised report for the right UUID."""
+    with LibvirtBackend(lab.primary.uri) as backend:
+        domains = [d for d in backend.domains() if d.name == g1.name]
+        assert domains and domains[0].channel, "the backend found no agent channel"
+        hub = AgentHub(Telemetry())
+        try:
+            hub.sync(domains)
+            started = time.monotonic()
+            report = wait_for(lambda: hub.reports().get(domains[0].uuid), 30,
+                              "AgentHub to receive a report")
+            lab.report.record("agent", "hub_connect_to_first_report_seconds",
+                              time.monotonic() - started)
+        finally:
+            hub.close()
+    assert report.mem_total is not None
+    assert abs(report.mem_total - g1.meminfo()["MemTotal"]) <= 4 * MiB
