@@ -9,6 +9,7 @@ from test_decide_support import GiB, MiB, dom, one, stats
 
 from balloond.model import Reason
 from balloond.policy.model import Amount, Policy
+from balloond.units import format_size as sz
 
 SMALL = Policy(name="small", floor=Amount(ratio=0.5), max_grow_step=None)
 
@@ -38,3 +39,16 @@ def test_an_implausible_gap_is_not_taken_as_overhead() -> None:
     d = one(dom("odd", current, st=stats(600 * MiB, 1 * GiB)), free=0, reserve=0, policy=fast)
     assert d.target == int(600 * MiB * 1.2), d.explanation
     assert "not in MemTotal" not in d.explanation
+
+
+def test_statistics_from_before_a_grow_do_not_grow_the_guest_on_its_own_growth() -> None:
+    # 8 GiB maxmem guest grown from 4 to 4.8 GiB; the statistics still show the old
+    # MemTotal (4 GiB - 100 MiB). The 900 MiB gap is within 25 % of the balloon, but no
+    # kernel reserves that much: only the plausible cap (64 MiB + maxmem/32) is added.
+    current, used = 4915 * MiB, 3 * GiB
+    fast = Policy(name="p", floor=Amount(size=0), max_shrink_step=Amount(ratio=1.0))
+    d = one(dom("grown", current, maxmem=8 * GiB, st=stats(used, 4 * GiB - 100 * MiB)),
+            policy=fast)  # fmt: skip
+    cap = 64 * MiB + 8 * GiB // 32
+    assert d.target == int(used * 1.2) + cap, d.explanation
+    assert f"+ {sz(cap)} not in MemTotal" in d.explanation, d.explanation

@@ -57,8 +57,12 @@ BOOST_MAX = 1.0
 # (a lying guest): claim > occupied + max(LIE_SLACK, occupied x LIE_RATIO).
 LIE_RATIO = 0.10
 LIE_SLACK = 64 * 1024 * 1024
-# At most this share of the balloon is taken as invisible to the guest (see _overhead).
+# Balloon taken as invisible to the guest (see _overhead): at most this share of it, and at
+# most OVERHEAD_BASE + maxmem x OVERHEAD_PER_MAXMEM (kernel and firmware reservations, plus
+# struct pages: 64 bytes per 4 KiB page of maxmem, doubled for margin).
 MAX_OVERHEAD = 0.25
+OVERHEAD_BASE = 64 * 1024 * 1024
+OVERHEAD_PER_MAXMEM = 1 / 32
 # Learned hidden demand (hot cache the statistics count as available) halves in this time.
 HIDDEN_HALF_LIFE = 1800.0
 
@@ -187,7 +191,7 @@ def estimate(
     demand = min(demand, maxmem)
     return Estimate(
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
-        touched, _overhead(dom.current, visible),
+        touched, _overhead(dom.current, visible, maxmem),
     )  # fmt: skip
 
 
@@ -226,14 +230,19 @@ def _visible(dom: DomainSnapshot, report: GuestReport | None, stats: MemoryStats
     return dom.current
 
 
-def _overhead(current: int, visible: int) -> int:
+def _overhead(current: int, visible: int, maxmem: int) -> int:
     """Balloon the guest never sees: its MemTotal is smaller than the balloon by the kernel
     image, struct pages and firmware reservations (measured in the lab: ~50 MiB, so a
     256 MiB balloon gives a 206 MiB MemTotal). Demand is in the guest's terms, targets are
     balloon sizes: without this a demand-sized target leaves the guest nothing to spare.
-    More than MAX_OVERHEAD of the balloon is not overhead but a stale or odd reading."""
+    A larger gap is not overhead but a reading from before the balloon grew (statistics lag
+    the balloon by up to a stats period): counting it would grow the guest again on its own
+    growth, so it is ignored beyond MAX_OVERHEAD of the balloon and capped at what a kernel
+    plausibly reserves."""
     overhead = current - visible
-    return overhead if 0 < overhead <= current * MAX_OVERHEAD else 0
+    if not 0 < overhead <= current * MAX_OVERHEAD:
+        return 0
+    return min(overhead, OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM))
 
 
 def _disbelieved(claimed: int, stats: MemoryStats | None, short: bool) -> bool:
