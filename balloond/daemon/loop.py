@@ -125,6 +125,7 @@ class Daemon:
         self._reserve = reserve if isinstance(reserve, int) else (reserve.size or 0)
         self.wake: Callable[[], None] = lambda: None  # set by the scheduler: tick soon
         self._early = Debounce(EARLY_TICK_GAP)  # reports pull ticks forward this often
+        self._index: tuple[Snapshot | None, dict[str, DomainSnapshot]] = (None, {})
         persisted = state_file.load() if state_file is not None else PersistedState()
         self._state = _controller_state(persisted)
         self.holds_book = HoldBook(persisted.holds, clock)
@@ -363,14 +364,25 @@ class Daemon:
     def on_report(self, uuid: str, report: GuestReport) -> None:
         """A guest agent report just arrived (the channel hub's thread): tick now when it
         shows the guest stalling above its policy's target (see balloond.daemon.early)."""
-        snapshot = self._snapshot
-        dom = next((d for d in snapshot.domains if d.uuid == uuid), None) if snapshot else None
+        dom = self._domain(uuid)
         if dom is None:
             return  # not seen by a tick yet: the next one reads it anyway
         policy = matcher_for(self.policies.current).select(dom)
         if under_pressure(policy, report) and self._early.due(self._clock()):
             log.debug("domain %r reports pressure above its target: ticking now", dom.name)
             self.wake()
+
+    def _domain(self, uuid: str) -> DomainSnapshot | None:
+        """The domain in the last snapshot (an index built once per snapshot: agents report
+        every few seconds each, and a host may have a thousand of them)."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return None
+        seen, index = self._index
+        if seen is not snapshot:
+            index = {d.uuid: d for d in snapshot.domains}
+            self._index = (snapshot, index)
+        return index.get(uuid)
 
     def _forget(self, uuid: str, name: str) -> None:
         """Drop a domain that left from what observers see, until the next tick."""
