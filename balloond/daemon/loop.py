@@ -29,7 +29,7 @@ from balloond.core.state import ControllerState
 from balloond.daemon.early import EARLY_TICK_GAP, Debounce, under_pressure
 from balloond.daemon.holds import HoldBook
 from balloond.daemon.reload import PolicyWatcher
-from balloond.daemon.reporting import ReportCollector, describe_action
+from balloond.daemon.reporting import ReportCollector, describe_action, policy_rules
 from balloond.daemon.statefile import PersistedState, StateFile
 from balloond.errors import BackendError, ConnectionLost, DomainNotFound
 from balloond.model import (
@@ -41,7 +41,7 @@ from balloond.model import (
     Snapshot,
 )
 from balloond.policy.match import matcher_for
-from balloond.policy.model import Amount, PolicySet
+from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
 from balloond.units import GiB
 
@@ -219,7 +219,7 @@ class Daemon:
         )
         self._state = state
         self._export(snapshot, decision, holds)
-        self._act(backend, decision, now, _rules(snapshot, decision, policy_set))
+        self._act(backend, decision, now, policy_rules(snapshot, decision, policy_set))
         self._reports.send_limits(decision)
         self._persist()
         return decision
@@ -408,15 +408,6 @@ class Daemon:
 
 def _stats_period_off(domain: DomainSnapshot) -> bool:
     return domain.stats is None or domain.stats.last_update is None
-
-
-def _rules(snapshot: Snapshot, decision: Decision, policies: PolicySet) -> dict[str, str]:
-    """UUID -> the selector that chose each acting domain's policy ("name 'web*'")."""
-    acting = {d.uuid for d in decision.domains if d.act}
-    if not acting:
-        return {}
-    matcher = matcher_for(policies)
-    return {d.uuid: matcher.select_explained(d)[1] for d in snapshot.domains if d.uuid in acting}
 
 
 def _controller_state(persisted: PersistedState) -> ControllerState:

@@ -14,7 +14,9 @@ from typing import Protocol, runtime_checkable
 
 from balloond.backend.base import Backend, ReportSource
 from balloond.errors import BalloondError
-from balloond.model import Decision, DomainDecision, DomainSnapshot, GuestReport
+from balloond.model import Decision, DomainDecision, DomainSnapshot, GuestReport, Snapshot
+from balloond.policy.match import matcher_for
+from balloond.policy.model import PolicySet
 from balloond.telemetry import Telemetry
 from balloond.units import format_size
 
@@ -121,3 +123,13 @@ def describe_action(action: DomainDecision, rule: str = "") -> str:
     if rule:
         line += f" [policy {action.policy!r} by {rule}]"
     return line
+
+
+def policy_rules(snapshot: Snapshot, decision: Decision, policies: PolicySet) -> dict[str, str]:
+    """UUID -> the selector that chose each acting domain's policy ("name 'web*'"), for the
+    decision lines."""
+    acting = {d.uuid for d in decision.domains if d.act}
+    if not acting:
+        return {}
+    matcher = matcher_for(policies)
+    return {d.uuid: matcher.select_explained(d)[1] for d in snapshot.domains if d.uuid in acting}
