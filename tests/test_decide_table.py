@@ -297,3 +297,15 @@ def test_every_decision_has_an_explanation() -> None:
     )  # fmt: skip
     for d in decision.domains:
         assert d.explanation and d.name
+
+
+def test_a_paused_domains_pinned_size_counts_as_promised() -> None:
+    # Found by the reserve property: a paused guest pinned at 64 MiB takes it when it
+    # resumes, so the host's 48 MiB cannot also go to three guests growing to their floors.
+    maxmem = 64 * MiB
+    paused = dom("p", 1, maxmem=maxmem, state=DomainState.PAUSED)
+    growers = [dom(f"g{i}", 1, maxmem=maxmem) for i in range(3)]
+    pin = Hold("uuid-p", "balloonctl balloon", "", target=maxmem)
+    decision, _ = run(paused, *growers, free=48 * MiB, reserve=0, holds={"uuid-p": pin})
+    assert by_name(decision)["p"].reason is Reason.BUSY
+    assert not decision.actions, [a.explanation for a in decision.actions]

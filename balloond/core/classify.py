@@ -73,15 +73,19 @@ def classify(
         work.promise = target - cur if target > cur else 0
     else:
         work.in_force = cur
+    held = hold is not None and hold.active(now)
+    if held and hold is not None and hold.target is not None:
+        # A pinned size is promised whatever the domain is doing now: a paused guest takes
+        # it when it resumes.
+        work.promise = max(work.promise, hold.target - cur)
     if dom.state not in RUNNING or dom.job is not None:
         return _fixed(work, Reason.BUSY, (explain.busy, (dom.state, dom.job, cur)))
     if maxmem <= 0 or cur <= 0:
         text = f"left alone: implausible size (current {cur}, maxmem {maxmem} bytes)"
         return _fixed(work, Reason.NO_DATA, text)
-    if hold is not None and hold.active(now):
+    if held and hold is not None:
         if hold.target is not None:
             work.target = hold.target
-            work.promise = max(work.promise, hold.target - cur)
         return _fixed(work, Reason.HOLD, (explain.held, (hold, cur)))
     if not policy.enabled:
         return _fixed(work, Reason.DISABLED, (explain.disabled, (cur, policy.name)))
