@@ -104,7 +104,7 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     c1, c2 = pair
     base = {g.name: g.current() for g in pair}
     for g in pair:
-        g.call("hog", size=WORKLOAD, step=8 * MiB, interval=1.0)
+        g.call("hog", size=WORKLOAD, step=4 * MiB, interval=1.0)
     margins: list[float | None] = []
     history: list[tuple[int, int]] = []
 
@@ -118,7 +118,7 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
         # Settled: both workloads finished (or died) and no balloon moved for 5 samples.
         return all(done) and len(history) > 5 and len(set(history[-5:])) == 1
 
-    wait_for(settled, 150, "both balloons to settle under contention", interval=1.0)
+    wait_for(settled, 200, "both balloons to settle under contention", interval=1.0)
     grown1 = c1.current() - base[c1.name]
     grown2 = c2.current() - base[c2.name]
     lab.report.record("contention", "heavy_weight3000_grown_mib", grown1 >> 20)
