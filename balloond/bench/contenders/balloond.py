@@ -11,14 +11,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from balloond.bench.contenders.base import Observation
+from balloond.config import DEFAULT_INTERVAL, default_stale_after
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
 from balloond.model import Decision, DomainSnapshot
 from balloond.policy.model import DEFAULT_POLICY, Amount, Policy, PolicySet
 from balloond.sim.scenario import Scenario
 
-INTERVAL = 5.0  # balloond.config default interval
-STALE_AFTER = 3 * INTERVAL  # balloond.config: 3 intervals
+# The daemon's own defaults, so the table measures what an operator gets out of the box.
+INTERVAL = DEFAULT_INTERVAL
+STALE_AFTER = default_stale_after(INTERVAL)
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[3] / "policies" / "default.yaml"
 
 
