@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import sys
@@ -139,7 +140,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(socket_dir, ignore_errors=True)
         raise
     _print_banner(daemon, host, policy_dir, metrics.url, socket_path, args.speed)
-    return _run_until_stopped(daemon, duration, [control.close, metrics.close], socket_dir)
+    closers: list[Callable[[], None]] = [control.close, metrics.close]
+    if socket_dir is not None:
+        closers.append(functools.partial(shutil.rmtree, socket_dir, ignore_errors=True))
+    _run_until_stopped(Runner(daemon), duration, closers)
+    _print_summary(daemon)
+    return 0
 
 
 def _print_banner(daemon: Daemon, host: SimulatedHost, policy_dir: Path | str | None,
@@ -154,9 +160,15 @@ def _print_banner(daemon: Daemon, host: SimulatedHost, policy_dir: Path | str | 
     print("  Ctrl-C stops.", flush=True)  # fmt: skip
 
 
-def _run_until_stopped(daemon: Daemon, duration: float | None,
-                       closers: list[Callable[[], None]], scratch: str | None) -> int:  # fmt: skip
-    runner = Runner(daemon)
+def _print_summary(daemon: Daemon) -> None:
+    telemetry = daemon.telemetry()
+    print(f"balloond: stopped after {telemetry.ticks} ticks, "
+          f"{sum(telemetry.adjustments.values())} adjustments", flush=True)
+
+
+def _run_until_stopped(runner: Runner, duration: float | None,
+                       closers: list[Callable[[], None]]) -> None:  # fmt: skip
+    """Tick until a signal (or `duration`), then stop and call `closers` in order."""
     runner.install_signal_handlers()
     runner.start()
     try:
@@ -165,12 +177,6 @@ def _run_until_stopped(daemon: Daemon, duration: float | None,
         runner.shutdown()
         for close in closers:
             close()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    telemetry = daemon.telemetry()
-    print(f"balloond: stopped after {telemetry.ticks} ticks, "
-          f"{sum(telemetry.adjustments.values())} adjustments", flush=True)
-    return 0
 
 
 def _extra_status(daemon: Daemon, policy_dir: Path | str | None, socket_path: Path
@@ -219,15 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("balloond.daemon").info(
         "balloond on %s: a tick every %g s%s", config.uri, config.settings.interval,
         " (dry run: nothing will change)" if config.settings.dry_run else "")  # fmt: skip
-    runner = Runner(daemon, after_tick=config.after_tick_hooks(daemon))
-    runner.install_signal_handlers()
-    runner.start()
-    try:
-        runner.wait()
-    finally:
-        runner.shutdown()
-        for close in closers:
-            close()
+    _run_until_stopped(Runner(daemon, after_tick=config.after_tick_hooks(daemon)), None, closers)
     return 0
 
 
