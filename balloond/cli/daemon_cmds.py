@@ -17,10 +17,11 @@ from balloond.daemon.assemble import build_daemon, source_tree_policies
 from balloond.daemon.commands import handlers
 from balloond.daemon.control import ControlServer
 from balloond.daemon.loop import Daemon, LoopSettings
+from balloond.daemon.runconfig import RunConfig, option_duration
 from balloond.daemon.scheduler import Runner
 from balloond.errors import ConfigError
 from balloond.metrics import DEFAULT_PORT, serve
-from balloond.units import format_size, parse_duration
+from balloond.units import format_size
 
 DEMO_URI = "sim://default"
 
@@ -116,8 +117,8 @@ class _Formatter(logging.Formatter):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    duration = _duration(args.duration, "--duration") if args.duration else None
-    interval = _duration(args.interval, "--interval")
+    duration = option_duration(args.duration, "--duration") if args.duration else None
+    interval = option_duration(args.interval, "--interval")
     if interval <= 0:
         raise ConfigError(f"--interval must be positive, got: {args.interval!r}")
     setup_logging(timestamps=True)
@@ -192,19 +193,10 @@ def _extra_status(daemon: Daemon, policy_dir: Path | str | None, socket_path: Pa
     return extra
 
 
-def _duration(text: str, option: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise ConfigError(f"{option}: {error}") from None
-
-
 # -- balloond run -------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from balloond.daemon.runconfig import RunConfig
-
     config = RunConfig.from_args(args)
     setup_logging(timestamps=sys.stdout.isatty())
     daemon = build_daemon(config.uri, config.settings, config.policy_dir,

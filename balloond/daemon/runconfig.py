@@ -28,6 +28,14 @@ def load_daemon_config(path: str | None) -> DaemonConfig:
     return load_config(path)
 
 
+def option_duration(text: str, option: str) -> float:
+    """A command-line duration ('10s'); a bad one is a ConfigError naming the option."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(f"{option}: {error}") from None
+
+
 def loop_settings(config: DaemonConfig, *, interval: float | None = None,
                   dry_run: bool = False) -> LoopSettings:  # fmt: skip
     return LoopSettings(
@@ -54,10 +62,7 @@ class RunConfig:
         config = load_daemon_config(args.config)
         interval = None
         if args.interval is not None:
-            try:
-                interval = parse_duration(args.interval)
-            except ValueError as error:
-                raise ConfigError(f"--interval: {error}") from None
+            interval = option_duration(args.interval, "--interval")
             if not 0.1 <= interval <= 3600:
                 raise ConfigError(f"--interval must be 0.1s..3600s, got: {args.interval!r}")
         return cls(
