@@ -327,11 +327,7 @@ class Daemon:
         backend, self._backend = self._backend, None
         self._telemetry.record_connection(False, now)
         self._schedule_retry(now, error)
-        if backend is not None:
-            try:
-                backend.close()
-            except BackendError as close_error:
-                log.debug("closing %s after a lost connection: %s", self._uri, close_error)
+        self._close_quietly(backend, " after a lost connection")
 
     def _ensure_stats_period(self, backend: Backend, names: list[str]) -> None:
         ensure = getattr(backend, "ensure_stats_period", None)
@@ -399,11 +395,16 @@ class Daemon:
     def close(self) -> None:
         backend, self._backend = self._backend, None
         self._reports.close()
-        if backend is not None:
-            try:
-                backend.close()
-            except BackendError as error:
-                log.debug("closing %s: %s", self._uri, error)
+        self._close_quietly(backend, "")
+
+    def _close_quietly(self, backend: Backend | None, why: str) -> None:
+        """Close a backend being let go of: its error changes nothing, so it is only logged."""
+        if backend is None:
+            return
+        try:
+            backend.close()
+        except BackendError as error:
+            log.debug("closing %s%s: %s", self._uri, why, error)
 
 
 def _stats_period_off(domain: DomainSnapshot) -> bool:
