@@ -346,10 +346,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 figures.duration = outcome.result.duration
                 figures.downtime = outcome.result.downtime
         except KeyboardInterrupt:
-            line.finish()
             raise OperationFailed(_interrupted(ctx, args.domain)) from None
         finally:
-            line.finish()
+            line.finish()  # also before the Ctrl-C line: run_cli prints it after this
     result = outcome.result
     downtime = "n/a" if result.downtime is None else f"{result.downtime * 1000:.0f} ms"
     if outcome.squeezed is not None:
