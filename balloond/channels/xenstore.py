@@ -78,8 +78,7 @@ class XenstoreReader:
         self.runner = runner
         self.max_age = max_age
         self._reports: dict[str, GuestReport] = {}
-        self._seqs: dict[str, int] = {}
-        self._lines: dict[str, bytes] = {}
+        self._lines: dict[str, bytes] = {}  # the last line read, accepted or not
 
     @staticmethod
     def available() -> bool:
@@ -92,10 +91,9 @@ class XenstoreReader:
                 continue
             seen.add(domain.uuid)
             self._read_one(domain)
-        for uuid in [u for u in self._reports if u not in seen]:
-            del self._reports[uuid]
-            self._seqs.pop(uuid, None)
-            self._lines.pop(uuid, None)
+        for uuid in [u for u in self._lines if u not in seen]:  # every uuid read is in _lines
+            del self._lines[uuid]
+            self._reports.pop(uuid, None)
 
     def _read_one(self, domain: DomainSnapshot) -> None:
         text = self.runner(["xenstore-read", f"/local/domain/{domain.id}/{REPORT_KEY}"])
@@ -105,15 +103,17 @@ class XenstoreReader:
         if self._lines.get(domain.uuid) == line:
             return  # xenstore keeps only the latest value: reading it again is not news
         self._lines[domain.uuid] = line
-        previous = self._seqs.get(domain.uuid)
+        previous = self._reports.get(domain.uuid)
         try:
             report = parse_report(
-                line, maxmem=domain.maxmem, now=self.clock(), previous_seq=previous
+                line,
+                maxmem=domain.maxmem,
+                now=self.clock(),
+                previous_seq=None if previous is None else previous.seq,
             )
         except ReportRejected as rejected:
             self.telemetry.record_report(domain.name, rejected.reason)
             return
-        self._seqs[domain.uuid] = report.seq
         self._reports[domain.uuid] = report
         self.telemetry.record_report(domain.name, None)
 
