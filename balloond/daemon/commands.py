@@ -24,7 +24,7 @@ from balloond.daemon import present
 from balloond.daemon.control import Handler, RequestError, UnknownDomain
 from balloond.daemon.loop import Daemon
 from balloond.errors import BackendError
-from balloond.model import Hold
+from balloond.model import DomainSnapshot, Hold
 from balloond.units import MAX_SIZE
 
 MAX_TEXT = 500
@@ -96,10 +96,7 @@ def _nonnegative(request: Mapping[str, Any], key: str) -> float | None:
 
 
 def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
-    key = _text(request, "domain", required=True)
-    domain = present.find_domain(daemon, key)
-    if domain is None:
-        raise UnknownDomain(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+    domain = _known_domain(daemon, _text(request, "domain", required=True))
     seconds = _number(request, "seconds")
     now = daemon.clock()
     hold = Hold(
@@ -110,26 +107,27 @@ def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
         target=_size(request, "target"),
         pid=_pid(request),
     )
-    backend = daemon.backend
-    if isinstance(backend, HoldStore):
-        try:
-            backend.put_hold(domain.name, hold)
-            where = "backend"
-        except BackendError:
-            daemon.holds_book.put(domain.uuid, hold)
-            where = "daemon"
-    else:
-        daemon.holds_book.put(domain.uuid, hold)
-        where = "daemon"
+    where = _store_hold(daemon, domain, hold)
     daemon.wake()
     return {"domain": domain.name, "uuid": domain.uuid, "stored": where,
             "hold": present.hold_dict(hold, now)}  # fmt: skip
 
 
+def _store_hold(daemon: Daemon, domain: DomainSnapshot, hold: Hold) -> str:
+    """Where the hold went: the backend's store when it has one that works, else the daemon's."""
+    backend = daemon.backend
+    if isinstance(backend, HoldStore):
+        try:
+            backend.put_hold(domain.name, hold)
+            return "backend"
+        except BackendError:
+            pass  # the daemon keeps it instead
+    daemon.holds_book.put(domain.uuid, hold)
+    return "daemon"
+
+
 def release_hold(daemon: Daemon, key: str) -> dict[str, Any]:
-    domain = present.find_domain(daemon, key)
-    if domain is None:
-        raise UnknownDomain(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+    domain = _known_domain(daemon, key)
     had = domain.uuid in daemon.holds()
     released_own = daemon.holds_book.release(domain.uuid)
     backend = daemon.backend
@@ -137,6 +135,13 @@ def release_hold(daemon: Daemon, key: str) -> dict[str, Any]:
         backend.clear_hold(domain.name)  # BackendError answers the client as an error
     daemon.wake()
     return {"domain": domain.name, "uuid": domain.uuid, "released": had or released_own}
+
+
+def _known_domain(daemon: Daemon, key: str) -> DomainSnapshot:
+    domain = present.find_domain(daemon, key)
+    if domain is None:
+        raise UnknownDomain(f"domain {key!r} is not known to the daemon on {daemon.uri}")
+    return domain
 
 
 def _text(request: Mapping[str, Any], key: str, *, required: bool = False) -> str:
