@@ -114,7 +114,8 @@ memos = st.builds(
     DomainMemo,
     **{
         name: _sizes
-        for name in ("swap_in", "major_faults", "peak", "target", "mark_current", "hidden")
+        for name in ("swap_in", "major_faults", "peak", "target", "mark_current", "hidden",
+                     "overhead", "overhead_seen", "seen_current")
     },
     **{
         name: _times
@@ -127,6 +128,8 @@ memos = st.builds(
             "hidden_at",
             "shrunk_at",
             "fault_base",
+            "current_since",
+            "grown_at",
         )
     },
     strikes=st.integers(0, 64),

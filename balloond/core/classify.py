@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from balloond.core import explain
 from balloond.core.deferred import Text
-from balloond.core.estimate import SWAP_IN_GUARD, Estimate, estimate, recently_shrunk
+from balloond.core.estimate import (
+    SWAP_IN_GUARD,
+    Estimate,
+    Overhead,
+    estimate,
+    overhead_for,
+    recently_shrunk,
+)
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
 from balloond.policy.model import Policy
@@ -53,6 +60,7 @@ class Work:
     guard: bool = False  # swap guard forbids shrinking
     clamp: str = ""  # "floor" or "ceiling" when the policy range bounds the want
     retry: bool = False  # stuck before and due for a retry: re-issue whatever the law says
+    cooling: float | None = None  # seconds since a grow whose cooldown keeps the domain up
 
 
 def classify(
@@ -110,8 +118,10 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
     dom, policy, memo = work.dom, work.policy, work.memo
     at = stats_time(dom, now)
     est = estimate(dom, policy, memo, now, stale_after, at)
+    overhead = overhead_for(est.overhead, memo, dom.current, at)
+    est = est._replace(overhead=overhead.used)
     work.est, work.fixed = est, False
-    work.memo = _remember(memo, dom, est, now, at)
+    work.memo = _remember(memo, dom, est, now, at, overhead)
     cur, floor, ceiling = dom.current, work.floor, work.ceiling
     work.guard = (
         policy.swap_guard and est.swap_in_rate is not None and est.swap_in_rate >= SWAP_IN_GUARD
@@ -155,8 +165,8 @@ def _direction(est: Estimate, want: int, cur: int) -> Reason:
 
 
 def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
-              at: float) -> DomainMemo:  # fmt: skip
-    """Carry the guest counters and the held demand peak to the next tick."""
+              at: float, overhead: Overhead) -> DomainMemo:  # fmt: skip
+    """Carry the guest counters, the held demand peak and the overhead to the next tick."""
     stats = dom.stats
     swap_in = stats.swap_in if stats is not None else None
     faults = stats.major_faults if stats is not None else None
@@ -179,4 +189,7 @@ def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
         swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
         peak_at, memo.target, memo.target_at, memo.mark_current, memo.mark_at,
         memo.stuck_until, memo.strikes, hidden, hidden_at, memo.shrunk_at, base,
+        overhead.learned, overhead.seen, dom.current,
+        memo.current_since if memo.seen_current == dom.current and memo.current_since else now,
+        memo.grown_at,
     )  # fmt: skip

@@ -11,7 +11,10 @@ Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
    its floor; a guest without usable data or one that swaps is not pushed below its size.
 4. Rate limits: shrink at most `max_shrink_step` per tick (lifted for idle guests while the
    host is below its reserve), grow at most `max_grow_step` (default: at once), no shrink while
-   the guest swaps in (`swap_guard`), no action within the `deadband` of the target in force.
+   the guest swaps in (`swap_guard`), no action within the `deadband` of the target in force,
+   nor one within the deadband of the balloon's size that lowers a grow in flight. A domain
+   grown for pressure or demand is not shrunk for GROW_COOLDOWN seconds (nor its grow in
+   flight lowered) unless the host is below its reserve.
 5. Grow budget: new promises never exceed host free - reserve - promises still outstanding.
    Memory that shrinks free is not counted until the host reports it free (shrinks and grows
    are issued together, shrinks first, but a grow never relies on a shrink having happened).
@@ -37,6 +40,14 @@ from balloond.policy.model import Policy
 
 # In a host deficit, claimants cut by contention shrink at this multiple of their usual step.
 DEFICIT_STEP_FACTOR = 2
+# After a grow for pressure or demand, neither shrink the domain nor lower the grow in flight
+# for this long (unless the host is below its reserve). Senpai backs off at once and probes
+# down slowly; here a grow takes a stats period or two (2 s each) to reach the balloon and
+# show in MemTotal, and readings taken meanwhile mix the old and new sizes (the lab's guest
+# was shrunk back on such readings and OOM-killed). 30 s spans several ticks and stats periods
+# and is short against the 60 s half-life of the held demand peak, which slows shrinks anyway.
+GROW_COOLDOWN = 30.0
+GROWN = (Reason.GROW_PRESSURE, Reason.GROW_DEMAND, Reason.CONTENTION)
 
 
 def decide(
@@ -93,6 +104,9 @@ def decide(
     elif spare < 0:
         notes.append(f"promises outstanding exceed host free {sz(host_free)} minus the reserve "
                      f"{sz(reserve)}: nothing grows until they are taken")  # fmt: skip
+    if not deficit:
+        for work in claimants:
+            _cool(work, now)
     _share(claimants, host_free - reserve - fixed_promises, notes)
     for work in claimants:
         _limit(work, deficit=deficit)
@@ -106,6 +120,24 @@ def decide(
         notes=tuple(notes),
     )
     return decision, _next_state(works, now)
+
+
+def _cool(work: Work, now: float) -> None:
+    """Within GROW_COOLDOWN of a grow for pressure or demand, the domain keeps what it has
+    and what it was promised: the sharing step may not go below that. Not applied while the
+    host is below its reserve (it needs memory back) nor under the swap guard (which keeps
+    the domain at its size anyway)."""
+    grown_at = work.memo.grown_at
+    if grown_at is None or not 0.0 <= now - grown_at < GROW_COOLDOWN or work.guard:
+        return
+    keep = min(max(work.dom.current, work.in_force), work.ceiling)
+    if keep <= work.low:
+        return
+    work.low = keep
+    if work.want < keep:
+        work.want, work.cooling = keep, now - grown_at
+        if work.reason is Reason.SHRINK_IDLE:
+            work.reason = Reason.STEADY
 
 
 def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
@@ -151,13 +183,24 @@ def _limit(work: Work, *, deficit: bool) -> None:
     inside = work.floor <= cur <= work.ceiling
     if work.retry and (new != cur or work.in_force != cur):
         limited += "; retried after being stuck"
-    elif new == work.in_force or (
-        inside and abs(new - work.in_force) < policy.deadband.resolve(cur)
-    ):
+    elif new == work.in_force or (inside and _within_deadband(work, new)):
         _steady(work)
         return
     work.act = True
     _explain_move(work, limited)
+
+
+def _within_deadband(work: Work, new: int) -> bool:
+    """Too small a move to make: within the deadband of the target in force, or within the
+    deadband of the balloon's size and lowering the target in force without extending a
+    shrink (that would cancel a grow in flight for nothing: the lab's "shrink 286 MiB →
+    286 MiB (-820 B)"). Raising the target in force is never held back here: it only stops a
+    shrink or extends a grow, and the deadband of the target in force still applies to it."""
+    cur, in_force = work.dom.current, work.in_force
+    band = work.policy.deadband.resolve(cur)
+    if abs(new - in_force) < band:
+        return True
+    return new < in_force and abs(new - cur) < band and not in_force < cur
 
 
 def _contention(share: int, want: int, weight: int) -> str:
@@ -197,7 +240,10 @@ def _why(work: Work, reason: Reason) -> str:
         return "no data"
     if reason is Reason.GUEST_REQUEST and est.requested is not None:
         return f"guest requests {sz(est.requested)}"
-    text = explain.cause(est, policy.buffer, policy.pressure_target, work.want > work.dom.current)
+    growing = work.want > work.dom.current and work.cooling is None
+    text = explain.cause(est, policy.buffer, policy.pressure_target, growing)
+    if work.cooling is not None:
+        text += f"; kept up for {GROW_COOLDOWN:.0f} s after a grow ({work.cooling:.0f} s ago)"
     if work.clamp == "floor":
         text += f", raised to the floor {sz(work.floor)}"
     elif work.clamp == "ceiling":
@@ -289,5 +335,7 @@ def _next_state(works: list[Work], now: float) -> ControllerState:
         memo = work.memo
         if work.act:
             memo = progress.issued(memo, work.dom.current, work.target, now)
+            if work.reason in GROWN and work.target > max(work.dom.current, work.in_force):
+                memo = memo._replace(grown_at=now)
         memos[work.dom.uuid] = memo
     return ControllerState.of(memos)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from balloond.core.progress import reach_tolerance
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 from balloond.policy.model import Policy
@@ -243,6 +244,41 @@ def _overhead(current: int, visible: int, maxmem: int) -> int:
     if not 0 < overhead <= current * MAX_OVERHEAD:
         return 0
     return min(overhead, OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM))
+
+
+class Overhead(NamedTuple):
+    """The balloon-not-in-MemTotal term for this tick, and what to remember of it."""
+
+    used: int  # added to the target this tick
+    learned: int | None  # from a settled sample (this tick's or an earlier one)
+    seen: int | None  # the largest plausible gap seen so far
+
+
+def settled(memo: DomainMemo, current: int, stats_at: float) -> bool:
+    """Is the balloon at rest, and were the statistics sampled after it came to rest? Only
+    then is current - MemTotal the guest's reservation: while the balloon moves, `current`
+    and MemTotal are sampled at different moments (the lab saw 20-45 MiB instead of 54 while
+    a guest grew, and the lower target cancelled the grow in flight)."""
+    if memo.seen_current != current or memo.current_since is None:
+        return False  # moved since the previous tick (or first sight)
+    if stats_at <= memo.current_since:
+        return False  # statistics from before the balloon reached this size
+    target = memo.target
+    return target is None or abs(target - current) <= reach_tolerance(target)
+
+
+def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float) -> Overhead:
+    """Balloon - MemTotal is a per-guest constant (kernel image, struct pages, firmware) that
+    only looks different while the balloon moves: learn it from settled samples and use the
+    learned value meanwhile. Before one is learned, use the largest plausible gap seen (a
+    larger target is the safe error; `_overhead` already caps what counts as plausible)."""
+    learned = memo.overhead
+    if observed > 0 and settled(memo, current, stats_at):
+        learned = observed
+    seen = max(memo.overhead_seen or 0, observed) or None
+    if learned is not None:
+        return Overhead(learned, learned, seen)
+    return Overhead(seen or 0, None, seen)
 
 
 def _disbelieved(claimed: int, stats: MemoryStats | None, short: bool) -> bool:

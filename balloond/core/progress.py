@@ -37,7 +37,8 @@ def _set(
     return DomainMemo(
         memo.swap_in, memo.major_faults, memo.counters_at, memo.peak, memo.peak_at, target,
         target_at, mark, mark_at, stuck_until, strikes, memo.hidden, memo.hidden_at, shrunk_at,
-        memo.fault_base,
+        memo.fault_base, memo.overhead, memo.overhead_seen, memo.seen_current,
+        memo.current_since, memo.grown_at,
     )  # fmt: skip
 
 

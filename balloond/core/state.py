@@ -15,7 +15,11 @@ Per domain (a `DomainMemo`, keyed by UUID) it remembers:
 - learned hidden demand (`hidden`, at `hidden_at`): hot page cache the balloon statistics
   count as available, learned when the guest stalled (see `estimate._hidden`);
 - stuck marks: `stuck_until` (retry time, epoch seconds) and `strikes` (how many times in a
-  row it was found stuck; the backoff doubles with each, capped). A mark is never permanent.
+  row it was found stuck; the backoff doubles with each, capped). A mark is never permanent;
+- the balloon the guest never sees (`overhead`, balloon - MemTotal): learned only from settled
+  samples (see `estimate.overhead_for`); `overhead_seen` is the largest plausible gap seen,
+  used until one is learned; `seen_current` / `current_since` tell whether the balloon moved;
+- `grown_at`: when a grow for pressure or demand was last issued (the grow cooldown).
 
 `from_dict()` accepts anything: a bad document gives an empty state, a bad entry is dropped.
 """
@@ -64,6 +68,11 @@ class DomainMemo(NamedTuple):
     hidden_at: float | None = None
     shrunk_at: float | None = None  # when a shrink was last issued (blames faults on it)
     fault_base: float | None = None  # usual major faults/s when no shrink is to blame
+    overhead: int | None = None  # balloon - MemTotal learned from a settled balloon
+    overhead_seen: int | None = None  # largest plausible balloon - MemTotal seen so far
+    seen_current: int | None = None  # the balloon size seen at the previous tick
+    current_since: float | None = None  # when the balloon was first seen at seen_current
+    grown_at: float | None = None  # when a grow for pressure or demand was last issued
 
     def promised(self, current: int) -> int:
         """Bytes promised to this domain and not yet taken: a growing target not reached."""
@@ -74,7 +83,18 @@ class DomainMemo(NamedTuple):
 
 _EMPTY_MEMO = DomainMemo()
 _INT_FIELDS = frozenset(
-    {"swap_in", "major_faults", "peak", "target", "mark_current", "strikes", "hidden"}
+    {
+        "swap_in",
+        "major_faults",
+        "peak",
+        "target",
+        "mark_current",
+        "strikes",
+        "hidden",
+        "overhead",
+        "overhead_seen",
+        "seen_current",
+    }
 )
 _MEMO_FIELDS = DomainMemo._fields
 
