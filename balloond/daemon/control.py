@@ -105,19 +105,17 @@ class ControlServer:
         buffer = b""
         while True:
             newline = buffer.find(b"\n")
+            request_size = len(buffer) if newline < 0 else newline  # so far, or whole
+            if request_size > MAX_REQUEST_BYTES:
+                conn.sendall(_error(f"request larger than {MAX_REQUEST_BYTES} bytes"))
+                return
             if newline < 0:
-                if len(buffer) > MAX_REQUEST_BYTES:
-                    conn.sendall(_error(f"request larger than {MAX_REQUEST_BYTES} bytes"))
-                    return
                 chunk = conn.recv(65536)
                 if not chunk:
                     return
                 buffer += chunk
                 continue
             line, buffer = buffer[:newline], buffer[newline + 1 :]
-            if len(line) > MAX_REQUEST_BYTES:
-                conn.sendall(_error(f"request larger than {MAX_REQUEST_BYTES} bytes"))
-                return
             conn.sendall(self.respond(line))
 
     def respond(self, line: bytes) -> bytes:
