@@ -18,6 +18,8 @@ pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
 
 import libvirt
 
+from balloond.backend.libvirt_xml import HOLD_NS
+from balloond.units import parse_size
 from e2e import ROOT, RUN
 from e2e.daemon import VENV_BIN, Balloond
 from e2e.guests import Guest, MiB
@@ -27,6 +29,7 @@ from e2e.wait import wait_for
 pytestmark = pytest.mark.realvm
 
 FLOOR = 256 * MiB
+PINNED = 384 * MiB  # below maxmem (512 MiB), above the floor
 MIGRATED = re.compile(r"migrated to \S+ in ([0-9.]+) s \(migration ([0-9.]+) s\), (.+?) "
                       r"transferred, downtime (\S+(?: ms)?)")
 
@@ -85,19 +88,50 @@ def daemon_has_it(daemon: Balloond, guest: Guest, timeout: float = 90) -> None:
              "with a fresh agent report")
 
 
+def hold_on(guest: Guest) -> str | None:
+    """The hold element in the guest's live libvirt metadata (None: no hold at all, not even
+    an expired one), read straight from libvirt rather than through balloond."""
+    try:
+        return str(guest.dom().metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, HOLD_NS,
+                                        libvirt.VIR_DOMAIN_AFFECT_LIVE))
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            return None
+        raise
+
+
+def operations(daemon: Balloond, operation: str, result: str) -> float:
+    """balloond_operations_total{operation,result} on the daemon's metrics (0 if absent)."""
+    return daemon.metric("balloond_operations_total", operation=operation, result=result) or 0.0
+
+
+def counted(daemon: Balloond, operation: str, result: str, at_least: float) -> None:
+    """balloonctl reports to the daemon just before it exits: the count is there by now,
+    the wait only covers a slow scrape."""
+    wait_for(lambda: operations(daemon, operation, result) >= at_least, 15,
+             f"balloond on {daemon.host.name}: operations_total{{operation={operation!r}, "
+             f"result={result!r}}} >= {at_least:g} (now {operations(daemon, operation, result):g})")
+
+
 def test_save_and_restore_with_and_without_squeeze(lab: Lab, daemons: tuple[Balloond, Balloond],
                                                    o1: Guest) -> None:
     d1, _ = daemons
     images = RUN / "images"
     images.mkdir(parents=True, exist_ok=True)
     daemon_has_it(d1, o1)
+    ops_before = {op: operations(d1, op, "ok") for op in ("save", "restore")}
     for squeeze in (False, True):
         label = "squeeze" if squeeze else "plain"
         path = images / f"{o1.name}-{label}.img"
         if squeeze:
             ok(d1.ctl("release", o1.name))
         else:
+            # Written pages at 512 MiB, then pinned below maxmem: the restored guest must
+            # come back at the pinned size (the pin travels in the image), not at maxmem.
             hold_full_and_dirty(d1, o1)
+            ok(d1.ctl("balloon", o1.name, str(PINNED >> 20)))  # a bare number is MiB
+            wait_for(lambda: abs(o1.current() - PINNED) <= 4 * MiB, 60,
+                     f"{o1.name} ballooned to {PINNED >> 20} MiB")
         before = o1.counter()
         size_before = o1.current()
         started = time.monotonic()
@@ -116,9 +150,17 @@ def test_save_and_restore_with_and_without_squeeze(lab: Lab, daemons: tuple[Ball
         else:
             assert abs(after - size_before) <= 8 * MiB, \
                 f"restored at {after >> 20} MiB, saved at {size_before >> 20} MiB"
+            assert abs(after - PINNED) <= 8 * MiB, \
+                f"pinned at {PINNED >> 20} MiB, restored at {after >> 20} MiB"
         assert o1.counter() >= before
         counting(o1)
         daemon_has_it(d1, o1)
+        if not squeeze:  # still at the pinned size once the daemon manages it again
+            after = o1.current()
+            assert abs(after - PINNED) <= 8 * MiB, \
+                f"pinned at {PINNED >> 20} MiB, {after >> 20} MiB after the daemon took over"
+    for op in ("save", "restore"):  # each run was reported to the daemon
+        counted(d1, op, "ok", ops_before[op] + 2)
     plain = lab.report.figures["save_restore"]["save_plain_image_bytes"]
     squeezed = lab.report.figures["save_restore"]["save_squeeze_image_bytes"]
     assert squeezed < plain, f"squeezed image {squeezed} not smaller than plain {plain}"
@@ -131,9 +173,10 @@ def back_possible(lab: Lab) -> None:
 
 
 def migrate(lab: Lab, daemon: Balloond, guest: Guest, dest: str, label: str,
-            *extra: str) -> None:
+            *extra: str, live: bool = True) -> re.Match[str]:
+    """Run `balloonctl migrate` and return the figures of its summary line."""
     started = time.monotonic()
-    out = ok(daemon.ctl("migrate", "--live", guest.name, dest, *extra))
+    out = ok(daemon.ctl("migrate", *(["--live"] if live else []), guest.name, dest, *extra))
     lab.report.record("migration", f"{label}_command_seconds", time.monotonic() - started)
     m = MIGRATED.search(out)
     assert m, f"no figures in balloonctl's output: {out!r}"
@@ -141,6 +184,7 @@ def migrate(lab: Lab, daemon: Balloond, guest: Guest, dest: str, label: str,
     lab.report.record("migration", f"{label}_migration_seconds", float(m.group(2)))
     lab.report.record("migration", f"{label}_transferred", m.group(3))
     lab.report.record("migration", f"{label}_downtime", m.group(4))
+    return m
 
 
 def test_live_migration_there_and_back(lab: Lab, daemons: tuple[Balloond, Balloond],
@@ -166,30 +210,103 @@ def test_live_migration_there_and_back(lab: Lab, daemons: tuple[Balloond, Balloo
     daemon_has_it(d1, o1)
 
 
+def summary_figures(m: re.Match[str]) -> tuple[float, float, int, float]:
+    """Total and migration seconds, bytes and downtime (seconds) from the summary line;
+    each must be a real figure (not 'n/a')."""
+    total, duration = float(m.group(1)), float(m.group(2))
+    transferred = parse_size(m.group(3))
+    downtime = re.fullmatch(r"([0-9]+) ms", m.group(4))
+    assert downtime, f"no measured downtime in the summary line: {m.group(0)!r}"
+    assert 0 < duration <= total + 0.05, m.group(0)
+    assert transferred > 0, m.group(0)
+    return total, duration, transferred, int(downtime.group(1)) / 1000
+
+
+def migration_gauges_show(daemon: Balloond, m: re.Match[str]) -> None:
+    """The daemon's migration gauges hold the figures balloonctl printed (rounded there to
+    0.1 s and 1 ms)."""
+    _, duration, _, downtime = summary_figures(m)
+    last = daemon.metric("balloond_migration_last_duration_seconds")
+    assert last is not None and abs(last - duration) <= 0.051, \
+        f"balloond_migration_last_duration_seconds {last}, balloonctl printed {duration} s"
+    worst = daemon.metric("balloond_migration_max_duration_seconds")
+    assert worst is not None and worst >= last, f"max duration {worst} < last {last}"
+    last_down = daemon.metric("balloond_migration_last_downtime_seconds")
+    assert last_down is not None and abs(last_down - downtime) <= 0.0006, \
+        f"balloond_migration_last_downtime_seconds {last_down}, balloonctl printed " \
+        f"{downtime * 1000:.0f} ms"
+    worst_down = daemon.metric("balloond_migration_max_downtime_seconds")
+    assert worst_down is not None and worst_down >= last_down, \
+        f"max downtime {worst_down} < last {last_down}"
+
+
+def test_paused_migration_there_and_live_back_with_max_downtime(
+        lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest) -> None:
+    """`migrate` without --live moves a running guest paused (it runs again on the
+    destination); back with --live --max-downtime 100. Each source daemon counts the
+    migration and shows its duration and downtime."""
+    d1, d2 = daemons
+    back_possible(lab)
+    before = operations(d1, "migrate", "ok")
+    m = migrate(lab, d1, o1, lab.second.tcp_uri, "paused", live=False)
+    summary_figures(m)
+    o1.host = lab.second
+    assert o1.name not in [d.name() for d in lab.primary.conn().listAllDomains(
+        libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+    assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    counting(o1)
+    counted(d1, "migrate", "ok", before + 1)
+    migration_gauges_show(d1, m)
+    before = operations(d2, "migrate", "ok")
+    m = migrate(lab, d2, o1, lab.primary.tcp_uri, "max_downtime_100ms", "--max-downtime", "100")
+    summary_figures(m)
+    o1.host = lab.primary
+    assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    counting(o1)
+    counted(d2, "migrate", "ok", before + 1)
+    migration_gauges_show(d2, m)
+    daemon_has_it(d1, o1)
+
+
 def test_refused_migration_leaves_the_guest_on_the_source(lab: Lab,
                                                           daemons: tuple[Balloond, Balloond],
                                                           o1: Guest) -> None:
     """A destination without room (here: a config whose reserve is 99% of the host) is
-    refused before anything moves."""
+    refused before anything moves: exit code 3, one line with the figures, no hold."""
     d1, _ = daemons
+    ok(d1.ctl("release", o1.name))
+    assert hold_on(o1) is None
+    refused = operations(d1, "migrate", "refused")
     small = d1.dir / "small-dest.yaml"
     text = d1.config.read_text()
     small.write_text(re.sub(r"(?m)^reserve: .*$", "reserve: 99%", text))
     done = d1.ctl("migrate", "--live", o1.name, lab.second.tcp_uri, config=small)
-    assert done.returncode != 0, done.stdout
-    assert len(done.stderr.strip().splitlines()) >= 1
-    assert o1.dom().isActive()
+    assert done.returncode == 3, f"exit {done.returncode}: {done.stderr} {done.stdout}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {done.stderr!r}"
+    figures = re.escape(f"'{lab.second.tcp_uri}'")
+    assert re.fullmatch(rf"balloonctl: domain '{re.escape(o1.name)}': needs \S+ \S+ \+ host "
+                        rf"reserve \S+ \S+ = \S+ \S+, but {figures} has only \S+ \S+ free",
+                        lines[0]), lines[0]
+    assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
     counting(o1)
+    assert hold_on(o1) is None, f"a hold was left on {o1.name}: {hold_on(o1)}"
     names = [d.name() for d in lab.second.conn().listAllDomains()]
     assert o1.name not in names
+    counted(d1, "migrate", "refused", refused + 1)
 
 
 def test_interrupted_migration_leaves_the_guest_running_on_the_source(
         lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest) -> None:
     """Ctrl-C (SIGINT) on `balloonctl migrate --live` while memory is being copied: the
-    migration is aborted and the guest keeps running on the source."""
+    migration is aborted, the guest keeps running on the source, the command's hold is gone
+    and the source's daemon counts an aborted migration."""
     d1, _ = daemons
     hold_full_and_dirty(d1, o1)
+    # Without the operator's pin the migration holds the guest with its own command hold,
+    # which it must remove when aborted.
+    ok(d1.ctl("release", o1.name))
+    aborted = operations(d1, "migrate", "aborted")
     argv = [str(VENV_BIN / "balloonctl"), "migrate", "--live", o1.name, lab.second.tcp_uri,
             "--config", str(d1.config)]
     proc = subprocess.Popen(lab.primary.nsenter(argv), stdout=subprocess.PIPE,
@@ -198,20 +315,26 @@ def test_interrupted_migration_leaves_the_guest_running_on_the_source(
         wait_for(lambda: o1.dom().jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
                  and o1.dom().jobInfo()[3] > 0, 60, "the migration to be copying memory",
                  interval=0.05)
+        held = hold_on(o1)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode != 0, f"interrupted balloonctl exited 0: {out} {err}"
-    assert len(err.strip().splitlines()) >= 1, "no message on the interrupted migration"
+    assert held is not None and "balloonctl migrate" in held, \
+        f"no command hold on {o1.name} during the migration: {held}"
+    assert proc.returncode == 1, f"interrupted balloonctl exited {proc.returncode}: {out} {err}"
+    lines = err.strip().splitlines()
+    assert lines == [f"balloonctl: domain '{o1.name}': migration aborted by Ctrl-C; it is "
+                     f"still on {lab.primary.local_uri} (running)"], err
     wait_for(lambda: o1.dom().jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE, 60,
              "the source's migration job to end")
-    assert o1.dom().isActive()
+    assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert o1.name not in [d.name() for d in lab.second.conn().listAllDomains()]
     counting(o1)
-    ok(d1.ctl("release", o1.name))
+    assert hold_on(o1) is None, f"a hold was left on {o1.name}: {hold_on(o1)}"
+    counted(d1, "migrate", "aborted", aborted + 1)
 
 
 def moves_of(daemon: Balloond, guest: Guest) -> int:
