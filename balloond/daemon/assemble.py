@@ -18,6 +18,7 @@ from balloond.daemon.loop import Clock, Daemon, LoopSettings
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.statefile import StateFile
 from balloond.errors import BackendError
+from balloond.policy.loader import POLICY_SUFFIXES
 from balloond.telemetry import Telemetry
 
 log = logging.getLogger("balloond.daemon")
@@ -28,7 +29,7 @@ def source_tree_policies() -> Path | None:
     root = Path(balloond.__file__).resolve().parent.parent
     folder = root / "policies"
     in_tree = (root / "pyproject.toml").is_file() and folder.is_dir()
-    if in_tree and any(p.suffix in (".yaml", ".yml") for p in folder.iterdir()):
+    if in_tree and any(p.suffix in POLICY_SUFFIXES for p in folder.iterdir()):
         return folder
     return None
 

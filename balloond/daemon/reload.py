@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from balloond.errors import ConfigError
+from balloond.policy.loader import POLICY_SUFFIXES, load_policy_dir
 from balloond.policy.model import PolicySet
 from balloond.telemetry import Telemetry
 
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 Loader = Callable[[Path], PolicySet]
-
-POLICY_SUFFIXES = (".yaml", ".yml")
 
 
 def fingerprint(folder: Path | None) -> Fingerprint:
@@ -49,8 +48,6 @@ def fingerprint(folder: Path | None) -> Fingerprint:
 
 
 def default_loader(folder: Path) -> PolicySet:
-    from balloond.policy.loader import load_policy_dir
-
     return load_policy_dir(folder)
 
 
