@@ -163,6 +163,17 @@ def default_of(name: str) -> Any:
     return {field.name: field.default for field in dataclasses.fields(DaemonConfig)}[name]
 
 
+def config_path(explicit: str | None) -> str | None:
+    """Which daemon config a command reads: --config, else $BALLOOND_CONFIG, else
+    /etc/balloond/balloond.yaml if it exists, else None (the built-in defaults)."""
+    if explicit:
+        return explicit
+    from_env = os.environ.get("BALLOOND_CONFIG")
+    if from_env:
+        return from_env
+    return DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None
+
+
 def load_config(path: str | os.PathLike[str] | None) -> DaemonConfig:
     """Read and validate a daemon config file; None gives the defaults."""
     if path is None:

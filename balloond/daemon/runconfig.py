@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from balloond.config import DEFAULT_CONFIG_PATH, DaemonConfig, load_config
+from balloond.config import DaemonConfig, config_path, load_config
 from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.errors import ConfigError
 from balloond.metrics import MetricsServer, serve, write_textfile
@@ -19,13 +18,8 @@ log = logging.getLogger("balloond.daemon")
 
 
 def load_daemon_config(path: str | None) -> DaemonConfig:
-    """--config FILE; else $BALLOOND_CONFIG; else /etc/balloond/balloond.yaml when it exists;
-    else the built-in defaults (the same rule as every balloonctl command)."""
-    if not path:
-        path = os.environ.get("BALLOOND_CONFIG") or None
-    if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
-        path = DEFAULT_CONFIG_PATH
-    return load_config(path)
+    """The config `balloond.config.config_path` names (the rule of every balloonctl command)."""
+    return load_config(config_path(path))
 
 
 def option_duration(text: str, option: str) -> float:

@@ -9,7 +9,8 @@ daemon leaves that domain alone, and it removes the hold at the end.
 
 from __future__ import annotations
 
-from balloond.ops.context import OpsContext, config_path, destination_uri
+from balloond.config import config_path
+from balloond.ops.context import OpsContext, destination_uri
 from balloond.ops.holding import working_hold
 from balloond.ops.image import RestoreResult, SaveResult, restore_domain, save_domain
 from balloond.ops.memory import BalloonResult, balloon, release, set_maxmem

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from balloond.backend.base import Backend, HoldStore, Operations
-from balloond.config import DEFAULT_CONFIG_PATH, DaemonConfig, load_config
+from balloond.config import DaemonConfig, config_path, load_config
 from balloond.errors import ConfigError, DomainNotFound
 from balloond.model import DomainSnapshot
 from balloond.policy.model import Policy, PolicySet
@@ -17,16 +17,6 @@ from balloond.policy.model import Policy, PolicySet
 
 class OpsBackend(Backend, Operations, HoldStore, Protocol):
     """A backend that can do everything balloonctl asks of it."""
-
-
-def config_path(explicit: str | None) -> str | None:
-    """--config, else $BALLOOND_CONFIG, else /etc/balloond/balloond.yaml if it exists."""
-    if explicit:
-        return explicit
-    from_env = os.environ.get("BALLOOND_CONFIG")
-    if from_env:
-        return from_env
-    return DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None
 
 
 def destination_uri(dest: str, source_uri: str) -> str:
