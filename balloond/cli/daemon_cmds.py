@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
 import logging
 import shutil
 import sys
@@ -129,22 +129,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     socket_dir = None if args.socket else tempfile.mkdtemp(prefix="balloond-demo-")
     socket_path = Path(args.socket) if args.socket else Path(socket_dir or ".") / "control.sock"
     extra = _extra_status(daemon, policy_dir, socket_path)
-    try:
-        control = ControlServer(socket_path, handlers(daemon, extra))
-        try:
-            metrics = serve(daemon, "127.0.0.1", args.port)
-        except BaseException:
-            control.close()
-            raise
-    except BaseException:
+    with contextlib.ExitStack() as opened:  # closed in reverse, also when one fails to open
         if socket_dir is not None:
-            shutil.rmtree(socket_dir, ignore_errors=True)
-        raise
-    _print_banner(daemon, host, policy_dir, metrics.url, socket_path, args.speed)
-    closers: list[Callable[[], None]] = [control.close, metrics.close]
-    if socket_dir is not None:
-        closers.append(functools.partial(shutil.rmtree, socket_dir, ignore_errors=True))
-    _run_until_stopped(Runner(daemon), duration, closers)
+            opened.callback(shutil.rmtree, socket_dir, ignore_errors=True)
+        opened.callback(ControlServer(socket_path, handlers(daemon, extra)).close)
+        metrics = opened.enter_context(serve(daemon, "127.0.0.1", args.port))
+        _print_banner(daemon, host, policy_dir, metrics.url, socket_path, args.speed)
+        _run_until_stopped(Runner(daemon), duration)
     _print_summary(daemon)
     return 0
 
@@ -167,17 +158,14 @@ def _print_summary(daemon: Daemon) -> None:
           f"{sum(telemetry.adjustments.values())} adjustments", flush=True)
 
 
-def _run_until_stopped(runner: Runner, duration: float | None,
-                       closers: list[Callable[[], None]]) -> None:  # fmt: skip
-    """Tick until a signal (or `duration`), then stop and call `closers` in order."""
+def _run_until_stopped(runner: Runner, duration: float | None) -> None:
+    """Tick until a signal (or `duration`), then stop (a running tick finishes first)."""
     runner.install_signal_handlers()
     runner.start()
     try:
         runner.wait(duration)
     finally:
         runner.shutdown()
-        for close in closers:
-            close()
 
 
 def _extra_status(daemon: Daemon, policy_dir: Path | str | None, socket_path: Path
@@ -205,19 +193,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.once:
         return _run_once(daemon)
     extra = _extra_status(daemon, config.policy_dir, config.control_socket)
-    control = ControlServer(config.control_socket, handlers(daemon, extra))
-    closers: list[Callable[[], None]] = [control.close]
-    try:
-        metrics = config.serve_metrics(daemon)
-        closers.append(metrics.close)
-        logging.getLogger("balloond.daemon").info("metrics on %s", metrics.url)
-    except BaseException:
-        control.close()
-        raise
-    logging.getLogger("balloond.daemon").info(
-        "balloond on %s: a tick every %g s%s", config.uri, config.settings.interval,
-        " (dry run: nothing will change)" if config.settings.dry_run else "")  # fmt: skip
-    _run_until_stopped(Runner(daemon, after_tick=config.after_tick_hooks(daemon)), None, closers)
+    log = logging.getLogger("balloond.daemon")
+    with contextlib.ExitStack() as opened:  # closed in reverse, also when one fails to open
+        opened.callback(ControlServer(config.control_socket, handlers(daemon, extra)).close)
+        metrics = opened.enter_context(config.serve_metrics(daemon))
+        log.info("metrics on %s", metrics.url)
+        log.info("balloond on %s: a tick every %g s%s", config.uri, config.settings.interval,
+                 " (dry run: nothing will change)" if config.settings.dry_run else "")  # fmt: skip
+        _run_until_stopped(Runner(daemon, after_tick=config.after_tick_hooks(daemon)), None)
     return 0
 
 
