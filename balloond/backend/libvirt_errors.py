@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import libvirt
 
@@ -35,8 +34,6 @@ _UNSUPPORTED = frozenset({libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_ARGUMENT_U
 # to libvirtd broke, or the daemon went away mid-call.
 _TRANSPORT_DOMAINS = frozenset({libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE})
 _TRANSPORT_CODES = frozenset({libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC})
-
-LibvirtError = libvirt.libvirtError
 
 
 def _ignore_error(_opaque: object, _error: object) -> None:
@@ -94,9 +91,3 @@ def translated(what: str, alive: Callable[[], bool] | None = None) -> Iterator[N
         yield
     except libvirt.libvirtError as exc:
         raise translate(exc, what, alive) from exc
-
-
-def is_code(exc: BaseException, *codes: int) -> bool:
-    """Whether `exc` (a balloond error) came from a libvirt error with one of `codes`."""
-    cause: Any = exc.__cause__
-    return isinstance(cause, libvirt.libvirtError) and error_code(cause) in codes

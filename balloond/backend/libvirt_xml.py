@@ -23,7 +23,6 @@ from balloond.model import Hold
 TAGS_NS = "https://balloond.dev/xmlns/1"
 TAGS_PREFIX = "balloond"
 HOLD_NS = "https://balloond.dev/xmlns/1/hold"
-HOLD_PREFIX = "balloondhold"
 HOLD_KEY = "hold"  # libvirt's `key`: the namespace prefix it writes the element with
 AGENT_CHANNEL = "org.balloond.agent.0"
 

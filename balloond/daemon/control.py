@@ -31,7 +31,6 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_CONNECTIONS = 16
 CONNECTION_TIMEOUT = 10.0
-DEFAULT_SOCKET = "/run/balloond/control.sock"
 
 Handler = Callable[[Mapping[str, Any]], object]
 
