@@ -29,7 +29,7 @@ _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
 class LibvirtHoldsMixin:
-    """Needs `_conn`, `_uri`, `_hostname`, `_call(what)` and `_lookup(name)`."""
+    """Needs `_conn`, `_uri`, `_hostname`, `_call(what)`, `_lookup(name)` and `_for_each`."""
 
     _conn: Any
     _uri: str
@@ -48,8 +48,8 @@ class LibvirtHoldsMixin:
         return {hold.domain: hold for hold in read if hold is not None}
 
     def _for_each(self, func: Callable[[Any], Any], doms: list[Any]) -> list[Any]:
-        """`func` over `doms`, in parallel on a large host (see LibvirtBackend._pool)."""
-        return [func(dom) for dom in doms]
+        """`func` over `doms`, in parallel on a large host (LibvirtBackend._for_each)."""
+        raise NotImplementedError
 
     def _active_hold(self, dom: Any) -> Hold | None:
         try:
