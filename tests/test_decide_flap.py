@@ -175,3 +175,33 @@ def test_deadband_of_the_balloon_table(current: int, in_force: int, want: int, a
     d = decision.domains[0]
     assert d.act is act, d.explanation
     assert d.target == (int(used * 1.2) if act else in_force), d.explanation
+
+
+def test_the_cooldown_does_not_stop_sharing_by_weight() -> None:
+    """Two guests grown for demand 10 s ago, both wanting more than the host can give: the
+    cooldown keeps neither whole; the heavier one's share is taken from the lighter one."""
+    heavy = Policy(
+        name="heavy",
+        floor=Amount(ratio=0.5),
+        max_grow_step=None,
+        weight=3000,
+        deadband=Amount(size=8 * MiB),
+        max_shrink_step=Amount(size=64 * MiB),
+    )
+    light = Policy(
+        name="light",
+        floor=Amount(ratio=0.5),
+        max_grow_step=None,
+        weight=1000,
+        deadband=Amount(size=8 * MiB),
+        max_shrink_step=Amount(size=64 * MiB),
+    )
+    memo = {f"uuid-{n}": DomainMemo(target=384 * MiB, target_at=NOW - 10, grown_at=NOW - 10,
+                                    seen_current=384 * MiB, current_since=NOW - 10)
+            for n in ("h", "l")}  # fmt: skip
+    doms = [dom(n, 384 * MiB, maxmem=MAXMEM, st=stats(380 * MiB, 384 * MiB)) for n in ("h", "l")]
+    decision, _ = run(*doms, free=1 * GiB + 16 * MiB, policy={"h": heavy, "l": light},
+                      state=ControllerState.of(memo), now=NOW)  # fmt: skip
+    h, lt = decision.domains
+    assert h.target > 384 * MiB and h.reason is Reason.CONTENTION, h.explanation
+    assert lt.act and lt.target < 384 * MiB and lt.reason is Reason.CONTENTION, lt.explanation

@@ -123,21 +123,21 @@ def decide(
 
 
 def _cool(work: Work, now: float) -> None:
-    """Within GROW_COOLDOWN of a grow for pressure or demand, the domain keeps what it has
-    and what it was promised: the sharing step may not go below that. Not applied while the
-    host is below its reserve (it needs memory back) nor under the swap guard (which keeps
-    the domain at its size anyway)."""
+    """Within GROW_COOLDOWN of a grow for pressure or demand, the domain's own estimate may not
+    take back what it has or was promised: its want is at least that. Only the want: when
+    the host cannot cover every want, sharing by weight may still cut it (the real-VM lab's
+    contention run starved the heavier guest when cooling guests were kept whole). Not
+    applied while the host is below its reserve (it needs memory back) nor under the swap
+    guard (which keeps the domain at its size anyway)."""
     grown_at = work.memo.grown_at
     if grown_at is None or not 0.0 <= now - grown_at < GROW_COOLDOWN or work.guard:
         return
     keep = min(max(work.dom.current, work.in_force), work.ceiling)
-    if keep <= work.low:
+    if work.want >= keep:
         return
-    work.low = keep
-    if work.want < keep:
-        work.want, work.cooling = keep, now - grown_at
-        if work.reason is Reason.SHRINK_IDLE:
-            work.reason = Reason.STEADY
+    work.want, work.cooling = keep, now - grown_at
+    if work.reason is Reason.SHRINK_IDLE:
+        work.reason = Reason.STEADY
 
 
 def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
