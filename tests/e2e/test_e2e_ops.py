@@ -11,6 +11,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -240,6 +242,38 @@ def migration_gauges_show(daemon: Balloond, m: re.Match[str]) -> None:
         f"max downtime {worst_down} < last {last_down}"
 
 
+@dataclass
+class SourceSeen:
+    states: set[int] = field(default_factory=set)  # libvirt domain states while in a job
+    max_downtimes: set[int] = field(default_factory=set)  # ms, as QEMU holds the limit
+
+
+@contextmanager
+def watching(dom: libvirt.virDomain) -> Iterator[SourceSeen]:
+    """Poll the source domain while the block migrates it: its state (a non-live migration
+    pauses it) and QEMU's max-downtime setting (what --max-downtime really set)."""
+    seen = SourceSeen()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                if dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                    seen.states.add(dom.state()[0])
+                    seen.max_downtimes.add(int(dom.migrateGetMaxDowntime(0)))
+            except libvirt.libvirtError:  # gone from the source: the migration finished
+                pass
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        watcher.join(10)
+
+
 def test_paused_migration_there_and_live_back_with_max_downtime(
         lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest) -> None:
     """`migrate` without --live moves a running guest paused (it runs again on the
@@ -248,8 +282,11 @@ def test_paused_migration_there_and_live_back_with_max_downtime(
     d1, d2 = daemons
     back_possible(lab)
     before = operations(d1, "migrate", "ok")
-    m = migrate(lab, d1, o1, lab.second.tcp_uri, "paused", live=False)
+    with watching(o1.dom()) as seen:
+        m = migrate(lab, d1, o1, lab.second.tcp_uri, "paused", live=False)
     summary_figures(m)
+    assert libvirt.VIR_DOMAIN_PAUSED in seen.states, \
+        f"the guest was never paused during a migration without --live: states {seen.states}"
     o1.host = lab.second
     assert o1.name not in [d.name() for d in lab.primary.conn().listAllDomains(
         libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
@@ -258,8 +295,13 @@ def test_paused_migration_there_and_live_back_with_max_downtime(
     counted(d1, "migrate", "ok", before + 1)
     migration_gauges_show(d1, m)
     before = operations(d2, "migrate", "ok")
-    m = migrate(lab, d2, o1, lab.primary.tcp_uri, "max_downtime_100ms", "--max-downtime", "100")
+    with watching(o1.dom()) as seen:
+        m = migrate(lab, d2, o1, lab.primary.tcp_uri, "max_downtime_100ms",
+                    "--max-downtime", "100")
     summary_figures(m)
+    assert seen.max_downtimes == {100}, \
+        f"QEMU's max downtime during the migration: {seen.max_downtimes} ms, not 100"
+    assert libvirt.VIR_DOMAIN_RUNNING in seen.states, f"live, yet states {seen.states}"
     o1.host = lab.primary
     assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
     counting(o1)
