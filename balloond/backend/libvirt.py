@@ -264,13 +264,16 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
             try:
                 with self._call(what):
                     dom.setMemoryFlags(kib, _LIVE | libvirt.VIR_DOMAIN_MEM_MAXIMUM)
-                with self._call(what):
-                    if dom.isPersistent():
-                        dom.setMemoryFlags(kib, _CONFIG | libvirt.VIR_DOMAIN_MEM_MAXIMUM)
-                return True
             except (NotSupported, OperationFailed) as exc:
                 # QEMU cannot change a running guest's maximum; Xen can.
                 log.info("%s: live change refused (%s); changing the config", what, exc)
+            else:
+                # Live took effect: a failing config write is an error of its own, never a
+                # reason to report the change as config-only.
+                with self._call(f"{what} in the persistent config"):
+                    if dom.isPersistent():
+                        dom.setMemoryFlags(kib, _CONFIG | libvirt.VIR_DOMAIN_MEM_MAXIMUM)
+                return True
         with self._call(what):
             dom.setMemoryFlags(kib, _CONFIG | libvirt.VIR_DOMAIN_MEM_MAXIMUM)
         return False
