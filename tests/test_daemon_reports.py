@@ -91,6 +91,39 @@ def test_limits_are_sent_once_per_change_and_only_to_reporting_guests() -> None:
     assert all(floor <= ceiling for _, floor, ceiling in hub.limits)
 
 
+class Rechanneled(Recording):
+    """The domains' agent channels live at `path` + name (libvirt names generated sockets
+    by domain id, so a restart moves them)."""
+
+    def __init__(self, inner: object) -> None:
+        super().__init__(inner)
+        self.path = "/run/a/"
+
+    def domains(self) -> list[DomainSnapshot]:
+        listed: list[DomainSnapshot] = self.inner.domains()
+        return [replace(d, channel=self.path + d.name) for d in listed]
+
+
+def test_limits_are_sent_again_when_a_domains_channel_moves() -> None:
+    hub = Hub()
+    host = sim_host()
+    backend = Rechanneled(host)
+    telemetry = Telemetry()
+    daemon = Daemon(lambda: backend, LoopSettings(reserve=GiB), PolicyWatcher(None, telemetry),
+                    uri="test", clock=host.now, telemetry=telemetry,
+                    report_sources=[hub])  # fmt: skip
+    for _ in range(2):
+        host.advance(5)
+        daemon.tick()
+    first = len(hub.limits)
+    assert first == len(daemon.reports()) > 0
+    backend.path = "/run/b/"  # every guest restarted: new sockets, new hub connections
+    host.advance(5)
+    daemon.tick()
+    again = {uuid for uuid, _, _ in hub.limits[first:]}
+    assert again == set(daemon.reports()), "each reporting guest hears its limits again"
+
+
 def test_a_failing_source_costs_its_reports_not_the_tick() -> None:
     hub = Hub()
     hub.fail = True

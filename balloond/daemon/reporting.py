@@ -45,7 +45,11 @@ class ReportCollector:
         self._sources = tuple(sources)
         self._telemetry = telemetry
         self._last: dict[str, GuestReport] = {}
-        self._limits_sent: dict[str, tuple[int, int]] = {}
+        # uuid -> (floor, ceiling, channel path) last handed to the sinks. The path is part of
+        # the key: a hub makes a fresh connection (with no limits) when a domain's channel
+        # moves (libvirt names generated sockets by domain id, so a restart moves them).
+        self._limits_sent: dict[str, tuple[int, int, str | None]] = {}
+        self._channels: dict[str, str | None] = {}
 
     def collect(
         self, backend: Backend, domains: Sequence[DomainSnapshot]
@@ -55,8 +59,10 @@ class ReportCollector:
         merged: dict[str, GuestReport] = {}
         for source in sources:
             merged.update(self._read(source, domains))
-        present = {d.uuid for d in domains}
-        self._last = {uuid: r for uuid, r in merged.items() if uuid in present}
+        self._channels = {d.uuid: d.channel for d in domains}
+        self._last = {uuid: r for uuid, r in merged.items() if uuid in self._channels}
+        for gone in self._limits_sent.keys() - self._channels.keys():
+            del self._limits_sent[gone]
         return self._last
 
     def _read(self, source: object, domains: Sequence[DomainSnapshot]) -> Mapping[str, GuestReport]:
@@ -83,7 +89,7 @@ class ReportCollector:
         if not sinks:
             return
         for domain in decision.domains:
-            limits = (domain.floor, domain.ceiling)
+            limits = (domain.floor, domain.ceiling, self._channels.get(domain.uuid))
             if domain.uuid not in self._last or self._limits_sent.get(domain.uuid) == limits:
                 continue
             self._limits_sent[domain.uuid] = limits
