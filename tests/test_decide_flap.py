@@ -205,3 +205,23 @@ def test_the_cooldown_does_not_stop_sharing_by_weight() -> None:
     h, lt = decision.domains
     assert h.target > 384 * MiB and h.reason is Reason.CONTENTION, h.explanation
     assert lt.act and lt.target < 384 * MiB and lt.reason is Reason.CONTENTION, lt.explanation
+
+
+@pytest.mark.parametrize(
+    ("current", "peak", "used", "act", "target"),
+    [
+        # the workload died: demand 60 MiB, held peak 300 MiB wants 360: not grown back
+        (300 * MiB, 300 * MiB, 60 * MiB, False, 300 * MiB),
+        # ... and not shrunk into the trough either (the peak holds it at its size)
+        (340 * MiB, 300 * MiB, 60 * MiB, False, 340 * MiB),
+        # demand itself beyond the balloon: grown on demand, as ever
+        (300 * MiB, 300 * MiB, 290 * MiB, True, int(290 * MiB * 1.2)),
+    ],
+)  # fmt: skip
+def test_the_held_peak_holds_but_never_grows(current: int, peak: int, used: int, act: bool,
+                                              target: int) -> None:  # fmt: skip
+    memo = DomainMemo(peak=peak, peak_at=NOW - 5, seen_current=current, current_since=NOW - 5)
+    decision, _ = run(dom("d1", current, maxmem=MAXMEM, st=stats(used, current)), policy=LAB,
+                      state=ControllerState.of({UUID: memo}), now=NOW)  # fmt: skip
+    d = decision.domains[0]
+    assert (d.act, d.target) == (act, target), d.explanation

@@ -133,13 +133,12 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
         work.explanation = (explain.no_data, (cur, est.why_no_data))
         return work
     held = work.memo.peak if work.memo.peak is not None else est.demand
-    demand = max(est.demand, held)
-    # The buffer is headroom for demand to grow into; hot cache learned from a stall is
-    # already a measured need (cache swells and shrinks with what it is given).
-    cache = min(est.hidden, demand)
-    buffer = policy.buffer
-    want = int((demand - cache) * (1.0 + buffer) + cache * (1.0 + buffer * CACHE_BUFFER))
-    want += est.overhead  # demand is in the guest's terms; the target is a balloon size
+    want = _want(max(est.demand, held), est, policy.buffer)
+    if held > est.demand:
+        # The held peak keeps a guest from being shrunk into the trough of a workload that
+        # comes back; it never grows one (the lab's light guest, its workload OOM-killed, was
+        # grown back on the peak of the workload that had died).
+        want = max(_want(est.demand, est, policy.buffer), min(want, max(cur, work.in_force)))
     work.reason = _direction(est, want, cur)
     if est.requested is not None and policy.self_adjust:
         want, work.reason = est.requested, Reason.GUEST_REQUEST
@@ -154,6 +153,15 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
     work.want = want
     work.low = max(floor, min(cur, ceiling)) if work.guard else floor
     return work
+
+
+def _want(demand: int, est: Estimate, buffer: float) -> int:
+    """Demand plus the buffer, as a balloon size. The buffer is headroom for demand to grow
+    into; hot cache learned from a stall is already a measured need (cache swells and shrinks
+    with what it is given), so it gets only a quarter of the buffer."""
+    cache = min(est.hidden, demand)
+    want = int((demand - cache) * (1.0 + buffer) + cache * (1.0 + buffer * CACHE_BUFFER))
+    return want + est.overhead  # demand is in the guest's terms; the target is a balloon size
 
 
 def _direction(est: Estimate, want: int, cur: int) -> Reason:
