@@ -20,6 +20,7 @@ from balloond.core.estimate import (
     estimate,
     overhead_for,
     recently_shrunk,
+    with_overhead,
 )
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
@@ -119,7 +120,7 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
     at = stats_time(dom, now)
     est = estimate(dom, policy, memo, now, stale_after, at)
     overhead = overhead_for(est.overhead, memo, dom.current, at)
-    est = est._replace(overhead=overhead.used)
+    est = with_overhead(est, overhead.used)
     work.est, work.fixed = est, False
     work.memo = _remember(memo, dom, est, now, at, overhead)
     cur, floor, ceiling = dom.current, work.floor, work.ceiling
@@ -132,9 +133,10 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
         work.reason = Reason.NO_DATA
         work.explanation = (explain.no_data, (cur, est.why_no_data))
         return work
-    held = work.memo.peak if work.memo.peak is not None else est.demand
-    want = _want(max(est.demand, held), est, policy.buffer)
-    if held > est.demand:
+    demand = est.demand
+    held = work.memo.peak if work.memo.peak is not None else demand
+    want = _want(held if held > demand else demand, est, policy.buffer)
+    if held > demand:
         # The held peak keeps a guest from being shrunk into the trough of a workload that
         # comes back; it never grows one (the lab's light guest, its workload OOM-killed, was
         # grown back on the peak of the workload that had died).
@@ -159,7 +161,7 @@ def _want(demand: int, est: Estimate, buffer: float) -> int:
     """Demand plus the buffer, as a balloon size. The buffer is headroom for demand to grow
     into; hot cache learned from a stall is already a measured need (cache swells and shrinks
     with what it is given), so it gets only a quarter of the buffer."""
-    cache = min(est.hidden, demand)
+    cache = est.hidden if est.hidden < demand else demand
     want = int((demand - cache) * (1.0 + buffer) + cache * (1.0 + buffer * CACHE_BUFFER))
     return want + est.overhead  # demand is in the guest's terms; the target is a balloon size
 

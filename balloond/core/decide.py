@@ -68,27 +68,27 @@ def decide(
     """
     works: list[Work] = []
     bounds: dict[tuple[int, int], tuple[int, int]] = {}  # (id(policy), maxmem) -> floor, ceiling
-    memos, empty = state.domains, DomainMemo()
+    # Bound once: this loop runs for every domain every tick.
+    memo_of, hold_of, add = state.domains.get, holds.get, works.append
+    empty, track, latest_stuck = DomainMemo(), progress.track, now + STUCK_BACKOFF_CAP
     for dom in snapshot.domains:
-        memo = memos.get(dom.uuid, empty)
-        if memo.stuck_until is not None and memo.stuck_until > now + STUCK_BACKOFF_CAP:
-            memo = memo._replace(stuck_until=now + STUCK_BACKOFF_CAP)  # never permanent
-        if memo.target is not None and (
-            memo.mark_at is not None
-            or memo.strikes
-            or dom.state not in ALIVE
-            or memo.target != dom.current
-        ):
-            memo = progress.track(memo, dom.current, now, stuck_after)
-            if dom.state not in ALIVE:
-                memo = DomainMemo(strikes=memo.strikes, stuck_until=memo.stuck_until)
+        uuid = dom.uuid
+        memo = memo_of(uuid, empty)
+        if memo.stuck_until is not None and memo.stuck_until > latest_stuck:
+            memo = memo._replace(stuck_until=latest_stuck)  # never permanent
+        if memo.target is not None:
+            alive = dom.state in ALIVE
+            if memo.mark_at is not None or memo.strikes or not alive or memo.target != dom.current:
+                memo = track(memo, dom.current, now, stuck_after)
+                if not alive:
+                    memo = DomainMemo(strikes=memo.strikes, stuck_until=memo.stuck_until)
         policy = policy_for(dom)
         key = (id(policy), dom.maxmem)
         limits = bounds.get(key)
         if limits is None:
             maxmem = max(dom.maxmem, 0)
             limits = bounds[key] = (policy.floor_for(maxmem), policy.ceiling_for(maxmem))
-        works.append(classify(dom, policy, memo, holds.get(dom.uuid), limits, now, stale_after))
+        add(classify(dom, policy, memo, hold_of(uuid), limits, now, stale_after))
     host_free = snapshot.host.free
     claimants = [w for w in works if not w.fixed]
     fixed_promises = sum(w.promise for w in works if w.fixed)

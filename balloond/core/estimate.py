@@ -189,7 +189,8 @@ def estimate(
     if not knows:
         raw = min(raw + hidden, maxmem)
     demand = _corrected(raw, visible, knows, short, pressure, policy, report)
-    demand = min(demand, maxmem)
+    if demand > maxmem:
+        demand = maxmem
     return Estimate(
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
         touched, _overhead(dom.current, visible, maxmem),
@@ -246,6 +247,19 @@ def _overhead(current: int, visible: int, maxmem: int) -> int:
     return min(overhead, OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM))
 
 
+_new_tuple = tuple.__new__
+if Estimate._fields[-1] != "overhead":
+    raise RuntimeError("Estimate.overhead must stay its last field (see with_overhead)")
+
+
+def with_overhead(est: Estimate, used: int) -> Estimate:
+    """`est` with its overhead set to `used`: built directly, not with _replace (several times
+    slower), as this runs for every domain every tick."""
+    if est.overhead == used:
+        return est
+    return _new_tuple(Estimate, (*est[:-1], used))
+
+
 class Overhead(NamedTuple):
     """The balloon-not-in-MemTotal term for this tick, and what to remember of it."""
 
@@ -275,7 +289,8 @@ def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float)
     learned = memo.overhead
     if observed > 0 and settled(memo, current, stats_at):
         learned = observed
-    seen = max(memo.overhead_seen or 0, observed) or None
+    before = memo.overhead_seen or 0
+    seen = (observed if observed > before else before) or None
     if learned is not None:
         return Overhead(learned, learned, seen)
     return Overhead(seen or 0, None, seen)
