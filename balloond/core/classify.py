@@ -22,7 +22,7 @@ from balloond.core.estimate import (
     recently_shrunk,
     with_overhead,
 )
-from balloond.core.state import DomainMemo
+from balloond.core.state import MEMO_ARITY, DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
 from balloond.policy.model import Policy
 
@@ -35,6 +35,9 @@ ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
 PEAK_HALF_LIFE = 60.0
 # Weight of each new reading in the usual major-fault rate (an exponential average).
 FAULT_BASE_WEIGHT = 0.2
+# _remember builds a DomainMemo of all its fields with tuple.__new__ (no NamedTuple.__new__).
+_new_tuple = tuple.__new__
+assert MEMO_ARITY == 20
 # Learned hot cache gets this share of the policy buffer (it is a measured need already).
 CACHE_BUFFER = 0.25
 
@@ -195,11 +198,11 @@ def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
     base, rate = memo.fault_base, est.major_fault_rate
     if rate is not None and not recently_shrunk(memo, now):
         base = rate if base is None else base + (rate - base) * FAULT_BASE_WEIGHT
-    return DomainMemo(
+    return _new_tuple(DomainMemo, (
         swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
         peak_at, memo.target, memo.target_at, memo.mark_current, memo.mark_at,
         memo.stuck_until, memo.strikes, hidden, hidden_at, memo.shrunk_at, base,
         overhead.learned, overhead.seen, dom.current,
         memo.current_since if memo.seen_current == dom.current and memo.current_since else now,
         memo.grown_at,
-    )  # fmt: skip
+    ))  # fmt: skip

@@ -86,6 +86,13 @@ class Estimate(NamedTuple):
     overhead: int = 0  # balloon the guest never sees (current - MemTotal), see _overhead
 
 
+# Hot tuples are built with tuple.__new__ (no Python-level NamedTuple.__new__ frame), with
+# every field given: these checks catch a field added later.
+_new_tuple = tuple.__new__
+if Estimate._fields[-1] != "overhead" or len(Estimate._fields) != 13:
+    raise RuntimeError("Estimate changed: update estimate() and with_overhead")
+
+
 def _plausible(size: int | None, maxmem: int) -> bool:
     return size is not None and 0 < size <= maxmem
 
@@ -191,10 +198,10 @@ def estimate(
     demand = _corrected(raw, visible, knows, short, pressure, policy, report)
     if demand > maxmem:
         demand = maxmem
-    return Estimate(
+    return _new_tuple(Estimate, (
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
         touched, _overhead(dom.current, visible, maxmem),
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _hidden(
@@ -247,11 +254,6 @@ def _overhead(current: int, visible: int, maxmem: int) -> int:
     return min(overhead, OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM))
 
 
-_new_tuple = tuple.__new__
-if Estimate._fields[-1] != "overhead":
-    raise RuntimeError("Estimate.overhead must stay its last field (see with_overhead)")
-
-
 def with_overhead(est: Estimate, used: int) -> Estimate:
     """`est` with its overhead set to `used`: built directly, not with _replace (several times
     slower), as this runs for every domain every tick."""
@@ -291,9 +293,10 @@ def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float)
         learned = observed
     before = memo.overhead_seen or 0
     seen = (observed if observed > before else before) or None
+    # Built directly (no Python-level NamedTuple.__new__): this runs for every domain every tick.
     if learned is not None:
-        return Overhead(learned, learned, seen)
-    return Overhead(seen or 0, None, seen)
+        return _new_tuple(Overhead, (learned, learned, seen))
+    return _new_tuple(Overhead, (seen or 0, None, seen))
 
 
 def _disbelieved(claimed: int, stats: MemoryStats | None, short: bool) -> bool:

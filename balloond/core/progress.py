@@ -10,9 +10,11 @@ alone until `stuck_until`, then retried; each consecutive strike doubles the wai
 
 from __future__ import annotations
 
-from balloond.core.state import DomainMemo, stuck_backoff
+from balloond.core.state import MEMO_ARITY, DomainMemo, stuck_backoff
 
 MiB = 1024 * 1024
+_new_tuple = tuple.__new__  # a DomainMemo of all MEMO_ARITY fields, without NamedTuple.__new__
+assert MEMO_ARITY == 20
 PROGRESS_RATIO = 0.10
 
 
@@ -35,12 +37,12 @@ def _set(
 ) -> DomainMemo:
     # Built directly, not with _replace (several times slower): this runs for every domain
     # with a pending target, every tick.
-    return DomainMemo(
+    return _new_tuple(DomainMemo, (
         memo.swap_in, memo.major_faults, memo.counters_at, memo.peak, memo.peak_at, target,
         target_at, mark, mark_at, stuck_until, strikes, memo.hidden, memo.hidden_at, shrunk_at,
         memo.fault_base, memo.overhead, memo.overhead_seen, memo.seen_current,
         memo.current_since, memo.grown_at,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def track(memo: DomainMemo, current: int, now: float, stuck_after: float) -> DomainMemo:
