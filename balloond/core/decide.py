@@ -113,7 +113,7 @@ def decide(
     budget = _grant(claimants, spare)
     decision = Decision(
         taken_at=now,
-        domains=tuple(_decision(w) for w in works),
+        domains=_decisions(works),
         host_free=host_free,
         reserve=reserve,
         budget=max(0, budget),
@@ -318,15 +318,20 @@ def _waiting(current: int, wanted: int) -> str:
     )
 
 
-def _decision(work: Work) -> DomainDecision:
-    est, dom = work.est, work.dom
-    if est is None:
-        demand = pressure = None
-    else:
-        demand, pressure = est.demand, est.pressure
-    return decided(dom.name, dom.uuid, work.policy.name, work.reason, dom.current, work.target,
-                   work.floor, work.ceiling, work.explanation, demand, pressure,
-                   work.act)  # fmt: skip
+def _decisions(works: list[Work]) -> tuple[DomainDecision, ...]:
+    # One loop, not a generator of per-domain calls: this runs for every domain every tick.
+    out: list[DomainDecision] = []
+    add = out.append
+    for work in works:
+        est, dom = work.est, work.dom
+        if est is None:
+            demand = pressure = None
+        else:
+            demand, pressure = est.demand, est.pressure
+        add(decided(dom.name, dom.uuid, work.policy.name, work.reason, dom.current, work.target,
+                    work.floor, work.ceiling, work.explanation, demand, pressure,
+                    work.act))  # fmt: skip
+    return tuple(out)
 
 
 def _next_state(works: list[Work], now: float) -> ControllerState:
