@@ -37,7 +37,8 @@ PEAK_HALF_LIFE = 60.0
 FAULT_BASE_WEIGHT = 0.2
 # _remember builds a DomainMemo of all its fields with tuple.__new__ (no NamedTuple.__new__).
 _new_tuple = tuple.__new__
-assert MEMO_ARITY == 20
+if MEMO_ARITY != 20:
+    raise RuntimeError(f"DomainMemo has {MEMO_ARITY} fields; update {__name__}")
 # Learned hot cache gets this share of the policy buffer (it is a measured need already).
 CACHE_BUFFER = 0.25
 

@@ -14,7 +14,8 @@ from balloond.core.state import MEMO_ARITY, DomainMemo, stuck_backoff
 
 MiB = 1024 * 1024
 _new_tuple = tuple.__new__  # a DomainMemo of all MEMO_ARITY fields, without NamedTuple.__new__
-assert MEMO_ARITY == 20
+if MEMO_ARITY != 20:
+    raise RuntimeError(f"DomainMemo has {MEMO_ARITY} fields; update {__name__}")
 PROGRESS_RATIO = 0.10
 
 
