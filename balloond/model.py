@@ -64,6 +64,10 @@ class MemoryStats:
     swap_out: int | None = None
     major_faults: int | None = None
     last_update: float | None = None  # epoch seconds of the guest's last stats update
+    # Host side, not the guest's: the hypervisor process's resident memory (QEMU's `rss`),
+    # guest pages it has touched plus its own overhead. Memory inside the balloon that the
+    # guest never touched is not in it, and the host still counts it as free.
+    rss: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,12 +37,22 @@ def test_kib_become_bytes_and_names_are_untangled() -> None:
         swap_out=40 * KiB,
         major_faults=321,  # a count, not a size
         last_update=1764200000.0,
+        rss=200000 * KiB,  # host side: QEMU's resident set
     )
 
 
-def test_no_guest_driver_means_no_stats() -> None:
-    assert memory_stats({"actual": 524288, "rss": 1000}) is None
+def test_no_guest_driver_means_no_guest_stats_but_rss_is_kept() -> None:
+    # Without a balloon driver QEMU still reports its resident set: the core needs it to
+    # see how much of the balloon the host backs; the guest's own fields stay None.
+    assert memory_stats({"actual": 524288, "rss": 1000}) == MemoryStats(rss=1000 * KiB)
+    assert memory_stats({"actual": 524288}) is None
     assert memory_stats({}) is None
+
+
+def test_garbage_rss_is_dropped() -> None:
+    for bad in (-1, "200000", 1.5, True, None):
+        stats = memory_stats({**QEMU, "rss": bad})
+        assert stats is not None and stats.rss is None, bad
 
 
 def test_stats_period_off_gives_no_last_update() -> None:

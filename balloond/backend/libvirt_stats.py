@@ -43,8 +43,10 @@ def _kib(untrusted: Mapping[str, object], key: str) -> int | None:
 
 
 def memory_stats(untrusted: Mapping[str, object]) -> MemoryStats | None:
-    """virDomainMemoryStats (KiB) -> MemoryStats (bytes). None when the balloon driver
-    reported nothing beyond the host-side `actual`/`rss` (no guest driver, stats off)."""
+    """virDomainMemoryStats (KiB) -> MemoryStats (bytes). None when nothing was reported,
+    not even QEMU's host-side `rss`. With `rss` only (no balloon driver in the guest) the
+    guest's fields are None: the core reads no demand from it, only how much of the balloon
+    the host backs."""
     stats = MemoryStats(
         total=_kib(untrusted, "available"),  # libvirt's "available" is the guest's MemTotal
         available=_kib(untrusted, "usable"),  # and "usable" its MemAvailable
@@ -54,6 +56,7 @@ def memory_stats(untrusted: Mapping[str, object]) -> MemoryStats | None:
         swap_out=_kib(untrusted, "swap_out"),
         major_faults=_count(untrusted, "major_fault"),
         last_update=_last_update(untrusted),
+        rss=_kib(untrusted, "rss"),  # QEMU's resident set: what of the balloon the host backs
     )
     if stats == MemoryStats():
         return None

@@ -7,7 +7,9 @@ Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
    alone; the others are claimants with a `want` (demand x (1 + buffer), or the guest's own
    request, clamped to [floor, ceiling]).
 3. Share the pool by weight (`share.water_fill`): the pool is what claimants hold now plus
-   what the host can still give (free - reserve - promises to everyone else). Nobody goes below
+   what the host can still give (free - reserve - promises to everyone else - the untouched
+   part of every balloon, `backing.untouched`: host free still counts it although the guest
+   owns it). Nobody goes below
    its floor; a guest without usable data or one that swaps is not pushed below its size.
 4. Rate limits: shrink at most `max_shrink_step` per tick (lifted for idle guests while the
    host is below its reserve), grow at most `max_grow_step` (default: at once), no shrink while
@@ -15,7 +17,8 @@ Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
    nor one within the deadband of the balloon's size that lowers a grow in flight. A domain
    grown for pressure or demand is not shrunk for GROW_COOLDOWN seconds (nor its grow in
    flight lowered) unless the host is below its reserve.
-5. Grow budget: new promises never exceed host free - reserve - promises still outstanding.
+5. Grow budget: new promises never exceed host free - reserve - promises still outstanding
+   - balloon memory the host does not back yet (balloon - QEMU rss, where known).
    Memory that shrinks free is not counted until the host reports it free (shrinks and grows
    are issued together, shrinks first, but a grow never relies on a shrink having happened).
    Growth is shared by weight, floors first.
@@ -23,6 +26,7 @@ Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
 Budget invariant (tested): whenever any domain's commitment grows in a tick,
 sum over domains of max(0, commitment - current) <= host.free - reserve after the tick, where
 a domain's commitment is the larger of its current size and the target in force for it.
+With `rss` known the bound is tighter still: the untouched part of the balloons counts too.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from balloond.core import explain, progress
+from balloond.core.backing import untouched
 from balloond.core.classify import ALIVE, Work, classify
 from balloond.core.deferred import decided, realize
 from balloond.core.explain import sz
@@ -71,8 +76,12 @@ def decide(
     # Bound once: this loop runs for every domain every tick.
     memo_of, hold_of, add = state.domains.get, holds.get, works.append
     empty, track, latest_stuck = DomainMemo(), progress.track, now + STUCK_BACKOFF_CAP
+    unbacked = 0  # promised to guests (inside their balloons) but not yet taken from the host
     for dom in snapshot.domains:
         uuid = dom.uuid
+        stats = dom.stats
+        if stats is not None and stats.rss is not None:
+            unbacked += untouched(dom)
         memo = memo_of(uuid, empty)
         if memo.stuck_until is not None and memo.stuck_until > latest_stuck:
             memo = memo._replace(stuck_until=latest_stuck)  # never permanent
@@ -90,10 +99,16 @@ def decide(
             limits = bounds[key] = (policy.floor_for(maxmem), policy.ceiling_for(maxmem))
         add(classify(dom, policy, memo, hold_of(uuid), limits, now, stale_after))
     host_free = snapshot.host.free
+    # Host free counts untouched balloon memory as free; the guests will take it without any
+    # grant, so it is not there to give (qmemman's "promised but not taken").
+    room = host_free - unbacked - reserve
     claimants = [w for w in works if not w.fixed]
     fixed_promises = sum(w.promise for w in works if w.fixed)
-    spare = host_free - reserve - fixed_promises - sum(w.promise for w in claimants)
+    spare = room - fixed_promises - sum(w.promise for w in claimants)
     notes: list[str] = []
+    if unbacked > 0:
+        notes.append(f"{sz(unbacked)} inside guests' balloons is not yet backed by the host "
+                     "(balloon - QEMU rss): counted as taken, not free")  # fmt: skip
     # The host itself is short (not merely promised out): idle guests give back at once.
     deficit = host_free < reserve
     if deficit:
@@ -103,11 +118,12 @@ def decide(
         )
     elif spare < 0:
         notes.append(f"promises outstanding exceed host free {sz(host_free)} minus the reserve "
-                     f"{sz(reserve)}: nothing grows until they are taken")  # fmt: skip
+                     f"{sz(reserve)}{' and the untouched balloons' if unbacked else ''}: "
+                     "nothing grows until they are taken")  # fmt: skip
     if not deficit:
         for work in claimants:
             _cool(work, now)
-    _share(claimants, host_free - reserve - fixed_promises, notes)
+    _share(claimants, room - fixed_promises, notes)
     for work in claimants:
         _limit(work, deficit=deficit)
     budget = _grant(claimants, spare)

@@ -196,7 +196,8 @@ class SimGuest:
         unused = max(0, total - used - cache)
         return MemoryStats(total=total, available=unused + cache, unused=unused,
                            disk_caches=cache, swap_in=self.swap_in, swap_out=self.swap_out,
-                           major_faults=self.major_faults, last_update=self.last_update)
+                           major_faults=self.major_faults, last_update=self.last_update,
+                           rss=self.current)  # Xen-style: the whole balloon is backed
 
     def report(self) -> GuestReport | None:
         """The guest agent's report, as the agent would send it (None: no agent)."""
