@@ -267,7 +267,11 @@ def watching(dom: libvirt.virDomain) -> Iterator[SourceSeen]:
                 job = dom.jobInfo()
                 if job[0] != libvirt.VIR_DOMAIN_JOB_NONE and job[7] > 0:  # memory copied yet
                     seen.states.append(dom.state()[0])
-                    seen.max_downtimes.add(int(dom.migrateGetMaxDowntime(0)))
+                    # None when the job ended between the two calls (the binding returns
+                    # None instead of raising on that race).
+                    downtime = dom.migrateGetMaxDowntime(0)
+                    if downtime is not None:
+                        seen.max_downtimes.add(int(downtime))
             except libvirt.libvirtError:  # gone from the source: the migration finished
                 pass
             stop.wait(0.05)
