@@ -9,8 +9,11 @@ mode=${1:-demo}
 PY=${PYTHON:-python3}
 
 debs_demo=(python3-venv)
-debs_test=(python3-venv libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu
-           libvirt-clients qemu-system-x86 busybox-static cpio prometheus stress-ng iproute2)
+# libvirt-python is published as source only: pip compiles it, so it needs a C compiler, the C
+# library's headers and Python's (a minimal Debian 12 has none of them).
+debs_test=(python3-venv gcc libc6-dev python3-dev libvirt-dev pkg-config
+           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
+           busybox-static cpio prometheus stress-ng iproute2)
 
 install_debs() {
   local missing=()
