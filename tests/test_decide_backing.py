@@ -1,4 +1,5 @@
-"""Balloon memory the host does not back yet (balloon - QEMU rss) counts as taken, not free.
+"""Balloon memory the host does not back yet (balloon + QEMU overhead - QEMU rss) counts as
+taken, not free.
 
 The real-VM lab's contention run: host free counted the untouched part of the guests' balloons
 as free, the guests then touched it with no grant, and the budget the core shared out shrank
@@ -15,7 +16,8 @@ from test_decide_properties import fleets, policies
 from test_decide_support import GiB, MiB, by_name, commitments, dom, report, run
 
 from balloond.core import ControllerState
-from balloond.core.backing import RSS_SLACK, untouched, untouched_total
+from balloond.core.backing import OVERHEAD_BASE, RSS_SLACK, learn, untouched, untouched_total
+from balloond.core.state import Backing
 from balloond.model import DomainSnapshot, DomainState, Hold, MemoryStats, Reason
 
 RESERVE = GiB
@@ -125,7 +127,12 @@ def rss_fleets(draw: st.DrawFn) -> tuple[tuple[DomainSnapshot, ...], ControllerS
     for d in domains:
         rss = draw(st.none() | st.integers(-GiB, d.maxmem + 2 * RSS_SLACK))
         out.append(with_rss(d, rss))
-    return tuple(out), state, holds
+    # Overheads learned earlier, some for the process running now, some for an older one.
+    learned = {d.uuid: Backing(draw(st.sampled_from([d.id, None, 7])),
+                               draw(st.integers(0, OVERHEAD_BASE + d.maxmem)),
+                               draw(st.sampled_from([d.current, d.current + MiB])))
+               for d in out if draw(st.booleans())}  # fmt: skip
+    return tuple(out), ControllerState.of(dict(state.domains), learned), holds
 
 
 @settings(max_examples=300, deadline=None)
@@ -140,7 +147,92 @@ def test_reserve_and_untouched_balloons_are_never_promised_away(
     decision, after = run(*domains, free=free, reserve=reserve, policy=policy, state=state,
                           holds=holds)  # type: ignore[arg-type]  # fmt: skip
     before = commitments(decision, state, holds)
-    room = free - reserve - untouched_total(domains)
+    room = free - reserve - sum(untouched(d, after.backing.get(d.uuid)) for d in domains)
     assert commitments(decision, after, holds) <= max(before, room)
     assert decision.budget == 0 or decision.budget <= room
     assert decision.budget >= 0
+
+
+# --- QEMU's own share of its rss, learned per process ------------------------------------
+
+OVERHEAD = 100 * MiB  # what the lab's TCG QEMU keeps for itself next to a 512 MiB guest
+
+
+def qemu(current: int, rss: int | None, *, dom_id: int | None = 5,
+         state: DomainState = DomainState.RUNNING) -> DomainSnapshot:  # fmt: skip
+    return with_rss(dom("q", current, maxmem=512 * MiB, state=state, id=dom_id), rss)
+
+
+def test_the_overhead_is_learned_from_a_full_guest_whose_balloon_stood_still() -> None:
+    full = qemu(256 * MiB, 256 * MiB + OVERHEAD)
+    opened = learn(full, None)  # first sight: did the balloon move? unknown: nothing learned
+    assert opened == Backing(5, 0, 256 * MiB)
+    assert learn(full, opened) == Backing(5, OVERHEAD, 256 * MiB)
+    moved = Backing(5, 0, 300 * MiB)  # the balloon was at 300 MiB a tick ago
+    assert learn(full, moved) == Backing(5, 0, 256 * MiB)
+    assert untouched(qemu(256 * MiB, 256 * MiB + OVERHEAD), opened) == 0
+
+
+@pytest.mark.parametrize("gap", [0, -40 * MiB, OVERHEAD_BASE + 64 * MiB + 1])
+def test_gaps_that_are_not_qemu_overhead_teach_nothing(gap: int) -> None:
+    # <= 0: the guest has not touched all its balloon; above the cap: not QEMU's own memory.
+    d = qemu(256 * MiB, 256 * MiB + gap)
+    assert learn(d, Backing(5, 0, 256 * MiB)) == Backing(5, 0, 256 * MiB)
+    if gap <= 0:
+        assert learn(d, None) is None  # no entry at all (the simulator, Xen)
+
+
+def test_the_largest_gap_is_kept_and_a_new_process_starts_again() -> None:
+    known = Backing(5, OVERHEAD, 300 * MiB)
+    assert learn(qemu(300 * MiB, 300 * MiB + 60 * MiB), known) is known
+    assert learn(qemu(300 * MiB, 420 * MiB), known) == Backing(5, 120 * MiB, 300 * MiB)
+    assert learn(qemu(300 * MiB, None), known) is known  # no rss this tick: kept
+    assert learn(qemu(300 * MiB, 200 * MiB, dom_id=6), known) is None  # restored: new process
+    assert learn(qemu(300 * MiB, 360 * MiB, dom_id=6), known) == Backing(6, 0, 300 * MiB)
+    assert learn(qemu(300 * MiB, 360 * MiB, state=DomainState.SHUTOFF), known) is None
+
+
+def test_untouched_counts_the_learned_overhead_of_the_same_process_only() -> None:
+    # The lab: a guest full at 256 MiB (rss 356) granted 130 MiB it has not touched yet.
+    grown = qemu(386 * MiB, 356 * MiB)
+    assert untouched(grown) == 30 * MiB  # what rss alone shows
+    assert untouched(grown, Backing(5, OVERHEAD, 256 * MiB)) == 130 * MiB
+    assert untouched(grown, Backing(4, OVERHEAD, 256 * MiB)) == 30 * MiB  # another process
+    assert untouched(qemu(386 * MiB, 500 * MiB), Backing(5, OVERHEAD, 256 * MiB)) == 0
+
+
+def test_a_grant_to_a_full_guest_is_counted_taken_until_it_is_touched() -> None:
+    """The lab's contention run as ticks: two guests full at their floor; the first is
+    granted 130 MiB. Without the overhead, host free still showed 100 of those MiB as free
+    and promised them to the second guest as well."""
+    free = RESERVE + 200 * MiB
+    c1 = dataclasses.replace(qemu(256 * MiB, 256 * MiB + OVERHEAD), name="c1", uuid="u1")
+    hungry = dom("c2", 256 * MiB, maxmem=512 * MiB, rep=report(500 * MiB))
+    hold = {"u1": Hold("u1", owner="test", reason="", until=None)}
+    state = ControllerState.empty()
+    for _ in range(2):  # first sight, then the balloon stood still: learned
+        _, state = run(c1, hungry, free=free, reserve=RESERVE, state=state, holds=hold)
+    assert state.backing["u1"] == Backing(5, OVERHEAD, 256 * MiB)
+    granted = dataclasses.replace(c1, current=386 * MiB)  # rss unchanged: nothing touched yet
+    seeing, state = run(granted, hungry, free=free, reserve=RESERVE, state=state, holds=hold)
+    blind, _ = run(granted, hungry, free=free, reserve=RESERVE, holds=hold)
+    assert by_name(blind)["c2"].target == 256 * MiB + 170 * MiB  # 200 - (386 - 356)
+    assert by_name(seeing)["c2"].target == 256 * MiB + 70 * MiB  # 200 - 130
+    touched = dataclasses.replace(granted, stats=dataclasses.replace(
+        granted.stats, rss=386 * MiB + OVERHEAD))  # type: ignore[arg-type]  # fmt: skip
+    # The guest touched its grant and host free fell by as much: the same room, no more.
+    after, _ = run(touched, hungry, free=free - 130 * MiB, reserve=RESERVE, state=state,
+                   holds=hold)  # fmt: skip
+    assert by_name(after)["c2"].target == 256 * MiB + 70 * MiB
+
+
+def test_learned_overheads_survive_a_restart_and_garbage_is_dropped() -> None:
+    state = ControllerState.of({}, {"u1": Backing(5, OVERHEAD, GiB), "u2": Backing(None, MiB, 0)})
+    data = state.to_dict()
+    assert ControllerState.from_dict(data).backing == state.backing
+    data["backing"] = {"u1": [5, -1, 0], "u2": "x", "u3": [True, 1, 1], "u4": [1, 2], 5: [1, 1, 1],
+                       "u6": [1, 1, 2**70], "u5": [3, 64 * MiB, GiB]}  # fmt: skip
+    assert dict(ControllerState.from_dict(data).backing) == {"u5": Backing(3, 64 * MiB, GiB)}
+    assert ControllerState.from_dict({"domains": {}, "backing": []}).backing == {}
+    assert "u1" not in state.forget("u1").backing
+    assert state.forget_target("u1").backing == state.backing

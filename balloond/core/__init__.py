@@ -12,7 +12,8 @@ Public API:
   `.to_dict()` / `.from_dict(data)` (JSON-safe; from_dict never raises).
 - `estimate()` / `Estimate` (balloond.core.estimate): the demand estimator on its own.
 - `water_fill()` (balloond.core.share): weighted sharing above floors.
-- `untouched(dom)` (balloond.core.backing): the part of a balloon the host does not back yet.
+- `untouched(dom, known)` / `learn()` (balloond.core.backing): the part of a balloon the host
+  does not back yet, with QEMU's own share of its rss learned per process.
 
 The law in one paragraph: a guest's demand is what it uses that is not reclaimable cache (the
 agent's report when fresh and believable, else MemTotal - MemAvailable from the balloon

@@ -9,8 +9,9 @@ Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
 3. Share the pool by weight (`share.water_fill`): the pool is what claimants hold now plus
    what the host can still give (free - reserve - promises to everyone else - the untouched
    part of every balloon, `backing.untouched`: host free still counts it although the guest
-   owns it). Nobody goes below
-   its floor; a guest without usable data or one that swaps is not pushed below its size.
+   owns it; QEMU's own share of its rss is learned per process, `backing.learn`). Nobody
+   goes below its floor; a guest without usable data or one that swaps is not pushed below
+   its size.
 4. Rate limits: shrink at most `max_shrink_step` per tick (lifted for idle guests while the
    host is below its reserve), grow at most `max_grow_step` (default: at once), no shrink while
    the guest swaps in (`swap_guard`), no action within the `deadband` of the target in force,
@@ -18,7 +19,7 @@ Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
    grown for pressure or demand is not shrunk for GROW_COOLDOWN seconds (nor its grow in
    flight lowered) unless the host is below its reserve.
 5. Grow budget: new promises never exceed host free - reserve - promises still outstanding
-   - balloon memory the host does not back yet (balloon - QEMU rss, where known).
+   - balloon memory the host does not back yet (balloon + QEMU overhead - QEMU rss).
    Memory that shrinks free is not counted until the host reports it free (shrinks and grows
    are issued together, shrinks first, but a grow never relies on a shrink having happened).
    Growth is shared by weight, floors first.
@@ -34,12 +35,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from balloond.core import explain, progress
-from balloond.core.backing import untouched
+from balloond.core.backing import learn, untouched
 from balloond.core.classify import ALIVE, Work, classify
 from balloond.core.deferred import decided, realize
 from balloond.core.explain import sz
 from balloond.core.share import water_fill
-from balloond.core.state import STUCK_BACKOFF_CAP, ControllerState, DomainMemo
+from balloond.core.state import STUCK_BACKOFF_CAP, Backing, ControllerState, DomainMemo
 from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
 from balloond.policy.model import Policy
 
@@ -77,11 +78,16 @@ def decide(
     memo_of, hold_of, add = state.domains.get, holds.get, works.append
     empty, track, latest_stuck = DomainMemo(), progress.track, now + STUCK_BACKOFF_CAP
     unbacked = 0  # promised to guests (inside their balloons) but not yet taken from the host
+    backing_of, backing = state.backing.get, {}
     for dom in snapshot.domains:
         uuid = dom.uuid
         stats = dom.stats
-        if stats is not None and stats.rss is not None:
-            unbacked += untouched(dom)
+        known = backing_of(uuid)
+        if known is not None or (stats is not None and stats.rss is not None):
+            known = learn(dom, known)
+            if known is not None:
+                backing[uuid] = known
+            unbacked += untouched(dom, known)
         memo = memo_of(uuid, empty)
         if memo.stuck_until is not None and memo.stuck_until > latest_stuck:
             memo = memo._replace(stuck_until=latest_stuck)  # never permanent
@@ -108,7 +114,8 @@ def decide(
     notes: list[str] = []
     if unbacked > 0:
         notes.append(f"{sz(unbacked)} inside guests' balloons is not yet backed by the host "
-                     "(balloon - QEMU rss): counted as taken, not free")  # fmt: skip
+                     "(balloon + QEMU overhead - QEMU rss): counted as taken, "
+                     "not free")  # fmt: skip
     # The host itself is short (not merely promised out): idle guests give back at once.
     deficit = host_free < reserve
     if deficit:
@@ -135,7 +142,7 @@ def decide(
         budget=max(0, budget),
         notes=tuple(notes),
     )
-    return decision, _next_state(works, now)
+    return decision, _next_state(works, now, backing)
 
 
 def _cool(work: Work, now: float) -> None:
@@ -350,7 +357,7 @@ def _decisions(works: list[Work]) -> tuple[DomainDecision, ...]:
     return tuple(out)
 
 
-def _next_state(works: list[Work], now: float) -> ControllerState:
+def _next_state(works: list[Work], now: float, backing: dict[str, Backing]) -> ControllerState:
     memos: dict[str, DomainMemo] = {}
     for work in works:
         memo = work.memo
@@ -359,4 +366,4 @@ def _next_state(works: list[Work], now: float) -> ControllerState:
             if work.reason in GROWN and work.target > max(work.dom.current, work.in_force):
                 memo = memo._replace(grown_at=now)
         memos[work.dom.uuid] = memo
-    return ControllerState.of(memos)
+    return ControllerState.of(memos, backing)

@@ -21,6 +21,10 @@ Per domain (a `DomainMemo`, keyed by UUID) it remembers:
   used until one is learned; `seen_current` / `current_since` tell whether the balloon moved;
 - `grown_at`: when a grow for pressure or demand was last issued (the grow cooldown).
 
+Per QEMU process (`backing`, keyed by UUID) it remembers the process's own share of its
+resident set (`backing.Backing`), so that the untouched part of a balloon can be counted as
+taken (see `balloond.core.backing`).
+
 `from_dict()` accepts anything: a bad document gives an empty state, a bad entry is dropped.
 """
 
@@ -81,6 +85,17 @@ class DomainMemo(NamedTuple):
         return self.target - current
 
 
+class Backing(NamedTuple):
+    """What is learned of one QEMU process: its own share of `rss` (see
+    `balloond.core.backing`), and the balloon size at the previous sample (a sample counts
+    only when the balloon stood still). `domain_id` names the process: a domain restarted in
+    a new process (restore, a cold boot) starts again from nothing."""
+
+    domain_id: int | None
+    overhead: int
+    current: int
+
+
 _EMPTY_MEMO = DomainMemo()
 # The hot paths (classify._remember, progress._set) build memos with tuple.__new__ and every
 # field in order; they check this arity at import so an added field is not silently dropped.
@@ -109,15 +124,18 @@ class ControllerState:
     """Immutable; every change returns a new state. `domains` maps UUID -> DomainMemo."""
 
     domains: Mapping[str, DomainMemo] = field(default_factory=lambda: MappingProxyType({}))
+    backing: Mapping[str, Backing] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def empty(cls) -> ControllerState:
         return cls()
 
     @classmethod
-    def of(cls, domains: dict[str, DomainMemo]) -> ControllerState:
-        """Wrap a freshly built dict (the caller must not keep mutating it)."""
-        return cls(MappingProxyType(domains))
+    def of(
+        cls, domains: dict[str, DomainMemo], backing: dict[str, Backing] | None = None
+    ) -> ControllerState:
+        """Wrap freshly built dicts (the caller must not keep mutating them)."""
+        return cls(MappingProxyType(domains), MappingProxyType(backing or {}))
 
     def memo(self, uuid: str) -> DomainMemo:
         return self.domains.get(uuid, _EMPTY_MEMO)
@@ -135,9 +153,12 @@ class ControllerState:
 
     def forget(self, uuid: str) -> ControllerState:
         """The domain is gone (undefined, or its UUID no longer listed): drop its memo."""
-        if uuid not in self.domains:
+        if uuid not in self.domains and uuid not in self.backing:
             return self
-        return ControllerState.of({k: v for k, v in self.domains.items() if k != uuid})
+        return ControllerState.of(
+            {k: v for k, v in self.domains.items() if k != uuid},
+            {k: v for k, v in self.backing.items() if k != uuid},
+        )
 
     def forget_target(self, uuid: str) -> ControllerState:
         """The daemon could not apply (or, in a dry run, did not apply) the last target:
@@ -146,10 +167,11 @@ class ControllerState:
         if memo is None or memo.target is None:
             return self
         cleared = memo._replace(target=None, target_at=None, mark_current=None, mark_at=None)
-        return ControllerState.of({**self.domains, uuid: cleared})
+        return ControllerState.of({**self.domains, uuid: cleared}, dict(self.backing))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: {"version": 1, "domains": {uuid: {field: value, ...}}} (None omitted)."""
+        """JSON-safe: {"version": 1, "domains": {uuid: {field: value, ...}}, "backing":
+        {uuid: [domain id, overhead, current]}} (None omitted)."""
         out: dict[str, dict[str, Any]] = {}
         for uuid, memo in self.domains.items():
             entry = {
@@ -158,7 +180,8 @@ class ControllerState:
                 if getattr(memo, name) is not None and (name != "strikes" or memo.strikes)
             }
             out[uuid] = entry
-        return {"version": STATE_VERSION, "domains": out}
+        backing = {uuid: list(b) for uuid, b in self.backing.items()}
+        return {"version": STATE_VERSION, "domains": out, "backing": backing}
 
     @classmethod
     def from_dict(cls, data: object) -> ControllerState:
@@ -174,7 +197,26 @@ class ControllerState:
             memo = _memo_from(entry)
             if isinstance(uuid, str) and 0 < len(uuid) <= 128 and memo is not None:
                 domains[uuid] = memo
-        return cls.of(domains)
+        return cls.of(domains, _backing_from(data.get("backing")))
+
+
+def _backing_from(raw: object) -> dict[str, Backing]:
+    """Learned QEMU overheads; a malformed entry is dropped (it is learned again)."""
+    out: dict[str, Backing] = {}
+    if not isinstance(raw, Mapping):
+        return out
+    for uuid, entry in raw.items():
+        if not isinstance(uuid, str) or not 0 < len(uuid) <= 128:
+            continue
+        if not isinstance(entry, list | tuple) or len(entry) != 3:
+            continue
+        domain_id, overhead, current = entry
+        if domain_id is not None and _clean_int(domain_id) is None:
+            continue
+        if _clean_int(overhead) is None or _clean_int(current) is None:
+            continue
+        out[uuid] = Backing(domain_id, overhead, current)
+    return out
 
 
 def _memo_from(entry: object) -> DomainMemo | None:
