@@ -170,3 +170,22 @@ def test_every_option_is_explained(command: str, capsys: pytest.CaptureFixture[s
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for action in subparsers.choices[command]._actions:
         assert action.help, f"{command}: {action.option_strings or action.dest} has no help"
+
+
+def test_both_checks_read_the_config_named_by_balloond_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `balloond run` and balloonctl do: --config, else $BALLOOND_CONFIG, else /etc/..."""
+    folder = tmp_path / "pol"
+    folder.mkdir()
+    write(folder, "web.yaml", BAD)
+    config = write(tmp_path, "balloond.yaml", "policy_dir: pol\n")
+    monkeypatch.setenv("BALLOOND_CONFIG", config)
+    assert main(["check-policy"]) == 2
+    assert f"{folder / 'web.yaml'}:4: floor:" in capsys.readouterr().err
+    assert main(["check-config"]) == 0
+    assert capsys.readouterr().out.startswith(f"{config}: ok\n")
+    broken = write(tmp_path, "broken.yaml", "policy_dirr: pol\n")
+    monkeypatch.setenv("BALLOOND_CONFIG", broken)
+    assert main(["check-policy"]) == 2  # a broken config is reported, not a traceback
+    assert f"{broken}:1: policy_dirr: unknown key" in capsys.readouterr().err

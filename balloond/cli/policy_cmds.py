@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 from balloond.cli.common import EXIT_BAD_INPUT, EXIT_OK
-from balloond.config import DEFAULT_CONFIG_PATH, ConfigLoadErrors, load_config
+from balloond.config import DEFAULT_CONFIG_PATH, ConfigLoadErrors, config_path, load_config
 from balloond.errors import ConfigError
 from balloond.model import DomainSnapshot
 from balloond.policy.loader import PolicyLoadErrors, load_policy_files
@@ -40,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                        "(default: policy_dir of the daemon config)")  # fmt: skip
     check.add_argument("--config", metavar="FILE",
                        help="daemon config whose policy_dir to check when no FILE_OR_DIR is "
-                       f"given (default: {DEFAULT_CONFIG_PATH} if it exists)")  # fmt: skip
+                       f"given (default: $BALLOOND_CONFIG, else {DEFAULT_CONFIG_PATH} if it "
+                       "exists)")  # fmt: skip
     check.add_argument("--domain", metavar="NAME",
                        help="also show which policy would govern a domain of this name, and "
                        "through which selector")  # fmt: skip
@@ -70,9 +70,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     config.add_argument(
         "file",
         nargs="?",
-        default=DEFAULT_CONFIG_PATH,
         metavar="FILE",
-        help=f"the config file (default: {DEFAULT_CONFIG_PATH})",
+        help=f"the config file (default: $BALLOOND_CONFIG, else {DEFAULT_CONFIG_PATH})",
     )
     config.set_defaults(func=_check_config)
 
@@ -89,13 +88,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _check_policy(args: argparse.Namespace) -> int:
     paths: list[str] = list(args.paths)
-    if not paths:
-        config_path = args.config or (DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH)
-                                      else None)  # fmt: skip
-        paths = [load_config(config_path).policy_dir]
     try:
+        if not paths:
+            # The same config the daemon would read (--config, $BALLOOND_CONFIG, /etc/...).
+            paths = [load_config(config_path(args.config)).policy_dir]
         policies = load_policy_files(paths)
-    except PolicyLoadErrors as exc:
+    except (PolicyLoadErrors, ConfigLoadErrors) as exc:
         return _print_errors(exc.errors)
     except ConfigError as exc:
         return _print_errors([exc])
@@ -139,6 +137,7 @@ def _which(policies: PolicySet, name: str, uuid: str, tags: list[str]) -> str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    args.file = args.file or config_path(None) or DEFAULT_CONFIG_PATH
     try:
         config = load_config(args.file)
     except ConfigLoadErrors as exc:
