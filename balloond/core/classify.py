@@ -8,15 +8,14 @@ sharing step may not push it (its floor; its current size when the data is bad o
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from math import isfinite
 
 from balloond.core import explain
 from balloond.core.deferred import Text
 from balloond.core.estimate import (
     SWAP_IN_GUARD,
     Estimate,
-    Overhead,
     estimate,
     overhead_for,
     recently_shrunk,
@@ -35,10 +34,16 @@ ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
 PEAK_HALF_LIFE = 60.0
 # Weight of each new reading in the usual major-fault rate (an exponential average).
 FAULT_BASE_WEIGHT = 0.2
-# _remember builds a DomainMemo of all its fields with tuple.__new__ (no NamedTuple.__new__).
+# _claimant unpacks a DomainMemo and an Estimate field by field (one step, where reading a
+# NamedTuple's fields by name costs a descriptor call each) and builds the next memo with
+# tuple.__new__ (no NamedTuple.__new__): it runs for every domain every tick.
 _new_tuple = tuple.__new__
-if MEMO_ARITY != 20:
-    raise RuntimeError(f"DomainMemo has {MEMO_ARITY} fields; update {__name__}")
+if MEMO_ARITY != 20 or len(Estimate._fields) != 13:
+    raise RuntimeError(f"DomainMemo or Estimate changed; update {__name__}")
+# Enum members bound once: reading one off its class costs as much as a small function call.
+STEADY, NO_DATA, GUEST_REQUEST = Reason.STEADY, Reason.NO_DATA, Reason.GUEST_REQUEST
+FLOOR, CEILING, SHRINK_IDLE = Reason.FLOOR, Reason.CEILING, Reason.SHRINK_IDLE
+GROW_PRESSURE, GROW_DEMAND = Reason.GROW_PRESSURE, Reason.GROW_DEMAND
 # Learned hot cache gets this share of the policy buffer (it is a measured need already).
 CACHE_BUFFER = 0.25
 
@@ -79,7 +84,7 @@ def classify(
 ) -> Work:
     """`bounds` is (floor, ceiling) of the policy for this domain's maxmem."""
     cur, maxmem = dom.current, dom.maxmem
-    work = Work(dom, policy, memo, bounds[0], bounds[1], Reason.STEADY, cur)
+    work = Work(dom, policy, memo, bounds[0], bounds[1], STEADY, cur)
     target = memo.target
     if target is not None and dom.state in ALIVE:
         work.in_force = target
@@ -95,7 +100,7 @@ def classify(
         return _fixed(work, Reason.BUSY, (explain.busy, (dom.state, dom.job, cur)))
     if maxmem <= 0 or cur <= 0:
         text = f"left alone: implausible size (current {cur}, maxmem {maxmem} bytes)"
-        return _fixed(work, Reason.NO_DATA, text)
+        return _fixed(work, NO_DATA, text)
     if held and hold is not None:
         if hold.target is not None:
             work.target = hold.target
@@ -114,96 +119,87 @@ def _fixed(work: Work, reason: Reason, text: Text) -> Work:
     return work
 
 
-def stats_time(dom: DomainSnapshot, now: float) -> float:
-    last = dom.stats.last_update if dom.stats is not None else None
-    return last if last is not None and math.isfinite(last) and last > 0 else now
-
-
 def _claimant(work: Work, now: float, stale_after: float) -> Work:
     dom, policy, memo = work.dom, work.policy, work.memo
-    at = stats_time(dom, now)
+    cur, stats = dom.current, dom.stats
+    # When the balloon statistics were sampled: their own clock if believable, else now.
+    at = stats.last_update if stats is not None else None
+    if at is None or not (isfinite(at) and at > 0):
+        at = now
     est = estimate(dom, policy, memo, now, stale_after, at)
-    overhead = overhead_for(est.overhead, memo, dom.current, at)
+    overhead = overhead_for(est.overhead, memo, cur, at)
     est = with_overhead(est, overhead.used)
     work.est, work.fixed = est, False
-    work.memo = _remember(memo, dom, est, now, at, overhead)
-    cur, floor, ceiling = dom.current, work.floor, work.ceiling
-    work.guard = (
-        policy.swap_guard and est.swap_in_rate is not None and est.swap_in_rate >= SWAP_IN_GUARD
-    )
-    if est.demand is None:
+    demand, _, _, _, swap_rate, fault_rate, short, requested, why, _, hidden, _, _ = est
+    # Carry the guest counters, the held demand peak and the overhead to the next tick.
+    (_, _, _, peak, peak_at, target, target_at, mark, mark_at, stuck_until, strikes, _, _,
+     shrunk_at, base, _, _, seen, since, grown_at) = memo  # fmt: skip
+    if demand is not None:
+        if peak is None or peak_at is None or demand >= peak:
+            peak = demand
+        else:
+            keep = 0.5 ** (max(0.0, now - peak_at) / PEAK_HALF_LIFE)
+            peak = demand + int((peak - demand) * keep)
+        peak_at = now
+    swap_in = faults = None
+    if stats is not None:
+        swap_in, faults = stats.swap_in, stats.major_faults
+        if swap_in is not None and not swap_in >= 0:
+            swap_in = None
+        if faults is not None and not faults >= 0:
+            faults = None
+    if fault_rate is not None and not recently_shrunk(memo, now):
+        base = fault_rate if base is None else base + (fault_rate - base) * FAULT_BASE_WEIGHT
+    work.memo = _new_tuple(DomainMemo, (
+        swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
+        peak_at, target, target_at, mark, mark_at, stuck_until, strikes,
+        hidden or None, now if hidden else None, shrunk_at, base, overhead.learned,
+        overhead.seen, cur, since if seen == cur and since else now, grown_at,
+    ))  # fmt: skip
+    floor, ceiling = work.floor, work.ceiling
+    work.guard = guard = policy.swap_guard and swap_rate is not None and swap_rate >= SWAP_IN_GUARD
+    if demand is None:
         # Never shrink on bad data; only the policy range itself may move the domain.
         work.want = work.low = min(max(cur, floor), ceiling)
-        work.reason = Reason.NO_DATA
-        work.explanation = (explain.no_data, (cur, est.why_no_data))
+        work.reason = NO_DATA
+        work.explanation = (explain.no_data, (cur, why))
         return work
-    demand = est.demand
-    held = work.memo.peak if work.memo.peak is not None else demand
-    want = _want(held if held > demand else demand, est, policy.buffer)
+    buffer, used = policy.buffer, overhead.used
+    want = _want(demand, hidden, used, buffer)
+    held = peak if peak is not None else demand  # the peak just carried forward
     if held > demand:
         # The held peak keeps a guest from being shrunk into the trough of a workload that
         # comes back; it never grows one (the lab's light guest, its workload OOM-killed, was
         # grown back on the peak of the workload that had died).
-        want = max(_want(est.demand, est, policy.buffer), min(want, max(cur, work.in_force)))
-    work.reason = _direction(est, want, cur)
-    if est.requested is not None and policy.self_adjust:
-        want, work.reason = est.requested, Reason.GUEST_REQUEST
+        want = max(want, min(_want(held, hidden, used, buffer), max(cur, work.in_force)))
+    reason = _direction(short, want, cur)
+    if requested is not None and policy.self_adjust:
+        want, reason = requested, GUEST_REQUEST
     # FLOOR / CEILING name the reason only when the bound itself moves the domain; a guest
     # shrinking toward its floor from far above is still shrinking because it is idle.
     if want < floor:
         want, work.clamp = floor, "floor"
-        work.reason = Reason.FLOOR if cur < floor else _direction(est, floor, cur)
+        reason = FLOOR if cur < floor else _direction(short, floor, cur)
     elif want > ceiling:
         want, work.clamp = ceiling, "ceiling"
-        work.reason = Reason.CEILING if cur > ceiling else _direction(est, ceiling, cur)
-    work.want = want
-    work.low = max(floor, min(cur, ceiling)) if work.guard else floor
+        reason = CEILING if cur > ceiling else _direction(short, ceiling, cur)
+    work.reason, work.want = reason, want
+    work.low = max(floor, min(cur, ceiling)) if guard else floor
     return work
 
 
-def _want(demand: int, est: Estimate, buffer: float) -> int:
+def _want(demand: int, hidden: int, overhead: int, buffer: float) -> int:
     """Demand plus the buffer, as a balloon size. The buffer is headroom for demand to grow
     into; hot cache learned from a stall is already a measured need (cache swells and shrinks
     with what it is given), so it gets only a quarter of the buffer."""
-    cache = est.hidden if est.hidden < demand else demand
+    cache = hidden if hidden < demand else demand
     want = int((demand - cache) * (1.0 + buffer) + cache * (1.0 + buffer * CACHE_BUFFER))
-    return want + est.overhead  # demand is in the guest's terms; the target is a balloon size
+    return want + overhead  # demand is in the guest's terms; the target is a balloon size
 
 
-def _direction(est: Estimate, want: int, cur: int) -> Reason:
+def _direction(short: bool, want: int, cur: int) -> Reason:
     if want > cur:
-        return Reason.GROW_PRESSURE if est.short else Reason.GROW_DEMAND
+        return GROW_PRESSURE if short else GROW_DEMAND
     if want < cur:
-        return Reason.SHRINK_IDLE
-    return Reason.STEADY
-
-
-def _remember(memo: DomainMemo, dom: DomainSnapshot, est: Estimate, now: float,
-              at: float, overhead: Overhead) -> DomainMemo:  # fmt: skip
-    """Carry the guest counters, the held demand peak and the overhead to the next tick."""
-    stats = dom.stats
-    swap_in = stats.swap_in if stats is not None else None
-    faults = stats.major_faults if stats is not None else None
-    peak, peak_at = memo.peak, memo.peak_at
-    if est.demand is not None:
-        if peak is None or peak_at is None or est.demand >= peak:
-            peak = est.demand
-        else:
-            keep = 0.5 ** (max(0.0, now - peak_at) / PEAK_HALF_LIFE)
-            peak = est.demand + int((peak - est.demand) * keep)
-        peak_at = now
-    swap_in = swap_in if swap_in is not None and swap_in >= 0 else None
-    faults = faults if faults is not None and faults >= 0 else None
-    # Built directly, not with dataclasses.replace: this runs for every domain every tick.
-    hidden, hidden_at = (est.hidden, now) if est.hidden else (None, None)
-    base, rate = memo.fault_base, est.major_fault_rate
-    if rate is not None and not recently_shrunk(memo, now):
-        base = rate if base is None else base + (rate - base) * FAULT_BASE_WEIGHT
-    return _new_tuple(DomainMemo, (
-        swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
-        peak_at, memo.target, memo.target_at, memo.mark_current, memo.mark_at,
-        memo.stuck_until, memo.strikes, hidden, hidden_at, memo.shrunk_at, base,
-        overhead.learned, overhead.seen, dom.current,
-        memo.current_since if memo.seen_current == dom.current and memo.current_since else now,
-        memo.grown_at,
-    ))  # fmt: skip
+        return SHRINK_IDLE
+    return STEADY

@@ -43,7 +43,7 @@ SWAP_IN_SHORT = 16 * PAGE
 SWAP_IN_GUARD = PAGE
 # Major faults also come from ordinary file reads; only a storm of them means "short".
 MAJOR_FAULTS_SHORT = 200.0
-# Signs that a shrink reached the working set (see _touched): a stall of a tenth of the
+# Signs that a shrink reached the working set (see `estimate`): a stall of a tenth of the
 # pressure target, or this many major faults per second soon after a shrink.
 TOUCH_FRACTION = 0.1
 SHRINK_BLAME = 60.0
@@ -58,7 +58,7 @@ BOOST_MAX = 1.0
 # (a lying guest): claim > occupied + max(LIE_SLACK, occupied x LIE_RATIO).
 LIE_RATIO = 0.10
 LIE_SLACK = 64 * 1024 * 1024
-# Balloon taken as invisible to the guest (see _overhead): at most this share of it, and at
+# Balloon taken as invisible to the guest (see `estimate`): at most this share of it, and at
 # most OVERHEAD_BASE + maxmem x OVERHEAD_PER_MAXMEM (kernel and firmware reservations, plus
 # struct pages: 64 bytes per 4 KiB page of maxmem, doubled for margin).
 MAX_OVERHEAD = 0.25
@@ -83,7 +83,7 @@ class Estimate(NamedTuple):
     note: str = ""  # e.g. a disbelieved report
     hidden: int = 0  # learned demand the balloon statistics do not show (see _hidden)
     touched: bool = False  # a shrink reached the working set: shrink no further
-    overhead: int = 0  # balloon the guest never sees (current - MemTotal), see _overhead
+    overhead: int = 0  # balloon the guest never sees (current - MemTotal), see `estimate`
 
 
 # Hot tuples are built with tuple.__new__ (no Python-level NamedTuple.__new__ frame), with
@@ -119,27 +119,6 @@ def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_afte
     return ""
 
 
-def _rate(new: int | None, old: int | None, dt: float) -> float | None:
-    # A counter that went backwards (guest reboot) or garbage gives no rate this tick.
-    if new is None or old is None or dt <= 0.0 or new < old or new < 0:
-        return None
-    return (new - old) / dt
-
-
-def counter_rates(
-    stats: MemoryStats | None, memo: DomainMemo, sampled_at: float
-) -> tuple[float | None, float | None]:
-    """Swap-in bytes/s and major faults/s from the previous tick's counters."""
-    if stats is None or memo.counters_at is None:
-        return None, None
-    dt = sampled_at - memo.counters_at
-    return _rate(stats.swap_in, memo.swap_in, dt), _rate(stats.major_faults, memo.major_faults, dt)
-
-
-def _nonneg(value: float | None) -> float | None:
-    return value if value is not None and 0.0 <= value < 1e15 else None
-
-
 def estimate(
     dom: DomainSnapshot,
     policy: Policy,
@@ -149,7 +128,10 @@ def estimate(
     stats_at: float,
 ) -> Estimate:
     """Estimate the demand of one running domain. Pure; never raises on guest data.
-    `stats_at` is when the balloon statistics were sampled (their `last_update`, else now)."""
+    `stats_at` is when the balloon statistics were sampled (their `last_update`, else now).
+
+    One function with its checks written out, not a call per check: it runs for every domain
+    every tick, and a Python call costs as much as the check it makes."""
     maxmem = dom.maxmem
     report = dom.report
     if report is not None and not -stale_after <= now - report.received_at <= stale_after:
@@ -157,50 +139,116 @@ def estimate(
     stats = dom.stats
     stats_why = stats_problem(stats, maxmem, now, stale_after)
     usable = stats if not stats_why else None
-    swap_rate, fault_rate = counter_rates(stats, memo, stats_at)
+    # Swap-in bytes/s and major faults/s from the previous tick's cumulative counters. A
+    # counter that went backwards (guest reboot) or garbage gives no rate this tick.
+    swap_rate = fault_rate = None
+    counters_at = memo.counters_at
+    if stats is not None and counters_at is not None:
+        dt = stats_at - counters_at
+        if not dt <= 0.0:
+            new, old = stats.swap_in, memo.swap_in
+            if new is not None and old is not None and not (new < old or new < 0):
+                swap_rate = (new - old) / dt
+            new, old = stats.major_faults, memo.major_faults
+            if new is not None and old is not None and not (new < old or new < 0):
+                fault_rate = (new - old) / dt
     pressure = requested = claimed = None
     if report is not None:
-        # Checks written out, not called: this runs for every domain every tick.
         pressure = report.psi_some
         if pressure is None or not 0.0 <= pressure <= 1.0:
             pressure = report.psi_some_avg10
             if pressure is not None and not 0.0 <= pressure <= 1.0:
                 pressure = None
-        if report.swap_in_rate is not None:
-            swap_rate = _nonneg(report.swap_in_rate)
-        if report.major_fault_rate is not None:
-            fault_rate = _nonneg(report.major_fault_rate)
+        # The agent's own rates, when it gives them, win over the counters (garbage: none).
+        rate = report.swap_in_rate
+        if rate is not None:
+            swap_rate = rate if 0.0 <= rate < 1e15 else None
+        rate = report.major_fault_rate
+        if rate is not None:
+            fault_rate = rate if 0.0 <= rate < 1e15 else None
         requested = report.requested_target
         if requested is not None and not 0 < requested <= maxmem:
             requested = None
         claimed = report.demand
         if claimed is None or not 0 < claimed <= maxmem:
             claimed = report_demand(report, maxmem)
-    short = _is_short(pressure, swap_rate, fault_rate, policy.pressure_target)
-    touched = short or _touched(pressure, swap_rate, fault_rate, policy, memo, now)
+    # Short of memory: a stall above the policy's target, heavy swap-in, or, without PSI, a
+    # storm of major faults (the only other sign of thrashing).
+    target = policy.pressure_target
+    short = (
+        (pressure is not None and pressure > target)
+        or (swap_rate is not None and swap_rate >= SWAP_IN_SHORT)
+        or (pressure is None and fault_rate is not None and fault_rate >= MAJOR_FAULTS_SHORT)
+    )
+    # Has a shrink reached the working set? Weaker signs than `short`: a stall of a tenth of
+    # the pressure target, any swap-in, or, within SHRINK_BLAME seconds of a shrink, major
+    # faults beyond what the guest's ordinary file reads explain (busy guests read files all
+    # day: only faults well above their usual rate are blamed).
+    touched = (
+        short
+        or (pressure is not None and pressure >= target * TOUCH_FRACTION)
+        or (swap_rate is not None and swap_rate >= SWAP_IN_GUARD)
+        or (
+            fault_rate is not None
+            and recently_shrunk(memo, now)
+            and fault_rate >= max(MAJOR_FAULTS_AFTER_SHRINK, FAULT_BASE_FACTOR * (
+                memo.fault_base if memo.fault_base is not None else 0.0))
+        )
+    )  # fmt: skip
     hidden = _hidden(memo, usable, report, touched, now) if touched or memo.hidden else 0
-    stats_demand = None
+    stats_total = stats_demand = None
+    lie = False
     if usable is not None:
-        assert usable.total is not None and usable.available is not None
-        stats_demand = usable.total - usable.available
+        stats_total, available = usable.total, usable.available
+        assert stats_total is not None and available is not None
+        stats_demand = stats_total - available
+        if claimed is not None and not short:
+            # A guest that does not stall holds all it needs, so it cannot need more than it
+            # occupies (MemTotal - MemFree: used memory plus every cache page). A claim
+            # beyond that is a lie (or a bug): the kernel's balloon statistics are used.
+            unused = usable.unused
+            if unused is None or not 0 <= unused <= stats_total:
+                unused = 0
+            occupied = stats_total - unused
+            lie = claimed > occupied + max(LIE_SLACK, int(occupied * LIE_RATIO))
     raw, source, note = claimed, "report", ""
-    if claimed is None or _disbelieved(claimed, usable, short):
-        if claimed is not None and stats_demand is not None:
+    if claimed is None or lie:
+        if lie:
             note = "guest report claims more than its balloon statistics show; using statistics"
         raw, source = stats_demand, "stats"
     if raw is None:
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
         return Estimate(None, None, "", pressure, swap_rate, fault_rate, short, requested, why)
-    visible = _visible(dom, report, usable)
+    # What a reading capped by the balloon is capped at: the guest's MemTotal.
+    if stats_total is not None:
+        visible = stats_total
+    elif report is not None and report.mem_total is not None and 0 < report.mem_total <= maxmem:
+        visible = report.mem_total
+    else:
+        visible = dom.current
     knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
     if not knows:
         raw = min(raw + hidden, maxmem)
-    demand = _corrected(raw, visible, knows, short, pressure, policy, report)
+    demand = _corrected(raw, visible, knows, pressure, policy, report) if short else raw
     if demand > maxmem:
         demand = maxmem
+    # Balloon the guest never sees: its MemTotal is smaller than the balloon by the kernel
+    # image, struct pages and firmware reservations (measured in the lab: ~50 MiB, so a
+    # 256 MiB balloon gives a 206 MiB MemTotal). Demand is in the guest's terms, targets are
+    # balloon sizes: without this a demand-sized target leaves the guest nothing to spare.
+    # A larger gap is not overhead but a reading from before the balloon grew (statistics lag
+    # the balloon by up to a stats period): counting it would grow the guest again on its own
+    # growth, so it is ignored beyond MAX_OVERHEAD of the balloon and capped at what a kernel
+    # plausibly reserves. `overhead_for` then keeps it steady while the balloon moves.
+    current = dom.current
+    overhead = current - visible
+    if not 0 < overhead <= current * MAX_OVERHEAD:
+        overhead = 0
+    elif overhead > (cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)):
+        overhead = cap
     return _new_tuple(Estimate, (
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
-        touched, _overhead(dom.current, visible, maxmem),
+        touched, overhead,
     ))  # fmt: skip
 
 
@@ -230,30 +278,6 @@ def _hidden(
     return hidden
 
 
-def _visible(dom: DomainSnapshot, report: GuestReport | None, stats: MemoryStats | None) -> int:
-    """The guest's MemTotal: what a reading capped by the balloon is capped at."""
-    if stats is not None and stats.total is not None:
-        return stats.total
-    if report is not None and report.mem_total is not None and 0 < report.mem_total <= dom.maxmem:
-        return report.mem_total
-    return dom.current
-
-
-def _overhead(current: int, visible: int, maxmem: int) -> int:
-    """Balloon the guest never sees: its MemTotal is smaller than the balloon by the kernel
-    image, struct pages and firmware reservations (measured in the lab: ~50 MiB, so a
-    256 MiB balloon gives a 206 MiB MemTotal). Demand is in the guest's terms, targets are
-    balloon sizes: without this a demand-sized target leaves the guest nothing to spare.
-    A larger gap is not overhead but a reading from before the balloon grew (statistics lag
-    the balloon by up to a stats period): counting it would grow the guest again on its own
-    growth, so it is ignored beyond MAX_OVERHEAD of the balloon and capped at what a kernel
-    plausibly reserves."""
-    overhead = current - visible
-    if not 0 < overhead <= current * MAX_OVERHEAD:
-        return 0
-    return min(overhead, OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM))
-
-
 def with_overhead(est: Estimate, used: int) -> Estimate:
     """`est` with its overhead set to `used`: built directly, not with _replace (several times
     slower), as this runs for every domain every tick."""
@@ -270,27 +294,26 @@ class Overhead(NamedTuple):
     seen: int | None  # the largest plausible gap seen so far
 
 
-def settled(memo: DomainMemo, current: int, stats_at: float) -> bool:
-    """Is the balloon at rest, and were the statistics sampled after it came to rest? Only
-    then is current - MemTotal the guest's reservation: while the balloon moves, `current`
-    and MemTotal are sampled at different moments (the lab saw 20-45 MiB instead of 54 while
-    a guest grew, and the lower target cancelled the grow in flight)."""
-    if memo.seen_current != current or memo.current_since is None:
-        return False  # moved since the previous tick (or first sight)
-    if stats_at <= memo.current_since:
-        return False  # statistics from before the balloon reached this size
-    target = memo.target
-    return target is None or abs(target - current) <= reach_tolerance(target)
-
-
 def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float) -> Overhead:
     """Balloon - MemTotal is a per-guest constant (kernel image, struct pages, firmware) that
     only looks different while the balloon moves: learn it from settled samples and use the
     learned value meanwhile. Before one is learned, use the largest plausible gap seen (a
-    larger target is the safe error; `_overhead` already caps what counts as plausible)."""
+    larger target is the safe error; `estimate` already caps what counts as plausible).
+
+    Settled: the balloon is at rest (seen at this size last tick, its target in force
+    reached), and the statistics were sampled after it came to rest. Only then is current -
+    MemTotal the guest's reservation: while the balloon moves, `current` and MemTotal are
+    sampled at different moments (the lab saw 20-45 MiB instead of 54 while a guest grew, and
+    the lower target cancelled the grow in flight)."""
     learned = memo.overhead
-    if observed > 0 and settled(memo, current, stats_at):
-        learned = observed
+    if observed > 0 and memo.seen_current == current:
+        since, target = memo.current_since, memo.target
+        if (
+            since is not None
+            and not stats_at <= since
+            and (target is None or abs(target - current) <= reach_tolerance(target))
+        ):
+            learned = observed
     before = memo.overhead_seen or 0
     seen = (observed if observed > before else before) or None
     # Built directly (no Python-level NamedTuple.__new__): this runs for every domain every tick.
@@ -299,52 +322,8 @@ def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float)
     return _new_tuple(Overhead, (seen or 0, None, seen))
 
 
-def _disbelieved(claimed: int, stats: MemoryStats | None, short: bool) -> bool:
-    """A guest that does not stall holds all it needs, so it cannot need more than it
-    occupies (MemTotal - MemFree: used memory plus every cache page). A claim beyond that is
-    a lie (or a bug), and the kernel's balloon statistics are used instead."""
-    if stats is None or short or stats.total is None:
-        return False
-    unused = stats.unused if stats.unused is not None and 0 <= stats.unused <= stats.total else 0
-    occupied = stats.total - unused
-    return claimed > occupied + max(LIE_SLACK, int(occupied * LIE_RATIO))
-
-
-def _touched(
-    pressure: float | None,
-    swap_rate: float | None,
-    fault_rate: float | None,
-    policy: Policy,
-    memo: DomainMemo,
-    now: float,
-) -> bool:
-    """Has a shrink reached the guest's working set? Weaker signs than `short`: a stall
-    of a tenth of the pressure target, any swap-in, or, within SHRINK_BLAME seconds of a
-    shrink, major faults beyond what the guest's ordinary file reads explain."""
-    if pressure is not None and pressure >= policy.pressure_target * TOUCH_FRACTION:
-        return True
-    if swap_rate is not None and swap_rate >= SWAP_IN_GUARD:
-        return True
-    if fault_rate is None or not recently_shrunk(memo, now):
-        return False
-    # Busy guests read files all day: only faults well above their usual rate are blamed.
-    usual = memo.fault_base if memo.fault_base is not None else 0.0
-    return fault_rate >= max(MAJOR_FAULTS_AFTER_SHRINK, FAULT_BASE_FACTOR * usual)
-
-
 def recently_shrunk(memo: DomainMemo, now: float) -> bool:
     return memo.shrunk_at is not None and now - memo.shrunk_at <= SHRINK_BLAME
-
-
-def _is_short(
-    pressure: float | None, swap_rate: float | None, fault_rate: float | None, target: float
-) -> bool:
-    if pressure is not None and pressure > target:
-        return True
-    if swap_rate is not None and swap_rate >= SWAP_IN_SHORT:
-        return True
-    # Without PSI, a storm of major faults is the only other sign of thrashing.
-    return pressure is None and fault_rate is not None and fault_rate >= MAJOR_FAULTS_SHORT
 
 
 def boost_for(pressure: float | None, target: float) -> float:
@@ -358,13 +337,11 @@ def _corrected(
     raw: int,
     visible: int,
     knows: bool,
-    short: bool,
     pressure: float | None,
     policy: Policy,
     report: GuestReport | None,
 ) -> int:
-    if not short:
-        return raw
+    """The demand of a guest that is short of memory (see the module docstring)."""
     maxmem = max(raw, visible)  # only for the swap sanity bound below
     if knows:
         # The guest knows it needs more than it has (an agent counts what it lacks): believe
