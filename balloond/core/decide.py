@@ -37,12 +37,12 @@ from collections.abc import Callable, Mapping
 from balloond.core import explain, progress
 from balloond.core.backing import learn, untouched
 from balloond.core.classify import ALIVE, Work, classify
-from balloond.core.deferred import decided, realize
+from balloond.core.deferred import Text, decided, realize
 from balloond.core.explain import sz
 from balloond.core.share import water_fill
 from balloond.core.state import STUCK_BACKOFF_CAP, Backing, ControllerState, DomainMemo
 from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
-from balloond.policy.model import Policy
+from balloond.policy.model import Amount, Policy
 
 # In a host deficit, claimants cut by contention shrink at this multiple of their usual step.
 DEFICIT_STEP_FACTOR = 2
@@ -54,6 +54,13 @@ DEFICIT_STEP_FACTOR = 2
 # and is short against the 60 s half-life of the held demand peak, which slows shrinks anyway.
 GROW_COOLDOWN = 30.0
 GROWN = (Reason.GROW_PRESSURE, Reason.GROW_DEMAND, Reason.CONTENTION)
+# Enum members bound once: reading one off its class costs as much as a small function call,
+# and the steps below test them for every claimant every tick.
+CONTENTION, SWAP_GUARD, NO_DATA, STEADY = (
+    Reason.CONTENTION, Reason.SWAP_GUARD, Reason.NO_DATA, Reason.STEADY)  # fmt: skip
+SHRINK_IDLE, GUEST_REQUEST, FLOOR, CEILING = (
+    Reason.SHRINK_IDLE, Reason.GUEST_REQUEST, Reason.FLOOR, Reason.CEILING)  # fmt: skip
+KEEPS_ITS_TEXT = (NO_DATA, SWAP_GUARD, CONTENTION)  # _steady leaves these as they are
 
 
 def decide(
@@ -108,9 +115,11 @@ def decide(
     # Host free counts untouched balloon memory as free; the guests will take it without any
     # grant, so it is not there to give (qmemman's "promised but not taken").
     room = host_free - unbacked - reserve
+    # List comprehensions, not generator expressions: each item of a generator costs a resume.
     claimants = [w for w in works if not w.fixed]
-    fixed_promises = sum(w.promise for w in works if w.fixed)
-    spare = room - fixed_promises - sum(w.promise for w in claimants)
+    claimed = sum([w.promise for w in claimants])
+    fixed_promises = sum([w.promise for w in works]) - claimed
+    spare = room - fixed_promises - claimed
     notes: list[str] = []
     if unbacked > 0:
         notes.append(f"{sz(unbacked)} inside guests' balloons is not yet backed by the host "
@@ -129,7 +138,8 @@ def decide(
                      "nothing grows until they are taken")  # fmt: skip
     if not deficit:
         for work in claimants:
-            _cool(work, now)
+            if work.memo.grown_at is not None:  # most never grew: no cooldown to check
+                _cool(work, now)
     _share(claimants, room - fixed_promises, notes)
     for work in claimants:
         _limit(work, deficit=deficit)
@@ -159,13 +169,13 @@ def _cool(work: Work, now: float) -> None:
     if work.want >= keep:
         return
     work.want, work.cooling = keep, now - grown_at
-    if work.reason is Reason.SHRINK_IDLE:
-        work.reason = Reason.STEADY
+    if work.reason is SHRINK_IDLE:
+        work.reason = STEADY
 
 
 def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
     """Set each claimant's `target` to its weighted share of the pool (step 3)."""
-    pool = room + sum(w.dom.current for w in claimants)
+    pool = room + sum([w.dom.current for w in claimants])
     lows = [w.low for w in claimants]
     if sum(lows) > pool and claimants:
         notes.append(f"floors need {sz(sum(lows))} but only {sz(max(pool, 0))} is available")
@@ -174,7 +184,7 @@ def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
     for work, share in zip(claimants, alloc, strict=True):
         work.target = share
         if share < work.want:
-            work.reason = Reason.CONTENTION
+            work.reason = CONTENTION
             work.explanation = (_contention, (share, work.want, work.policy.weight))
 
 
@@ -183,34 +193,42 @@ def _limit(work: Work, *, deficit: bool) -> None:
     dom, policy = work.dom, work.policy
     cur, goal = dom.current, work.target
     new = goal
-    limited = ""
+    limit: Amount | None = None  # the step that held the move back, for its explanation
     if goal < cur:
         step = policy.max_shrink_step.resolve(cur)
-        if deficit and work.reason is Reason.CONTENTION:
+        if deficit and work.reason is CONTENTION:
             step *= DEFICIT_STEP_FACTOR
         elif deficit:
             step = cur  # idle guests give back at once while the host is short
         new = min(work.ceiling, max(goal, cur - step))
         if new > goal:
-            limited = f"; step limited to {explain.amount(policy.max_shrink_step)}"
+            limit = policy.max_shrink_step
         if work.guard and new < min(cur, work.ceiling):
             new = min(cur, work.ceiling)
-            work.reason = Reason.SWAP_GUARD
+            work.reason = SWAP_GUARD
             rate = sz(int(work.est.swap_in_rate or 0)) if work.est else "?"
             work.explanation = f"kept at {sz(cur)}: swapping in {rate}/s (swap guard)"
     elif goal > cur and policy.max_grow_step is not None:
         new = max(min(goal, cur + policy.max_grow_step.resolve(cur)), min(goal, work.floor))
         if new < goal:
-            limited = f"; step limited to {explain.amount(policy.max_grow_step)}"
+            limit = policy.max_grow_step
     work.target = new
-    inside = work.floor <= cur <= work.ceiling
-    if work.retry and (new != cur or work.in_force != cur):
-        limited += "; retried after being stuck"
-    elif new == work.in_force or (inside and _within_deadband(work, new)):
+    in_force = work.in_force
+    retried = work.retry and (new != cur or in_force != cur)
+    if not retried and (
+        new == in_force or (work.floor <= cur <= work.ceiling and _within_deadband(work, new))
+    ):
         _steady(work)
         return
     work.act = True
-    _explain_move(work, limited)
+    reason = work.reason
+    if reason is SWAP_GUARD:
+        return
+    if reason is NO_DATA:
+        work.reason = FLOOR if cur < work.floor else CEILING
+    # Written when read, as for steady domains: the work is final once decided (a grow cut
+    # later by `_grant` gets a new explanation there).
+    work.explanation = (_move_text, (work, reason, work.explanation, limit, retried))
 
 
 def _within_deadband(work: Work, new: int) -> bool:
@@ -234,14 +252,14 @@ def _steady(work: Work) -> None:
     computed = work.target
     work.target, work.act = work.in_force, False
     reason = work.reason
-    if reason in (Reason.NO_DATA, Reason.SWAP_GUARD, Reason.CONTENTION):
+    if reason in KEEPS_ITS_TEXT:
         return
     # Texts are built when read (most never are); the work is final once decided.
     if abs(work.in_force - work.dom.current) > progress.reach_tolerance(work.in_force):
         # Still on its way to a target issued earlier: that target stands, and so does why.
         work.explanation = (_moving_text, (work, reason))
         return
-    work.reason = Reason.STEADY
+    work.reason = STEADY
     work.explanation = (_steady_text, (work, reason, computed))
 
 
@@ -261,7 +279,7 @@ def _why(work: Work, reason: Reason) -> str:
     est, policy = work.est, work.policy
     if est is None or est.demand is None:
         return "no data"
-    if reason is Reason.GUEST_REQUEST and est.requested is not None:
+    if reason is GUEST_REQUEST and est.requested is not None:
         return f"guest requests {sz(est.requested)}"
     growing = work.want > work.dom.current and work.cooling is None
     text = explain.cause(est, policy.buffer, policy.pressure_target, growing)
@@ -274,19 +292,20 @@ def _why(work: Work, reason: Reason) -> str:
     return text + (f" ({est.note})" if est.note else "")
 
 
-def _explain_move(work: Work, limited: str) -> None:
-    cur = work.dom.current
-    if work.reason is Reason.SWAP_GUARD:
-        return
-    if work.reason is Reason.NO_DATA:
-        work.reason = Reason.FLOOR if cur < work.floor else Reason.CEILING
+def _move_text(work: Work, reason: Reason, prior: Text, limit: Amount | None,
+               retried: bool) -> str:  # fmt: skip
+    """Why a domain moves; `reason` and `prior` are its reason and explanation before
+    `_limit` (a move of a domain without usable data is renamed FLOOR or CEILING there)."""
+    cur, target = work.dom.current, work.target
+    if reason is NO_DATA:
         bound = "floor" if cur < work.floor else "ceiling"
-        work.explanation = explain.move(cur, work.target, f"no usable data; to the {bound}")
-        return
-    if work.reason is Reason.CONTENTION:
-        work.explanation = explain.move(cur, work.target, realize(work.explanation) + limited)
-        return
-    work.explanation = explain.move(cur, work.target, _why(work, work.reason) + limited)
+        return explain.move(cur, target, f"no usable data; to the {bound}")
+    limited = f"; step limited to {explain.amount(limit)}" if limit is not None else ""
+    if retried:
+        limited += "; retried after being stuck"
+    if reason is CONTENTION:
+        return explain.move(cur, target, realize(prior) + limited)
+    return explain.move(cur, target, _why(work, reason) + limited)
 
 
 def _grant(claimants: list[Work], spare: int) -> int:
@@ -324,7 +343,7 @@ def _cut_growth(work: Work, ask: int, granted: int) -> None:
     base = max(work.dom.current, work.in_force)
     wanted = work.target
     work.target = base + granted
-    work.reason = Reason.CONTENTION
+    work.reason = CONTENTION
     if granted <= 0 or granted < work.policy.deadband.resolve(work.dom.current):
         work.target, work.act = work.in_force, False
         work.explanation = (_waiting, (work.dom.current, wanted))
