@@ -375,3 +375,22 @@ def test_each_lifecycle_event_updates_the_view_between_ticks(
     assert ("web" not in {d.name for d in decision.domains}) is gone
     assert len(snapshot.domains) == len(decision.domains) == len(host.domains()) - gone
     assert bool(woken) is wakes
+
+
+def test_a_store_hold_is_judged_by_the_store_not_by_our_pids() -> None:
+    """A hold whose command died on this host is expired by the store (the simulator's as the
+    libvirt one); a hold the store keeps (a `balloonctl --connect` from another host names a
+    pid that does not exist here) is honoured, not re-judged against this host's pids."""
+    from dataclasses import replace
+
+    from balloond.daemon.holds import HoldBook
+
+    host = sim_host()
+    uuids = {d.name: d.uuid for d in host.domains()}
+    gone = 2**22 + 12345  # above pid_max's default: no such process here
+    host.put_hold("web", replace(hold(uuids["web"]), pid=gone))
+    stored = host.holds()
+    assert not stored[uuids["web"]].active(host.now())  # died here: expired by the store
+    remote = {uuids["idle"]: replace(hold(uuids["idle"]), pid=gone)}  # kept by its store
+    book = HoldBook({}, host.now)
+    assert set(book.active({**stored, **remote}, host.now())) == {uuids["idle"]}

@@ -9,7 +9,6 @@ a command on this host that has died is returned as expired.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -21,6 +20,7 @@ from balloond.backend.libvirt_errors import error_code
 from balloond.backend.libvirt_xml import HOLD_KEY, HOLD_NS, hold_element, parse_hold
 from balloond.errors import DomainNotFound, OperationFailed
 from balloond.model import Hold
+from balloond.pids import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class LibvirtHoldsMixin:
         if stored is None:
             return None
         hold = stored.hold
-        if hold.pid is not None and stored.host == self._hostname and not _pid_alive(hold.pid):
+        if hold.pid is not None and stored.host == self._hostname and not pid_alive(hold.pid):
             hold = replace(hold, until=0.0)  # its command died: the hold died with it
         return hold
 
@@ -107,13 +107,3 @@ class LibvirtHoldsMixin:
         if dom.isPersistent():
             flags |= _CONFIG
         return flags
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    return True

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from importlib import resources
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -43,6 +44,7 @@ from balloond.model import (
     JobKind,
     MemoryStats,
 )
+from balloond.pids import pid_alive
 from balloond.sim import ops
 from balloond.sim.fleet import generate_fleet
 from balloond.sim.guest import SimGuest
@@ -264,9 +266,13 @@ class SimulatedHost:
             return {uuid: report for uuid, report in found if report is not None}
 
     def holds(self) -> dict[str, Hold]:
+        """As the libvirt store does: a hold whose command (on this host: the simulator has no
+        other) has died is returned as expired."""
         with self._lock:
             active = {g.uuid for g in self.sim.active()}
-            return {uuid: hold for uuid, hold in self._holds.items() if uuid in active}
+            return {uuid: replace(hold, until=0.0)
+                    if hold.pid is not None and not pid_alive(hold.pid) else hold
+                    for uuid, hold in self._holds.items() if uuid in active}  # fmt: skip
 
     def put_hold(self, name: str, hold: Hold) -> None:
         with self._lock:

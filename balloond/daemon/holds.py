@@ -6,32 +6,22 @@ and survive its restart. The daemon's own `HoldBook` keeps the holds its control
 asked for when the backend cannot store holds; it is saved in the state file.
 
 A hold counts while it has not expired and, when it names a pid, while that process lives:
-a command that dies does not pin its domain forever.
+a command that dies does not pin its domain forever. The store judges the pids of its holds
+(it knows on which host each command ran); the daemon judges those of its own.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping
 
 from balloond.model import Hold
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it is just not ours
-    except OSError:
-        return False
-    return True
+from balloond.pids import pid_alive
 
 
 def hold_counts(hold: Hold, now: float) -> bool:
-    return hold.active(now) and (hold.pid is None or process_alive(hold.pid))
+    """For the daemon's own holds, whose pids are always of this host."""
+    return hold.active(now) and (hold.pid is None or pid_alive(hold.pid))
 
 
 class HoldBook:
@@ -61,5 +51,7 @@ class HoldBook:
         """Every hold that counts now. The backend's wins over our own for the same domain:
         it is the more recent, explicit operator request."""
         merged = {u: h for u, h in self.own().items() if hold_counts(h, now)}
-        merged.update({u: h for u, h in backend_holds.items() if hold_counts(h, now)})
+        # The store has judged its holds' pids already, knowing which host each command ran
+        # on: a `balloonctl --connect` on another host names a pid that means nothing here.
+        merged.update({u: h for u, h in backend_holds.items() if h.active(now)})
         return merged
