@@ -138,7 +138,8 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
         if peak is None or peak_at is None or demand >= peak:
             peak = demand
         else:
-            keep = 0.5 ** (max(0.0, now - peak_at) / PEAK_HALF_LIFE)
+            age = now - peak_at  # min() and max() spelled out here: see `estimate`
+            keep = 0.5 ** ((age if age > 0.0 else 0.0) / PEAK_HALF_LIFE)
             peak = demand + int((peak - demand) * keep)
         peak_at = now
     swap_in = faults = None
@@ -171,7 +172,12 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
         # The held peak keeps a guest from being shrunk into the trough of a workload that
         # comes back; it never grows one (the lab's light guest, its workload OOM-killed, was
         # grown back on the peak of the workload that had died).
-        want = max(want, min(_want(held, hidden, used, buffer), max(cur, work.in_force)))
+        has = work.in_force if work.in_force > cur else cur
+        kept = _want(held, hidden, used, buffer)
+        if has < kept:
+            kept = has
+        if kept > want:
+            want = kept
     reason = _direction(short, want, cur)
     if requested is not None and policy.self_adjust:
         want, reason = requested, GUEST_REQUEST

@@ -200,7 +200,9 @@ def _limit(work: Work, *, deficit: bool) -> None:
             step *= DEFICIT_STEP_FACTOR
         elif deficit:
             step = cur  # idle guests give back at once while the host is short
-        new = min(work.ceiling, max(goal, cur - step))
+        new = cur - step if cur - step > goal else goal  # min() and max() spelled out: hot
+        if work.ceiling < new:
+            new = work.ceiling
         if new > goal:
             limit = policy.max_shrink_step
         if work.guard and new < min(cur, work.ceiling):

@@ -108,14 +108,17 @@ def report_demand(report: GuestReport, maxmem: int) -> int | None:
 
 def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_after: float) -> str:
     """Why the balloon statistics are unusable, or "" when they are fine."""
-    if stats is None or stats.total is None or stats.available is None:
+    if stats is None:
         return "no balloon statistics"
-    if stats.last_update is not None and not abs(now - stats.last_update) <= stale_after:
-        return f"balloon statistics are {now - stats.last_update:.0f} s old"
-    if not 0 < stats.total <= maxmem:
-        return f"implausible MemTotal {stats.total} bytes (maxmem {maxmem})"
-    if not 0 <= stats.available < stats.total:
-        return f"implausible MemAvailable {stats.available} bytes (MemTotal {stats.total})"
+    total, available, last = stats.total, stats.available, stats.last_update  # read once: hot
+    if total is None or available is None:
+        return "no balloon statistics"
+    if last is not None and not abs(now - last) <= stale_after:
+        return f"balloon statistics are {now - last:.0f} s old"
+    if not 0 < total <= maxmem:
+        return f"implausible MemTotal {total} bytes (maxmem {maxmem})"
+    if not 0 <= available < total:
+        return f"implausible MemAvailable {available} bytes (MemTotal {total})"
     return ""
 
 
@@ -131,7 +134,9 @@ def estimate(
     `stats_at` is when the balloon statistics were sampled (their `last_update`, else now).
 
     One function with its checks written out, not a call per check: it runs for every domain
-    every tick, and a Python call costs as much as the check it makes."""
+    every tick, and a Python call costs as much as the check it makes. For the same reason
+    min() and max() of two values are spelled out where every domain passes: the builtins
+    parse keyword arguments on each call and cost several times the comparison."""
     maxmem = dom.maxmem
     report = dom.report
     if report is not None and not -stale_after <= now - report.received_at <= stale_after:
@@ -210,7 +215,8 @@ def estimate(
             if unused is None or not 0 <= unused <= stats_total:
                 unused = 0
             occupied = stats_total - unused
-            lie = claimed > occupied + max(LIE_SLACK, int(occupied * LIE_RATIO))
+            slack = int(occupied * LIE_RATIO)
+            lie = claimed > occupied + (slack if slack > LIE_SLACK else LIE_SLACK)
     raw, source, note = claimed, "report", ""
     if claimed is None or lie:
         if lie:
@@ -228,7 +234,9 @@ def estimate(
         visible = dom.current
     knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
     if not knows:
-        raw = min(raw + hidden, maxmem)
+        raw += hidden
+        if maxmem < raw:
+            raw = maxmem
     demand = _corrected(raw, visible, knows, pressure, policy, report) if short else raw
     if demand > maxmem:
         demand = maxmem
@@ -267,7 +275,8 @@ def _hidden(
     probes about once per HIDDEN_HALF_LIFE)."""
     hidden = 0
     if memo.hidden is not None and memo.hidden_at is not None:
-        hidden = int(memo.hidden * 0.5 ** (max(0.0, now - memo.hidden_at) / HIDDEN_HALF_LIFE))
+        age = now - memo.hidden_at
+        hidden = int(memo.hidden * 0.5 ** ((age if age > 0.0 else 0.0) / HIDDEN_HALF_LIFE))
     if touched:
         # The cache in use, not free memory: a guest with MemFree to spare is not short.
         if stats is not None and stats.available is not None:

@@ -142,7 +142,10 @@ class Matcher:
         return best
 
     def select(self, domain: DomainSnapshot) -> Policy:
-        return self.select_explained(domain)[0]
+        # The daemon's `policy_for`, called for every domain every tick: the remembered
+        # answer is read here directly, without a second call through select_explained.
+        hit = self._memo.get((domain.uuid, domain.name, domain.tags))
+        return (hit if hit is not None else self.select_explained(domain))[0]
 
 
 def _one_regex(globs: list[str]) -> Callable[[str], re.Match[str] | None] | None:
