@@ -163,3 +163,12 @@ def test_a_decision_line_ends_with_the_policy_and_its_rule() -> None:
     line = describe_action(action, "name 'web*'")
     assert line == ("grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target "
                     "[policy 'p' by name 'web*']")  # fmt: skip
+
+
+def test_a_target_equal_to_the_balloon_reads_as_a_stop() -> None:
+    """The lab: a shrink to 256 MiB was in flight when the law wanted the guest kept at its
+    273 MiB; the line said "shrink 273 MiB → 273 MiB (-0 B)"."""
+    line = describe_action(_action("shrink 273 MiB → 273 MiB: idle, demand 65 MiB", 273 * MiB,
+                                   273 * MiB), "name 'c1'")  # fmt: skip
+    assert line == "stop web1 at 273 MiB: idle, demand 65 MiB [policy 'p' by name 'c1']"
+    assert describe_action(_action("kept: odd", GiB, GiB)) == "stop web1 at 1 GiB: kept: odd"

@@ -114,6 +114,14 @@ def describe_action(action: DomainDecision, rule: str = "") -> str:
     ...": the name goes after the verb. `rule` is the selector that chose the policy."""
     direction = "grow" if action.delta > 0 else "shrink"
     text = action.explanation
+    if action.delta == 0:
+        # The target set is the balloon's size: it replaces another target still in force
+        # (a shrink or grow in flight is stopped where the balloon is). "shrink 273 MiB →
+        # 273 MiB (-0 B)" said nothing of that.
+        if text.startswith(("grow ", "shrink ")) and ": " in text:
+            text = text.split(": ", 1)[1]
+        line = f"stop {action.name} at {format_size(action.current)}: {text}"
+        return f"{line} [policy {action.policy!r} by {rule}]" if rule else line
     if text.startswith(direction + " "):
         line = f"{direction} {action.name} {text[len(direction) + 1 :]}"
     else:
