@@ -23,7 +23,7 @@ from balloond.bench.contenders.balloond import INTERVAL, STALE_AFTER, shipped_po
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
 from balloond.model import Snapshot
-from balloond.policy.match import select
+from balloond.policy.match import matcher_for
 from balloond.sim.fleet import generate_fleet
 
 SIZES = (100, 1_000, 10_000)
@@ -45,7 +45,7 @@ def rss_kib(field: str = "VmRSS") -> int:
 def measure(domains: int, ticks: int) -> dict[str, Any]:
     """Run `ticks` daemon ticks (collect -> decide -> apply) on a fleet of `domains`."""
     host = SimulatedHost.from_scenario(generate_fleet("scale", domains), clock="manual")
-    policies = shipped_policies()
+    policy_for = matcher_for(shipped_policies()).select  # as the daemon's loop passes it
     reserve = host.scenario.host.reserve
     state = ControllerState.empty()
     host.advance(INTERVAL)
@@ -57,8 +57,9 @@ def measure(domains: int, ticks: int) -> dict[str, Any]:
         now = host.now()
         snapshot = Snapshot(taken_at=now, host=host.host(), domains=doms)
         before_decide = time.perf_counter()
-        decision, state = decide(snapshot, lambda d: select(policies, d), state,
-                                 reserve=reserve, holds={}, now=now, stale_after=STALE_AFTER)
+        decision, state = decide(
+            snapshot, policy_for, state, reserve=reserve, holds={}, now=now, stale_after=STALE_AFTER
+        )
         decide_times.append(time.perf_counter() - before_decide)
         for action in decision.actions:
             host.set_target(action.name, action.target)
@@ -66,12 +67,17 @@ def measure(domains: int, ticks: int) -> dict[str, Any]:
         tick_times.append(time.perf_counter() - started)
         host.advance(INTERVAL)  # the simulated guests' own time is not part of the tick
     host.close()
-    return {"domains": domains, "ticks": ticks, "actions": actions,
-            "tick_median_ms": statistics.median(tick_times) * 1000,
-            "tick_p95_ms": _p95(tick_times) * 1000,
-            "decide_median_ms": statistics.median(decide_times) * 1000,
-            "decide_p95_ms": _p95(decide_times) * 1000,
-            "rss_mib": rss_kib() / 1024, "peak_rss_mib": rss_kib("VmHWM") / 1024}
+    return {
+        "domains": domains,
+        "ticks": ticks,
+        "actions": actions,
+        "tick_median_ms": statistics.median(tick_times) * 1000,
+        "tick_p95_ms": _p95(tick_times) * 1000,
+        "decide_median_ms": statistics.median(decide_times) * 1000,
+        "decide_p95_ms": _p95(decide_times) * 1000,
+        "rss_mib": rss_kib() / 1024,
+        "peak_rss_mib": rss_kib("VmHWM") / 1024,
+    }
 
 
 def _p95(values: list[float]) -> float:
@@ -80,31 +86,43 @@ def _p95(values: list[float]) -> float:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| domains | decide() median / p95 | full tick median / p95 | RSS (peak) |",
-             "|--:|--:|--:|--:|"]
+    lines = [
+        "| domains | decide() median / p95 | full tick median / p95 | RSS (peak) |",
+        "|--:|--:|--:|--:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['domains']:,} | {r['decide_median_ms']:.1f} / "
-                     f"{r['decide_p95_ms']:.1f} ms | {r['tick_median_ms']:.1f} / "
-                     f"{r['tick_p95_ms']:.1f} ms | {r['rss_mib']:.0f} MiB "
-                     f"({r['peak_rss_mib']:.0f}) |")
+        lines.append(
+            f"| {r['domains']:,} | {r['decide_median_ms']:.1f} / "
+            f"{r['decide_p95_ms']:.1f} ms | {r['tick_median_ms']:.1f} / "
+            f"{r['tick_p95_ms']:.1f} ms | {r['rss_mib']:.0f} MiB "
+            f"({r['peak_rss_mib']:.0f}) |"
+        )
     return "\n".join(lines)
 
 
 def run_sizes(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
-        out = subprocess.run([sys.executable, "-m", "balloond.bench.scale", "--one", str(size)],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "balloond.bench.scale", "--one", str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         rows.append(json.loads(out.stdout))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--one", type=int, metavar="N", help="measure N domains, print JSON")
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
-                        help="comma-separated fleet sizes (default: 100,1000,10000)")
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, SIZES)),
+        help="comma-separated fleet sizes (default: 100,1000,10000)",
+    )
     parser.add_argument("--out", metavar="FILE", help="also write the table here (Markdown)")
     args = parser.parse_args(argv)
     if args.one:
@@ -112,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     baseline = rss_kib() / 1024
     text = table(run_sizes(tuple(int(s) for s in args.sizes.split(","))))
-    text += (f"\n\nOne process per size, {INTERVAL:g} s ticks of collect (host, domains, agent "
-             "reports) → decide → apply on a generated fleet; RSS includes the simulator's "
-             f"guests (this driver process alone: {baseline:.0f} MiB). "
-             f"CPU: {os.cpu_count()} cores.")
+    text += (
+        f"\n\nOne process per size, {INTERVAL:g} s ticks of collect (host, domains, agent "
+        "reports) → decide → apply on a generated fleet; RSS includes the simulator's "
+        f"guests (this driver process alone: {baseline:.0f} MiB). "
+        f"CPU: {os.cpu_count()} cores."
+    )
     print(text)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as out:

@@ -32,9 +32,11 @@ _EXTRA = tuple(
     for f in fields(DomainDecision)
     if f.name not in _ORDER and f.default is not MISSING
 )
-if {f.name for f in fields(DomainDecision)} - set(_ORDER) - {
-    f.name for f in fields(DomainDecision) if f.default is not MISSING
-}:
+if (
+    {f.name for f in fields(DomainDecision)}
+    - set(_ORDER)
+    - {f.name for f in fields(DomainDecision) if f.default is not MISSING}
+):
     raise RuntimeError("DomainDecision has a new required field; update balloond.core.deferred")
 
 

@@ -180,7 +180,7 @@ def matcher_for(policies: PolicySet) -> Matcher:
 
 def select(policies: PolicySet, domain: DomainSnapshot) -> Policy:
     """The policy that governs `domain`."""
-    return matcher_for(policies).select_explained(domain)[0]
+    return matcher_for(policies).select(domain)
 
 
 def select_explained(policies: PolicySet, domain: DomainSnapshot) -> tuple[Policy, str]:
