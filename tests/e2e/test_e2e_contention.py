@@ -29,6 +29,11 @@ FLOOR = 256 * MiB
 # workload, not two.
 BUDGET = 224 * MiB
 WORKLOAD = 256 * MiB  # each guest's workload: at its floor it has ~140 MiB available
+# Scenario 3 measures how fast a grant follows pressure; this one how memory is shared, so its
+# workloads grow at half that pace. At 4 MiB/s the heavy guest lost the race in the lab: the
+# light guest's balloon gives back only as fast as its own stalling guest lets it, and the
+# heavy one's 20% buffer ran out first (docs/e2e.md).
+WORKLOAD_STEP = 2 * MiB  # per second
 HOST_NOISE = 96 * MiB
 BUDGET_SLACK = 32 * MiB  # how far the daemon's free - reserve may be from BUDGET at its start
 # The prefill leaves this much of the guest's MemAvailable alone: a fixed 128 MiB (of ~140 MiB
@@ -127,7 +132,7 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     budget = wait_for(lambda: room_of(tight), 30, "the daemon's host free and reserve")
     lab.report.record("contention", "budget_at_start_mib", budget >> 20)
     for g in pair:
-        g.call("hog", size=WORKLOAD, step=4 * MiB, interval=1.0)
+        g.call("hog", size=WORKLOAD, step=WORKLOAD_STEP, interval=1.0)
     margins: list[int | None] = []
     history: list[tuple[int, int]] = []
 
@@ -139,7 +144,8 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
         # Settled: both workloads finished (or died) and no balloon moved for 5 samples.
         return all(done) and len(history) > 5 and len(set(history[-5:])) == 1
 
-    wait_for(settled, 200, "both balloons to settle under contention", interval=1.0)
+    wait_for(settled, 300, "both balloons to settle under contention", interval=1.0)
+    timeline = [None if m is None else int(m) >> 20 for m in margins]
     grown1 = c1.current() - base[c1.name]
     grown2 = c2.current() - base[c2.name]
     lab.report.record("contention", "heavy_weight3000_grown_mib", grown1 >> 20)
@@ -152,14 +158,14 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     assert min(c1.current(), c2.current()) >= FLOOR
     assert grown1 + grown2 <= budget + HOST_NOISE, \
         f"granted {(grown1 + grown2) >> 20} MiB from a budget of {budget >> 20} MiB"
-    timeline = [None if m is None else int(m) >> 20 for m in margins]
     # The heavy guest must get a real share (the light one may get little or nothing), and
     # more than the light one.
     assert grown1 >= 48 * MiB and grown1 > grown2, (
         f"weight 3000 got {grown1 >> 20} MiB, weight 1000 {grown2 >> 20} MiB; "
         f"free - reserve (MiB) each second: {timeline}")
     assert c1.name in survivors, "the heavier guest's workload did not survive: " \
-        f"it got {grown1 >> 20} MiB"
+        f"it got {grown1 >> 20} MiB; balloons (MiB) each second: " \
+        f"{[(a >> 20, b >> 20) for a, b in history]}; free - reserve: {timeline}"
     # Host free memory also moves with QEMU's own overhead and everyone else's work; what the
     # daemon controls is this: it never grows a guest while the host is inside its reserve.
     for i in range(1, len(history)):
