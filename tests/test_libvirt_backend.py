@@ -299,3 +299,36 @@ def test_without_any_job_api_the_backend_stops_asking(host: LibvirtBackend) -> N
     assert all(d.job is None for d in host.domains())
     assert host._job_source is None
     assert all(d.job is None for d in host.domains())
+
+
+def test_a_watching_daemon_reads_holds_from_its_cache_and_sees_every_change(
+    host: LibvirtBackend,
+) -> None:
+    """With metadata events, holds() comes from the cached domain XML (no metadata RPC per
+    domain per tick); a hold put, changed or cleared fires an event that drops the cache."""
+    host.watch(lambda event: None)
+    assert host._metadata_events
+    uuid = "0b1e8f0c-0000-4000-8000-000000000001"
+    host.domains()  # the tick's collect fills the cache
+    assert host.holds() == {}
+    host.put_hold("web1", Hold(domain=uuid, owner="balloonctl balloon", reason="r", target=GiB))
+    assert wait_for(lambda: uuid in host.holds())
+    assert host.holds()[uuid].target == GiB
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    host.put_hold("web1", Hold(domain=uuid, owner="balloonctl save", reason="r",
+                               pid=int(dead.stdout)))  # fmt: skip
+    assert wait_for(lambda: host.holds()[uuid].owner == "balloonctl save")
+    assert not host.holds()[uuid].active(time.time())  # its command died here: expired
+    host.clear_hold("web1")
+    assert wait_for(lambda: host.holds() == {})
+    reads: list[str] = []
+    dom_class = type(host._conn.lookupByName("web1"))
+    original = dom_class.metadata
+    try:
+        dom_class.metadata = lambda self, *a: reads.append(self.name()) or original(self, *a)
+        host.domains()
+        host.holds()
+    finally:
+        dom_class.metadata = original
+    assert reads == []  # from the cache, not one metadata call per domain

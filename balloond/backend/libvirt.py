@@ -90,6 +90,9 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
         self._callbacks: list[Callable[[DomainEvent], None]] = []
         self._event_ids: list[int] = []
         self._close_registered = False
+        # With metadata events, a hold (domain metadata) changes only with an event that drops
+        # the cached XML facts: holds() reads them from there, not one RPC per domain per tick.
+        self._metadata_events = False
         self.workers = DEFAULT_WORKERS
         self._executor: ThreadPoolExecutor | None = None
 
@@ -310,6 +313,7 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
                     None, libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, self._on_metadata, None
                 )
             )
+            self._metadata_events = True
         except libvirt.libvirtError as exc:
             log.debug("no metadata change events on %s: %s", self._uri, exc)
 

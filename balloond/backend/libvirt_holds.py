@@ -17,7 +17,14 @@ from typing import Any
 import libvirt
 
 from balloond.backend.libvirt_errors import error_code
-from balloond.backend.libvirt_xml import HOLD_KEY, HOLD_NS, hold_element, parse_hold
+from balloond.backend.libvirt_xml import (
+    HOLD_KEY,
+    HOLD_NS,
+    DomainXmlFacts,
+    StoredHold,
+    hold_element,
+    parse_hold,
+)
 from balloond.errors import DomainNotFound, OperationFailed
 from balloond.model import Hold
 from balloond.pids import pid_alive
@@ -34,6 +41,7 @@ class LibvirtHoldsMixin:
     _conn: Any
     _uri: str
     _hostname: str
+    _metadata_events: bool
 
     def _call(self, what: str) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -41,10 +49,16 @@ class LibvirtHoldsMixin:
     def _lookup(self, name: str) -> Any:
         raise NotImplementedError
 
+    def _xml_facts(self, dom: Any, dom_id: int) -> tuple[DomainXmlFacts, int | None]:
+        raise NotImplementedError
+
     def holds(self) -> dict[str, Hold]:
         with self._call(f"listing domains on '{self._uri}'"):
             doms = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-        read = self._for_each(self._active_hold, doms)
+        # Watched metadata: the facts `domains()` just cached hold the hold too (a change
+        # fires an event that drops them). Otherwise one metadata read per domain.
+        read_one = self._cached_hold if self._metadata_events else self._active_hold
+        read = self._for_each(read_one, doms)
         return {hold.domain: hold for hold in read if hold is not None}
 
     def _for_each(self, func: Callable[[Any], Any], doms: list[Any]) -> list[Any]:
@@ -56,6 +70,18 @@ class LibvirtHoldsMixin:
             return self._read_hold(dom, active=True)  # listed as active: no isActive RPC
         except DomainNotFound:
             return None
+
+    def _cached_hold(self, dom: Any) -> Hold | None:
+        name = str(dom.name())
+        try:
+            with self._call(f"domain '{name}': reading its hold"):
+                facts, _ = self._xml_facts(dom, int(dom.ID()))
+        except DomainNotFound:
+            return None
+        except OperationFailed as exc:
+            log.warning("%s", exc)
+            return None
+        return self._judged(facts.hold)
 
     def get_hold(self, name: str) -> Hold | None:
         """The hold on one domain, if any (expired ones included)."""
@@ -78,7 +104,10 @@ class LibvirtHoldsMixin:
         except OperationFailed as exc:
             log.warning("%s", exc)
             return None
-        stored = parse_hold(str(xml), uuid)
+        return self._judged(parse_hold(str(xml), uuid))
+
+    def _judged(self, stored: StoredHold | None) -> Hold | None:
+        """A stored hold whose command ran on this host and has died is expired."""
         if stored is None:
             return None
         hold = stored.hold

@@ -43,6 +43,7 @@ class DomainXmlFacts:
     channel: str | None
     maxmem: int | None  # <memory>, bytes
     current: int | None  # <currentMemory>, bytes
+    hold: StoredHold | None = None  # our hold element in <metadata>, as `parse_hold` reads it
 
 
 def _memory(element: ET.Element | None) -> int | None:
@@ -59,14 +60,23 @@ def _memory(element: ET.Element | None) -> int | None:
 
 def parse_domain_xml(xml: str) -> DomainXmlFacts:
     root = ET.fromstring(xml)
+    uuid = (root.findtext("uuid") or "").strip()
     return DomainXmlFacts(
         name=(root.findtext("name") or "").strip(),
-        uuid=(root.findtext("uuid") or "").strip(),
+        uuid=uuid,
         tags=_tags(root),
         channel=_channel(root),
         maxmem=_memory(root.find("memory")),
         current=_memory(root.find("currentMemory")),
+        hold=_hold(root, uuid),
     )
+
+
+def _hold(root: ET.Element, uuid: str) -> StoredHold | None:
+    element = root.find(f"metadata/{{{HOLD_NS}}}hold")
+    if element is None:
+        return None
+    return parse_hold(ET.tostring(element, encoding="unicode"), uuid)
 
 
 def _tags(root: ET.Element) -> frozenset[str]:
