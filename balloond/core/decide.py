@@ -318,11 +318,13 @@ def _grant(claimants: list[Work], spare: int) -> int:
     for w in claimants:
         if not w.act:
             continue
-        committed = max(w.dom.current, w.in_force)
-        if w.target > committed:
+        # max() spelled out: this runs for every domain that moves (all of them at boot).
+        cur, in_force, target = w.dom.current, w.in_force, w.target
+        committed = in_force if in_force > cur else cur
+        if target > committed:
             growers.append(w)
         else:
-            freed += committed - max(w.dom.current, w.target)
+            freed += committed - (target if target > cur else cur)
     room = spare + freed
     asks = [w.target - max(w.dom.current, w.in_force) for w in growers]
     if sum(asks) <= room:
