@@ -61,22 +61,34 @@ def learn(dom: DomainSnapshot, known: Backing | None) -> Backing | None:
     given, before `current` shows them, would look like overhead. So a first positive gap
     only opens an entry, and the next tick's sample teaches. Guests that never show
     `rss` above their balloon (the simulator's, Xen's) get no entry. Not running: forgotten."""
+    return account(dom, known)[0]
+
+
+def account(dom: DomainSnapshot, known: Backing | None) -> tuple[Backing | None, int]:
+    """`learn(dom, known)` and the `untouched()` part of the balloon with what it learned, in
+    one pass (decide() runs it for every domain with an rss every tick; a test holds it to
+    the two definitions)."""
     if dom.state not in ALIVE:
-        return None
+        return None, 0
     if known is not None and known.domain_id != dom.id:
         known = None  # another QEMU process now runs the domain
-    rss = _rss(dom)
-    if rss is None:
-        return known
+    stats = dom.stats
+    rss = None if stats is None else stats.rss
+    maxmem = dom.maxmem if dom.maxmem > 0 else 0
+    if rss is None or rss <= 0 or rss > maxmem + RSS_SLACK:
+        return known, 0  # no believable figure: assumed fully backed
     current = dom.current
     gap = rss - current
     if known is None:
-        return _new_tuple(Backing, (dom.id, 0, current)) if gap > 0 else None
+        if gap > 0:
+            return _new_tuple(Backing, (dom.id, 0, current)), 0
+        return None, -gap
+    overhead = known.overhead
     if known.current != current:
-        return _new_tuple(Backing, (dom.id, known.overhead, current))
-    if gap <= known.overhead or gap > OVERHEAD_BASE + max(dom.maxmem, 0) // OVERHEAD_PER_MAXMEM:
-        return known
-    return _new_tuple(Backing, (dom.id, gap, current))
+        known = _new_tuple(Backing, (dom.id, overhead, current))
+    elif overhead < gap <= OVERHEAD_BASE + maxmem // OVERHEAD_PER_MAXMEM:
+        known, overhead = _new_tuple(Backing, (dom.id, gap, current)), gap
+    return known, (overhead - gap if overhead > gap else 0)
 
 
 def untouched(dom: DomainSnapshot, known: Backing | None = None) -> int:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from balloond.core import explain, progress
-from balloond.core.backing import learn, untouched
+from balloond.core.backing import account
 from balloond.core.classify import ALIVE, Work, classify
 from balloond.core.deferred import Text, decided, realize
 from balloond.core.explain import sz
@@ -91,10 +91,10 @@ def decide(
         stats = dom.stats
         known = backing_of(uuid)
         if known is not None or (stats is not None and stats.rss is not None):
-            known = learn(dom, known)
+            known, unseen = account(dom, known)
             if known is not None:
                 backing[uuid] = known
-            unbacked += untouched(dom, known)
+            unbacked += unseen
         memo = memo_of(uuid, empty)
         if memo.stuck_until is not None and memo.stuck_until > latest_stuck:
             memo = memo._replace(stuck_until=latest_stuck)  # never permanent
