@@ -7,16 +7,11 @@ demo:
 	@scripts/bootstrap.sh demo
 	$(VENV)/balloond demo $(ARGS)
 
-# The real-VM contention scenario (issue 5, scenario 4) is left to `make e2e` for now: on a
-# TCG host the daemon's view of host free memory still moves as guests touch memory they
-# already own, and one run in three or so lets the heavy guest's workload die (docs/e2e.md).
-UNSTABLE_REALVM := --deselect tests/e2e/test_e2e_contention.py::test_contention_shares_by_weight_and_keeps_the_reserve
-
 test:
 	@scripts/bootstrap.sh test
 	$(VENV)/ruff check balloond tests bench
 	$(VENV)/mypy
-	$(VENV)/python -m pytest $(UNSTABLE_REALVM) $(PYTEST_ARGS)
+	$(VENV)/python -m pytest $(PYTEST_ARGS)
 
 lint:
 	@scripts/bootstrap.sh test
