@@ -100,11 +100,8 @@ class Balloond:
         return True
 
     def stop(self) -> None:
-        if self.proc is not None:
-            procs.kill_pids([self.proc.pid], grace=15)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-            self.proc = None
+        procs.stop(self.proc)
+        self.proc = None
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -77,6 +77,15 @@ def kill_pids(pids: list[int], grace: float = 10.0) -> None:
     _reap(pids)
 
 
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a process we spawned (TERM, then KILL after the grace) and reap it."""
+    if proc is None:
+        return
+    kill_pids([proc.pid], grace=15)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
 def _reap(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ChildProcessError, OSError):

@@ -3,7 +3,6 @@ shipped Grafana dashboard (exporters/grafana/balloond.json) to run against it.""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -56,11 +55,8 @@ class Prometheus:
             return bool(resp.status == 200)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            procs.kill_pids([self.proc.pid], grace=15)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-            self.proc = None
+        procs.stop(self.proc)
+        self.proc = None
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.base}/api/v1/{path}?{urllib.parse.urlencode(params)}"

@@ -122,7 +122,20 @@ class UnixTransport(FdTransport):
         return cls(sock.detach(), path)
 
 
-class StdoutTransport(object):
+class _OneWay(object):
+    """A transport the host cannot answer on: nothing to poll, read or close."""
+
+    def readable(self):
+        return None
+
+    def read_lines(self):
+        return []
+
+    def close(self):
+        pass
+
+
+class StdoutTransport(_OneWay):
     name = "stdout"
 
     def __init__(self, stream=None):
@@ -136,17 +149,8 @@ class StdoutTransport(object):
             return False
         return True
 
-    def readable(self):
-        return None
 
-    def read_lines(self):
-        return []
-
-    def close(self):
-        pass
-
-
-class XenstoreTransport(object):
+class XenstoreTransport(_OneWay):
     """One-way: the latest report under this guest's data/balloond/ (the only part of
     xenstore a guest may write). Uses `xenstore-write`, else speaks xs_wire to the xenbus
     device itself."""
@@ -166,15 +170,6 @@ class XenstoreTransport(object):
             return done == 0
         self._req += 1
         return xenbus_write(self.device, XENSTORE_KEY, value, self._req)
-
-    def readable(self):
-        return None
-
-    def read_lines(self):
-        return []
-
-    def close(self):
-        pass
 
 
 def xenbus_request(kind, req_id, payload):
