@@ -191,3 +191,18 @@ def test_docs_describe_every_knob_and_selector() -> None:
     for name in [knob.name for knob in POLICY_KNOBS] + [field.name for field in MATCH_FIELDS]:
         assert f"`{name}`" in docs, name
     assert "https://balloond.dev/xmlns/1" in docs
+
+
+def test_the_demo_guests_are_governed_by_the_shipped_policies_they_are_tagged_for() -> None:
+    """`make demo` runs sim://default with policies/: its web and batch guests carry the tags
+    those policies match (they once had bare 'web'/'batch' and all fell to `default`)."""
+    from balloond.backend.simulated import open_simulated
+    from balloond.policy.loader import load_policy_dir
+    from balloond.policy.match import select_explained
+
+    policies = load_policy_dir(Path(__file__).resolve().parent.parent / "policies")
+    host = open_simulated("sim://default?clock=manual")
+    chosen = {d.name: select_explained(policies, d) for d in host.domains()}
+    assert chosen["web"][0].name == "web-tier" and "tier=web" in chosen["web"][1]
+    assert chosen["batch"][0].name == "batch" and "tier=batch" in chosen["batch"][1]
+    assert chosen["idle"][0].name == "default"
