@@ -17,6 +17,15 @@ def test_measure_small_fleet() -> None:
     assert text.splitlines()[2].startswith("| 50 |")
 
 
+def test_measure_splits_the_ticks_from_boot_from_the_settled_ones() -> None:
+    row = measure(50, 3, boot=2)
+    assert row["ticks"] == 3 and row["boot_ticks"] == 2
+    assert row["boot_actions"] > 0 and row["boot_decide_median_ms"] > 0
+    text = table([row])
+    assert "from boot" in text.splitlines()[0]
+    assert " ms, " in text.splitlines()[2]  # the boot column is filled
+
+
 def test_rss_of_a_missing_field_is_zero() -> None:
     assert rss_kib("NoSuchField") == 0
     assert rss_kib() > 0

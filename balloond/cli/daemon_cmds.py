@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from balloond.backend.simulated import SimulatedHost, open_simulated
+from balloond.daemon import heap
 from balloond.daemon.assemble import build_daemon, source_tree_policies
 from balloond.daemon.commands import handlers
 from balloond.daemon.control import ControlServer
@@ -160,6 +161,7 @@ def _print_summary(daemon: Daemon) -> None:
 
 def _run_until_stopped(runner: Runner, duration: float | None) -> None:
     """Tick until a signal (or `duration`), then stop (a running tick finishes first)."""
+    heap.settle()
     runner.install_signal_handlers()
     runner.start()
     try:
