@@ -9,17 +9,15 @@ sharing step may not push it (its floor; its current size when the data is bad o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import isfinite
+from math import inf as INF
 
 from balloond.core import explain
 from balloond.core.deferred import Text
 from balloond.core.estimate import (
+    SHRINK_BLAME,
     SWAP_IN_GUARD,
     Estimate,
     estimate,
-    overhead_for,
-    recently_shrunk,
-    with_overhead,
 )
 from balloond.core.state import MEMO_ARITY, DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
@@ -38,7 +36,7 @@ FAULT_BASE_WEIGHT = 0.2
 # NamedTuple's fields by name costs a descriptor call each) and builds the next memo with
 # tuple.__new__ (no NamedTuple.__new__): it runs for every domain every tick.
 _new_tuple = tuple.__new__
-if MEMO_ARITY != 20 or len(Estimate._fields) != 13:
+if MEMO_ARITY != 20 or len(Estimate._fields) != 15:
     raise RuntimeError(f"DomainMemo or Estimate changed; update {__name__}")
 # Enum members bound once: reading one off its class costs as much as a small function call.
 STEADY, NO_DATA, GUEST_REQUEST = Reason.STEADY, Reason.NO_DATA, Reason.GUEST_REQUEST
@@ -124,13 +122,12 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
     cur, stats = dom.current, dom.stats
     # When the balloon statistics were sampled: their own clock if believable, else now.
     at = stats.last_update if stats is not None else None
-    if at is None or not (isfinite(at) and at > 0):
+    if at is None or not 0.0 < at < INF:  # not isfinite(at) or at <= 0 (NaN fails both)
         at = now
     est = estimate(dom, policy, memo, now, stale_after, at)
-    overhead = overhead_for(est.overhead, memo, cur, at)
-    est = with_overhead(est, overhead.used)
     work.est, work.fixed = est, False
-    demand, _, _, _, swap_rate, fault_rate, short, requested, why, _, hidden, _, _ = est
+    (demand, _, _, _, swap_rate, fault_rate, short, requested, why, _, hidden, _, used, learned,
+     seen_gap) = est  # fmt: skip
     # Carry the guest counters, the held demand peak and the overhead to the next tick.
     (_, _, _, peak, peak_at, target, target_at, mark, mark_at, stuck_until, strikes, _, _,
      shrunk_at, base, _, _, seen, since, grown_at) = memo  # fmt: skip
@@ -149,13 +146,13 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
             swap_in = None
         if faults is not None and not faults >= 0:
             faults = None
-    if fault_rate is not None and not recently_shrunk(memo, now):
+    if fault_rate is not None and not (shrunk_at is not None and now - shrunk_at <= SHRINK_BLAME):
         base = fault_rate if base is None else base + (fault_rate - base) * FAULT_BASE_WEIGHT
     work.memo = _new_tuple(DomainMemo, (
         swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
         peak_at, target, target_at, mark, mark_at, stuck_until, strikes,
-        hidden or None, now if hidden else None, shrunk_at, base, overhead.learned,
-        overhead.seen, cur, since if seen == cur and since else now, grown_at,
+        hidden or None, now if hidden else None, shrunk_at, base, learned, seen_gap, cur,
+        since if seen == cur and since else now, grown_at,
     ))  # fmt: skip
     floor, ceiling = work.floor, work.ceiling
     work.guard = guard = policy.swap_guard and swap_rate is not None and swap_rate >= SWAP_IN_GUARD
@@ -165,7 +162,7 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
         work.reason = NO_DATA
         work.explanation = (explain.no_data, (cur, why))
         return work
-    buffer, used = policy.buffer, overhead.used
+    buffer = policy.buffer
     want = _want(demand, hidden, used, buffer)
     held = peak if peak is not None else demand  # the peak just carried forward
     if held > demand:

@@ -40,7 +40,7 @@ from balloond.core.classify import ALIVE, Work, classify
 from balloond.core.deferred import Text, decided, realize
 from balloond.core.explain import sz
 from balloond.core.share import water_fill
-from balloond.core.state import STUCK_BACKOFF_CAP, Backing, ControllerState, DomainMemo
+from balloond.core.state import STUCK_BACKOFF_CAP, ControllerState, DomainMemo
 from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
 from balloond.policy.model import Amount, Policy
 
@@ -144,15 +144,16 @@ def decide(
     for work in claimants:
         _limit(work, deficit=deficit)
     budget = _grant(claimants, spare)
+    decisions, memos = _finish(works, now)
     decision = Decision(
         taken_at=now,
-        domains=_decisions(works),
+        domains=decisions,
         host_free=host_free,
         reserve=reserve,
         budget=max(0, budget),
         notes=tuple(notes),
     )
-    return decision, _next_state(works, now, backing)
+    return decision, ControllerState.of(memos, backing)
 
 
 def _cool(work: Work, now: float) -> None:
@@ -241,9 +242,9 @@ def _within_deadband(work: Work, new: int) -> bool:
     shrink or extends a grow, and the deadband of the target in force still applies to it."""
     cur, in_force = work.dom.current, work.in_force
     band = work.policy.deadband.resolve(cur)
-    if abs(new - in_force) < band:
+    if -band < new - in_force < band:  # abs() spelled out: hot
         return True
-    return new < in_force and abs(new - cur) < band and not in_force < cur
+    return new < in_force and -band < new - cur < band and not in_force < cur
 
 
 def _contention(share: int, want: int, weight: int) -> str:
@@ -257,7 +258,8 @@ def _steady(work: Work) -> None:
     if reason in KEEPS_ITS_TEXT:
         return
     # Texts are built when read (most never are); the work is final once decided.
-    if abs(work.in_force - work.dom.current) > progress.reach_tolerance(work.in_force):
+    tolerance = progress.reach_tolerance(work.in_force)
+    if not -tolerance <= work.in_force - work.dom.current <= tolerance:
         # Still on its way to a target issued earlier: that target stands, and so does why.
         work.explanation = (_moving_text, (work, reason))
         return
@@ -364,34 +366,34 @@ def _waiting(current: int, wanted: int) -> str:
     )
 
 
-def _decisions(works: list[Work]) -> tuple[DomainDecision, ...]:
-    # One loop, not a generator of per-domain calls: this runs for every domain every tick.
+def _finish(works: list[Work], now: float) -> tuple[tuple[DomainDecision, ...],
+                                                     dict[str, DomainMemo]]:  # fmt: skip
+    """Each domain's decision, and its memo for the next tick (as if every action is applied).
+    One loop, not a generator of per-domain calls: this runs for every domain every tick."""
     out: list[DomainDecision] = []
     add = out.append
+    memos: dict[str, DomainMemo] = {}
     for work in works:
-        est, dom = work.est, work.dom
+        est = work.est
+        dom = work.dom
+        cur = dom.current
+        target = work.target
+        act = work.act
         if est is None:
             demand = pressure = None
         else:
             demand, pressure = est.demand, est.pressure
-        add(decided(dom.name, dom.uuid, work.policy.name, work.reason, dom.current, work.target,
-                    work.floor, work.ceiling, work.explanation, demand, pressure,
-                    work.act))  # fmt: skip
+        add(decided(dom.name, dom.uuid, work.policy.name, work.reason, cur, target, work.floor,
+                    work.ceiling, work.explanation, demand, pressure, act))  # fmt: skip
         # The decision holds the recipe now, and a recipe holds its work: dropping the work's
         # own reference leaves no cycle, so a tick's works and decisions are freed as soon as
         # the decision is dropped instead of piling up for the cyclic GC (its full passes
         # over them were most of decide()'s p95).
         work.explanation = ""
-    return tuple(out)
-
-
-def _next_state(works: list[Work], now: float, backing: dict[str, Backing]) -> ControllerState:
-    memos: dict[str, DomainMemo] = {}
-    for work in works:
         memo = work.memo
-        if work.act:
-            memo = progress.issued(memo, work.dom.current, work.target, now)
-            if work.reason in GROWN and work.target > max(work.dom.current, work.in_force):
+        if act:
+            memo = progress.issued(memo, cur, target, now)
+            if work.reason in GROWN and target > (cur if cur > work.in_force else work.in_force):
                 memo = memo._replace(grown_at=now)
-        memos[work.dom.uuid] = memo
-    return ControllerState.of(memos, backing)
+        memos[dom.uuid] = memo
+    return tuple(out), memos

@@ -83,14 +83,16 @@ class Estimate(NamedTuple):
     note: str = ""  # e.g. a disbelieved report
     hidden: int = 0  # learned demand the balloon statistics do not show (see _hidden)
     touched: bool = False  # a shrink reached the working set: shrink no further
-    overhead: int = 0  # balloon the guest never sees (current - MemTotal), see `estimate`
+    overhead: int = 0  # balloon the guest never sees, added to the target (`overhead_for`)
+    overhead_learned: int | None = None  # what `overhead_for` learned, for the next memo
+    overhead_seen: int | None = None  # ... and the largest plausible gap seen so far
 
 
 # Hot tuples are built with tuple.__new__ (no Python-level NamedTuple.__new__ frame), with
 # every field given: these checks catch a field added later.
 _new_tuple = tuple.__new__
-if Estimate._fields[-1] != "overhead" or len(Estimate._fields) != 13:
-    raise RuntimeError("Estimate changed: update estimate() and with_overhead")
+if Estimate._fields[-1] != "overhead_seen" or len(Estimate._fields) != 15:
+    raise RuntimeError("Estimate changed: update estimate()")
 
 
 def _plausible(size: int | None, maxmem: int) -> bool:
@@ -113,7 +115,7 @@ def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_afte
     total, available, last = stats.total, stats.available, stats.last_update  # read once: hot
     if total is None or available is None:
         return "no balloon statistics"
-    if last is not None and not abs(now - last) <= stale_after:
+    if last is not None and not -stale_after <= now - last <= stale_after:
         return f"balloon statistics are {now - last:.0f} s old"
     if not 0 < total <= maxmem:
         return f"implausible MemTotal {total} bytes (maxmem {maxmem})"
@@ -195,7 +197,8 @@ def estimate(
         or (swap_rate is not None and swap_rate >= SWAP_IN_GUARD)
         or (
             fault_rate is not None
-            and recently_shrunk(memo, now)
+            and memo.shrunk_at is not None  # shrunk within SHRINK_BLAME seconds
+            and now - memo.shrunk_at <= SHRINK_BLAME
             and fault_rate >= max(MAJOR_FAULTS_AFTER_SHRINK, FAULT_BASE_FACTOR * (
                 memo.fault_base if memo.fault_base is not None else 0.0))
         )
@@ -224,7 +227,10 @@ def estimate(
         raw, source = stats_demand, "stats"
     if raw is None:
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
-        return Estimate(None, None, "", pressure, swap_rate, fault_rate, short, requested, why)
+        # What was learned of the overhead is kept for when data comes back.
+        used, learned, seen = overhead_for(0, memo, dom.current, stats_at)
+        return Estimate(None, None, "", pressure, swap_rate, fault_rate, short, requested, why,
+                        overhead=used, overhead_learned=learned, overhead_seen=seen)  # fmt: skip
     # What a reading capped by the balloon is capped at: the guest's MemTotal.
     if stats_total is not None:
         visible = stats_total
@@ -254,9 +260,10 @@ def estimate(
         overhead = 0
     elif overhead > (cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)):
         overhead = cap
+    used, learned, seen = overhead_for(overhead, memo, current, stats_at)
     return _new_tuple(Estimate, (
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
-        touched, overhead,
+        touched, used, learned, seen,
     ))  # fmt: skip
 
 
@@ -285,14 +292,6 @@ def _hidden(
         elif report is not None and report.mem_available is not None:
             hidden = max(hidden, min(report.mem_available, report.mem_total or 0))
     return hidden
-
-
-def with_overhead(est: Estimate, used: int) -> Estimate:
-    """`est` with its overhead set to `used`: built directly, not with _replace (several times
-    slower), as this runs for every domain every tick."""
-    if est.overhead == used:
-        return est
-    return _new_tuple(Estimate, (*est[:-1], used))
 
 
 class Overhead(NamedTuple):
@@ -329,10 +328,6 @@ def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float)
     if learned is not None:
         return _new_tuple(Overhead, (learned, learned, seen))
     return _new_tuple(Overhead, (seen or 0, None, seen))
-
-
-def recently_shrunk(memo: DomainMemo, now: float) -> bool:
-    return memo.shrunk_at is not None and now - memo.shrunk_at <= SHRINK_BLAME
 
 
 def boost_for(pressure: float | None, target: float) -> float:
