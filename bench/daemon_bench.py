@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from balloond.backend.simulated import SimulatedHost
+from balloond.daemon import heap
 from balloond.daemon.commands import handlers
 from balloond.daemon.control import ControlClient, ControlServer
 from balloond.daemon.loop import Daemon, LoopSettings
@@ -44,6 +45,7 @@ def measure(domains: int, ticks: int, state_dir: Path) -> dict[str, float]:
                     reserve=host.scenario.host.reserve), policies, uri=host.uri,
                     clock=host.now, telemetry=telemetry,
                     state_file=StateFile(state_dir))  # fmt: skip
+    heap.settle()  # as `balloond run` does before its first tick
     times = []
     for _ in range(ticks):
         host.advance(INTERVAL)  # the simulated guests' own time is not part of the tick
