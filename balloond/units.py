@@ -124,6 +124,25 @@ def format_size(size: int | float) -> str:
     return f"{sign}{int(size)} B"
 
 
+def format_sizes_apart(first: int, second: int) -> tuple[str, str]:
+    """Both sizes as `format_size` renders them, unless that renders two different sizes
+    alike ("4.0 GiB" and "4 GiB" for 3.99 and 4 GiB): then both in the largest unit, with
+    the fewest decimals (up to two), that tells them apart, else in KiB, else in bytes."""
+    a, b = format_size(first), format_size(second)
+    if first == second or a.replace(".0 ", " ") != b.replace(".0 ", " "):
+        return a, b
+    for unit, factor in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB)):
+        if max(abs(first), abs(second)) < factor:
+            continue
+        for decimals in (0, 1, 2):
+            a, b = f"{first / factor:.{decimals}f}", f"{second / factor:.{decimals}f}"
+            if a != b:
+                return f"{a} {unit}", f"{b} {unit}"
+    if first // KiB != second // KiB:
+        return f"{first // KiB} KiB", f"{second // KiB} KiB"
+    return f"{first} B", f"{second} B"
+
+
 def kib_to_bytes(kib: int) -> int:
     return int(kib) * KiB
 

@@ -40,6 +40,13 @@ def test_guest_under_pressure_grows_beyond_its_reading() -> None:
     assert "grow 1 GiB → 1.7 GiB: pressure 4.1% > 0.5% target" in d.explanation
 
 
+def test_a_move_between_sizes_that_round_alike_reads_as_a_move() -> None:
+    # 4051 MiB renders "4.0 GiB" and 4096 MiB "4 GiB": the line read "grow 4.0 GiB → 4 GiB".
+    d = one(dom("web", 4 * GiB - 45 * MiB, rep=report(3900 * MiB)))
+    assert (d.reason, d.act, d.target) == (Reason.GROW_DEMAND, True, 4 * GiB)
+    assert d.explanation.startswith("grow 3.96 GiB → 4.00 GiB: demand 3.8 GiB + 20% buffer")
+
+
 def test_no_action_within_the_deadband() -> None:
     d = one(dom("web", 1 * GiB, rep=report(850 * MiB)))  # wants 1020 MiB: 4 MiB away
     assert (d.reason, d.act, d.target) == (Reason.STEADY, False, 1 * GiB)

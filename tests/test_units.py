@@ -17,6 +17,7 @@ from balloond.units import (
     bytes_to_kib,
     bytes_to_mib,
     format_size,
+    format_sizes_apart,
     kib_to_bytes,
     parse_duration,
     parse_ratio,
@@ -210,3 +211,28 @@ def test_parse_ratio_and_duration_only_raise_valueerror(text: str) -> None:
         except ValueError:
             continue
         assert value >= 0 and math.isfinite(value)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "texts"),
+    [
+        (2 * GiB, 3 * GiB, ("2 GiB", "3 GiB")),  # told apart already: as format_size
+        (273 * MiB, 300 * MiB, ("273 MiB", "300 MiB")),
+        (4 * GiB, 4 * GiB, ("4 GiB", "4 GiB")),
+        (int(3.99 * GiB), 4 * GiB, ("3.99 GiB", "4.00 GiB")),  # "4.0 GiB" and "4 GiB"
+        (4 * GiB, 4 * GiB + MiB, ("4096 MiB", "4097 MiB")),
+        (3 * MiB, 3 * MiB + 10 * KiB, ("3.00 MiB", "3.01 MiB")),
+        (2 * KiB, 2 * KiB + 1, ("2048 B", "2049 B")),
+        (4 * GiB, 4 * GiB + 4 * KiB, ("4194304 KiB", "4194308 KiB")),
+    ],
+)
+def test_sizes_apart(first: int, second: int, texts: tuple[str, str]) -> None:
+    assert format_sizes_apart(first, second) == texts
+
+
+@given(st.integers(0, 64 * TiB), st.integers(0, 64 * TiB))
+def test_different_sizes_never_read_alike(first: int, second: int) -> None:
+    a, b = format_sizes_apart(first, second)
+    assert (a == b) == (first == second)
+    if first == second:
+        assert a == format_size(first)

@@ -43,6 +43,7 @@ from balloond.core.share import water_fill
 from balloond.core.state import STUCK_BACKOFF_CAP, ControllerState, DomainMemo
 from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
 from balloond.policy.model import Amount, Policy
+from balloond.units import format_sizes_apart
 
 # In a host deficit, claimants cut by contention shrink at this multiple of their usual step.
 DEFICIT_STEP_FACTOR = 2
@@ -268,8 +269,8 @@ def _steady(work: Work) -> None:
 
 
 def _moving_text(work: Work, reason: Reason) -> str:
-    cur = work.dom.current
-    return f"moving {sz(cur)} → {sz(work.in_force)} (issued earlier): {_why(work, reason)}"
+    before, after = format_sizes_apart(work.dom.current, work.in_force)
+    return f"moving {before} → {after} (issued earlier): {_why(work, reason)}"
 
 
 def _steady_text(work: Work, reason: Reason, computed: int) -> str:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from balloond.core.estimate import Estimate
 from balloond.model import DomainState, Hold, JobKind
 from balloond.policy.model import Amount
-from balloond.units import format_size
+from balloond.units import format_size, format_sizes_apart
 
 # Sizes repeat from tick to tick (a steady guest's size, floors, deadbands): cache their text.
 sz = lru_cache(maxsize=8192)(format_size)
@@ -87,4 +87,5 @@ def _unseen(est: Estimate) -> str:
 
 def move(current: int, target: int, because: str) -> str:
     verb = "grow" if target > current else "shrink"
-    return f"{verb} {sz(current)} → {sz(target)}: {because}"
+    before, after = format_sizes_apart(current, target)  # never "grow 4.0 GiB → 4 GiB"
+    return f"{verb} {before} → {after}: {because}"
