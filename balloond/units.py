@@ -126,20 +126,22 @@ def format_size(size: int | float) -> str:
 
 def format_sizes_apart(first: int, second: int) -> tuple[str, str]:
     """Both sizes as `format_size` renders them, unless that renders two different sizes
-    alike ("4.0 GiB" and "4 GiB" for 3.99 and 4 GiB): then both in the largest unit, with
-    the fewest decimals (up to two), that tells them apart, else in KiB, else in bytes."""
+    alike ("4.0 GiB" and "4 GiB" for 3.99 and 4 GiB): then both in the same unit, only ever
+    finer than `format_size`'s (never "2 GiB → 1 GiB" for 1.55 and 1.47 GiB): two decimals
+    of its unit, else a smaller unit, down to bytes."""
     a, b = format_size(first), format_size(second)
     if first == second or a.replace(".0 ", " ") != b.replace(".0 ", " "):
         return a, b
-    for unit, factor in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB)):
-        if max(abs(first), abs(second)) < factor:
+    larger = max(abs(first), abs(second))
+    finer = False  # past format_size's own unit: whole numbers there are fine already
+    for unit, factor in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if larger < factor:
             continue
-        for decimals in (0, 1, 2):
+        for decimals in (0, 1, 2) if finer else (1, 2):
             a, b = f"{first / factor:.{decimals}f}", f"{second / factor:.{decimals}f}"
             if a != b:
                 return f"{a} {unit}", f"{b} {unit}"
-    if first // KiB != second // KiB:
-        return f"{first // KiB} KiB", f"{second // KiB} KiB"
+        finer = True
     return f"{first} B", f"{second} B"
 
 

@@ -158,6 +158,13 @@ def test_a_move_hidden_by_rounding_shows_its_size() -> None:
     assert line == "shrink web1 2.2 GiB → 2.2 GiB (-48 MiB): idle"
 
 
+def test_a_move_the_core_wrote_apart_gets_no_size_suffix() -> None:
+    line = describe_action(_action("shrink 1.55 GiB → 1.47 GiB: idle", 1584 * MiB, 1505 * MiB))
+    assert line == "shrink web1 1.55 GiB → 1.47 GiB: idle"
+    line = describe_action(_action("kept: odd wording", 1584 * MiB, 1505 * MiB))
+    assert line == "shrink web1 1.55 GiB → 1.47 GiB: kept: odd wording"
+
+
 def test_a_decision_line_ends_with_the_policy_and_its_rule() -> None:
     action = _action("grow 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target", GiB, 3 * GiB // 2)
     line = describe_action(action, "name 'web*'")

@@ -18,7 +18,7 @@ from balloond.model import Decision, DomainDecision, DomainSnapshot, GuestReport
 from balloond.policy.match import matcher_for
 from balloond.policy.model import PolicySet
 from balloond.telemetry import Telemetry
-from balloond.units import format_size
+from balloond.units import format_size, format_sizes_apart
 
 log = logging.getLogger("balloond.daemon")
 
@@ -125,12 +125,12 @@ def describe_action(action: DomainDecision, rule: str = "") -> str:
     if text.startswith(direction + " "):
         line = f"{direction} {action.name} {text[len(direction) + 1 :]}"
     else:
-        line = (
-            f"{direction} {action.name} {format_size(action.current)} → "
-            f"{format_size(action.target)}: {text}"
-        )
-    if format_size(action.current) == format_size(action.target) and ": " in line:
-        # "2.2 GiB → 2.2 GiB" hides a real move: say how much.
+        before, after = format_sizes_apart(action.current, action.target)
+        line = f"{direction} {action.name} {before} → {after}: {text}"
+    alike = format_size(action.current)
+    if alike == format_size(action.target) and f"{alike} → {alike}:" in line:
+        # An explanation written with sizes that read alike ("2.2 GiB → 2.2 GiB"; the core
+        # now tells them apart) hides a real move: say how much.
         head, tail = line.split(": ", 1)
         sign = "+" if action.delta > 0 else "-"
         line = f"{head} ({sign}{format_size(abs(action.delta))}): {tail}"
