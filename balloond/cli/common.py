@@ -37,19 +37,37 @@ def exit_code_for(error: BalloondError) -> int:
     return EXIT_FAILED
 
 
+# Options a virsh or xl user writes before the command (`virsh -c URI list`): `balloonctl`
+# takes them there too, for every command that has them; written after the command as well,
+# that one wins. (flags, the command's dest, metavar, help)
+LEADING_OPTIONS = (
+    (("-c", "--connect"), "connect", "URI", "hypervisor URI, as `virsh -c URI COMMAND` takes it"),
+    (("--config",), "config", "FILE", "the daemon config to read defaults from"),
+    (("--socket",), "socket", "PATH", "the daemon's control socket"),
+)
+
+
 def run_cli(
     prog: str,
     description: str,
     modules: Sequence[ModuleType],
     argv: Sequence[str] | None,
+    *,
+    leading_options: bool = False,
 ) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    if leading_options:
+        for flags, dest, metavar, text in LEADING_OPTIONS:
+            parser.add_argument(*flags, dest="leading_" + dest, metavar=metavar,
+                                help=text + " (the same option after COMMAND wins)")  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in modules:
         module.register(subparsers)
     args = parser.parse_args(argv)
+    if leading_options:
+        _apply_leading(parser, subparsers.choices[args.command], args)
     func: Handler = args.func
     try:
         return func(args)
@@ -59,3 +77,17 @@ def run_cli(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _apply_leading(parser: argparse.ArgumentParser, command: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> None:  # fmt: skip
+    """Hand the options given before the command to the command, unless it was given the
+    same option itself; one it does not take is an error, not silently dropped."""
+    for flags, dest, _, _ in LEADING_OPTIONS:
+        value = getattr(args, "leading_" + dest)
+        if value is None:
+            continue
+        if not hasattr(args, dest):
+            parser.error(f"{'/'.join(flags)} does not apply to '{args.command}'")
+        if getattr(args, dest) == command.get_default(dest):
+            setattr(args, dest, value)

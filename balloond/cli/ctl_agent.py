@@ -72,10 +72,11 @@ def apply(virsh: str, uri: str, domain: str, xml: str, live: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    xml = socket_xml(args.socket) if args.socket else channel_xml(args.domain, args.socket_dir)
+    xml = (socket_xml(args.channel_socket) if args.channel_socket
+           else channel_xml(args.domain, args.socket_dir))  # fmt: skip
     print(xml, end="")
     if args.apply:
-        if args.socket is None:
+        if args.channel_socket is None:
             os.makedirs(args.socket_dir, exist_ok=True)
         apply(args.virsh, args.connect, args.domain, xml, args.live)
         where = "config and live domain" if args.live else "persistent config (next boot)"
@@ -97,7 +98,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=DEFAULT_SOCKET_DIR,
         help="directory for the host-side socket, named DOMAIN.sock (default %(default)s)",
     )
-    parser.add_argument("--socket", default=None, help="exact host socket path instead")
+    # Its own dest: `balloonctl --socket PATH` before a command is the daemon's control socket.
+    parser.add_argument("--socket", dest="channel_socket", default=None, metavar="PATH",
+                        help="exact host socket path instead")  # fmt: skip
     parser.add_argument("--apply", action="store_true", help="attach it with virsh --config")
     parser.add_argument("--live", action="store_true", help="with --apply: also attach it now")
     parser.add_argument(
