@@ -127,13 +127,6 @@ def describe_action(action: DomainDecision, rule: str = "") -> str:
     else:
         before, after = format_sizes_apart(action.current, action.target)
         line = f"{direction} {action.name} {before} → {after}: {text}"
-    alike = format_size(action.current)
-    if alike == format_size(action.target) and f"{alike} → {alike}:" in line:
-        # An explanation written with sizes that read alike ("2.2 GiB → 2.2 GiB"; the core
-        # now tells them apart) hides a real move: say how much.
-        head, tail = line.split(": ", 1)
-        sign = "+" if action.delta > 0 else "-"
-        line = f"{head} ({sign}{format_size(abs(action.delta))}): {tail}"
     if rule:
         line += f" [policy {action.policy!r} by {rule}]"
     return line
