@@ -53,7 +53,7 @@ def run(scenario: Scenario, contender_name: str) -> Run:
         next_decision = 0.0
         for _ in range(steps):
             if host.sim.t >= next_decision - 1e-9:
-                ops, failed = _act(host, contender, observe(host, contender))
+                ops, failed = act(host, contender, observe(host, contender))
                 recorder.ops += ops
                 errors += failed
                 next_decision += contender.interval
@@ -64,7 +64,8 @@ def run(scenario: Scenario, contender_name: str) -> Run:
         host.close()
 
 
-def _act(host: SimulatedHost, contender: Contender, obs: Observation) -> tuple[int, int]:
+def act(host: SimulatedHost, contender: Contender, obs: Observation) -> tuple[int, int]:
+    """Ask `contender` for targets and apply them, shrinks first. Returns (applied, refused)."""
     targets = contender.decide(obs)
     by_name = {d.name: d for d in obs.snapshot.domains}
     ops = failed = 0

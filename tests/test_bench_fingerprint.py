@@ -1,0 +1,51 @@
+"""The behaviour fingerprint (balloond.bench.fingerprint): deterministic, and it sees a change."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import sys
+
+from test_decide_support import GiB, dom, report, run
+
+from balloond.bench.fingerprint import digest_tick
+
+
+def _quick(seed: str) -> str:
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    out = subprocess.run([sys.executable, "-m", "balloond.bench.fingerprint", "--quick"],
+                         check=True, capture_output=True, text=True, env=env)  # fmt: skip
+    return out.stdout
+
+
+def test_the_same_tree_prints_the_same_digests_whatever_the_hash_seed() -> None:
+    first = _quick("1")
+    assert first == _quick("2")
+    lines = first.splitlines()
+    assert [line.split("  ", 1)[1] for line in lines] == [
+        "scenario host-contention", "scenario lying-guest", "fleet 100 x 10"]  # fmt: skip
+    assert all(len(line.split()[0]) == 16 for line in lines)
+
+
+def _digest(*decided: tuple[object, object]) -> str:
+    h = hashlib.sha256()
+    for decision, state in decided:
+        digest_tick(h, decision, state)  # type: ignore[arg-type]
+    return h.hexdigest()
+
+
+def test_any_change_in_a_decision_or_the_next_state_changes_the_digest() -> None:
+    domains = (dom("web", 2 * GiB, rep=report(GiB)), dom("idle", 4 * GiB, used=GiB))
+    decision, state = run(*domains)
+    base = _digest((decision, state))
+    assert base == _digest(run(*domains))
+    first = decision.domains[0]
+    for change in ({"target": first.target + 1}, {"explanation": first.explanation + "!"},
+                   {"act": not first.act}):  # fmt: skip
+        changed = dataclasses.replace(decision, domains=(
+            dataclasses.replace(first, **change), *decision.domains[1:]))  # type: ignore[arg-type]
+        assert _digest((changed, state)) != base, change
+    assert _digest((dataclasses.replace(decision, budget=decision.budget + 1), state)) != base
+    assert _digest((decision, state.forget_target(first.uuid))) != base
