@@ -164,7 +164,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     def local(daemon: Daemon) -> dict[str, Any]:
         found = present.explain(daemon, daemon.policies.current, args.domain, daemon.clock())
         if found is None:
-            raise DomainNotFound(f"domain {args.domain!r} is not running on {daemon.uri}")
+            # Only running domains are seen here: a defined one that is shut off is not
+            # found either, so this does not claim the domain exists.
+            raise DomainNotFound(
+                f"domain {args.domain!r} not found among the running domains on {daemon.uri}"
+            )
         return {"uri": daemon.uri, **found}
 
     answer, note = obtain(Source(args), "explain", local, domain=args.domain)
