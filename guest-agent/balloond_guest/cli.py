@@ -169,6 +169,13 @@ def _request_from_host(args, size):
     except OSError:
         pass  # no agent running: send one report ourselves
     link = transport.choose(args.root, args.transport)
+    if link.name == "stdout" and args.transport == "auto":
+        # No channel to the host: printing the request would look like success.
+        link.close()
+        print("balloond-guest: no virtio-serial port named %s and no xenstore access: the "
+              "request for %s cannot reach the host (is the channel attached? "
+              "--transport stdout prints it instead)" % (PORT_NAME, what), file=sys.stderr)
+        return 1
     try:
         agent = Agent(_settings(args), link)
         agent.set_request(size)

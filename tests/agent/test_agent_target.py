@@ -132,3 +132,18 @@ def test_kvm_target_goes_through_the_running_agents_control_socket(
     assert code == 0 and "ok" in out
     assert agent.request == 1024 * MIB
     assert agent.tick("request")["request"] == 1024 * MIB
+
+
+def test_kvm_target_with_no_channel_to_the_host_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No agent running and no virtio port or xenstore: it printed the report to stdout and
+    exited 0, as if the host had been asked."""
+    root = str(FIXTURES / "linux-5.4-kvm-nopsi")  # a KVM guest without the channel attached
+    code, out, err = run(capsys, "target", "768M", "--root", root,
+                         "--control", str(tmp_path / "none.sock"))  # fmt: skip
+    assert code == 1 and out == ""
+    assert "cannot reach the host" in err and "768 MiB" in err
+    code, out, _ = run(capsys, "target", "768M", "--root", root, "--transport", "stdout",
+                       "--control", str(tmp_path / "none.sock"))  # fmt: skip
+    assert code == 0 and json.loads(out)["request"] == 768 * MIB  # asked for: printed
