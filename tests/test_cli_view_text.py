@@ -81,16 +81,6 @@ def test_holds_and_release_computed_without_a_daemon(
     assert "nosuch" in capsys.readouterr().err
 
 
-def test_explain_of_an_unknown_domain_computed_without_a_daemon(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    sock = str(tmp_path / "none.sock")
-    assert balloonctl(["explain", "nosuch", "--connect", "sim://default", "--socket", sock]) == 1
-    err = capsys.readouterr().err
-    # It used to say "is not running", as if the domain existed.
-    assert "domain 'nosuch' not found among the running domains on sim://default" in err
-
-
 def test_a_daemon_without_its_hypervisor_says_its_list_is_old() -> None:
     assert text.staleness({"connected": True}) is None
     assert text.staleness({"rows": []}) is None
