@@ -14,52 +14,32 @@ valgrind it prints the replayed decide()'s median wall time.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import sys
 import time
 
-from balloond.backend.simulated import SimulatedHost
-from balloond.bench.contenders.balloond import INTERVAL, STALE_AFTER, shipped_policies
-from balloond.core.decide import decide
-from balloond.core.state import ControllerState
+from balloond.bench.scale import ScaleFleet
 from balloond.daemon import heap
-from balloond.model import Snapshot
-from balloond.policy.match import matcher_for
-from balloond.sim.fleet import generate_fleet
 
 DOMAINS, FIRST, LAST = 1000, 20, 30
 
 
 def main() -> None:
     repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    host = SimulatedHost.from_scenario(generate_fleet("scale", DOMAINS), clock="manual",
-                                       epoch=1_700_000_000.0)  # fmt: skip
-    policy_for = matcher_for(shipped_policies()).select
-    reserve = host.scenario.host.reserve
-    state = ControllerState.empty()
-    host.advance(INTERVAL)
+    fleet = ScaleFleet(DOMAINS, epoch=1_700_000_000.0)
     heap.settle()
     recorded = []
     for tick in range(LAST):
-        reports = host.reports()
-        doms = tuple(dataclasses.replace(d, report=reports.get(d.uuid)) for d in host.domains())
-        now = host.now()
-        snapshot = Snapshot(taken_at=now, host=host.host(), domains=doms)
+        snapshot = fleet.collect()
         if tick >= FIRST:
-            recorded.append((snapshot, state, now))
-        decision, state = decide(snapshot, policy_for, state, reserve=reserve, holds={},
-                                 now=now, stale_after=STALE_AFTER)  # fmt: skip
-        for action in decision.actions:
-            host.set_target(action.name, action.target)
-        del decision
-        host.advance(INTERVAL)
+            recorded.append((snapshot, fleet.state))
+        fleet.apply(fleet.decide(snapshot))
+        fleet.advance()
     times = []
     for _ in range(repeat):
-        for snapshot, before, now in recorded:
+        for snapshot, before in recorded:
             started = time.perf_counter()
-            decide(snapshot, policy_for, before, reserve=reserve, holds={}, now=now,
-                   stale_after=STALE_AFTER)  # fmt: skip
+            fleet.decide(snapshot, before)
             times.append(time.perf_counter() - started)
     if times:
         print(f"decide() replayed {len(times)} times at {DOMAINS} domains: "

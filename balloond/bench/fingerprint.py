@@ -14,20 +14,17 @@ dependence on PYTHONHASHSEED (tests/test_bench_fingerprint.py holds it to that).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from balloond.backend.simulated import SimulatedHost
 from balloond.bench.contenders import make
-from balloond.bench.contenders.balloond import INTERVAL, STALE_AFTER, Balloond, shipped_policies
+from balloond.bench.contenders.balloond import Balloond
 from balloond.bench.runner import EPOCH, act, observe
-from balloond.core.decide import decide
+from balloond.bench.scale import ScaleFleet
 from balloond.core.state import ControllerState
-from balloond.model import Decision, Snapshot
-from balloond.policy.match import matcher_for
-from balloond.sim.fleet import generate_fleet
+from balloond.model import Decision
 from balloond.sim.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
@@ -72,28 +69,16 @@ def scenario_digest(path: Path, limit: int | None = None) -> str:
 
 def fleet_digest(domains: int, ticks: int) -> str:
     """bench/scale.py's generated fleet, `ticks` daemon ticks from boot."""
-    host = SimulatedHost.from_scenario(generate_fleet("scale", domains), clock="manual",
-                                       epoch=EPOCH)  # fmt: skip
-    policy_for = matcher_for(shipped_policies()).select
-    state = ControllerState.empty()
+    fleet = ScaleFleet(domains, epoch=EPOCH)
     digest = hashlib.sha256()
     try:
-        host.advance(INTERVAL)
         for _ in range(ticks):
-            reports = host.reports()
-            doms = tuple(dataclasses.replace(d, report=reports.get(d.uuid))
-                         for d in host.domains())  # fmt: skip
-            now = host.now()
-            snapshot = Snapshot(taken_at=now, host=host.host(), domains=doms)
-            decision, state = decide(snapshot, policy_for, state,
-                                     reserve=host.scenario.host.reserve, holds={}, now=now,
-                                     stale_after=STALE_AFTER)  # fmt: skip
-            digest_tick(digest, decision, state)
-            for action in decision.actions:
-                host.set_target(action.name, action.target)
-            host.advance(INTERVAL)
+            decision = fleet.decide(fleet.collect())
+            digest_tick(digest, decision, fleet.state)
+            fleet.apply(decision)
+            fleet.advance()
     finally:
-        host.close()
+        fleet.close()
     return digest.hexdigest()[:16]
 
 

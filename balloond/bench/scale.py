@@ -28,7 +28,7 @@ from balloond.bench.contenders.balloond import INTERVAL, STALE_AFTER, shipped_po
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
 from balloond.daemon import heap
-from balloond.model import Snapshot
+from balloond.model import Decision, Snapshot
 from balloond.policy.match import matcher_for
 from balloond.sim.fleet import generate_fleet
 
@@ -49,36 +49,65 @@ def rss_kib(field: str = "VmRSS") -> int:
     return 0
 
 
+class ScaleFleet:
+    """The generated `scale` fleet on a manual-clock simulated host, ticked as the daemon
+    ticks it: `collect()` (host, domains, agent reports), `decide()`, `apply()`, `advance()`.
+    Used by the scale figures, the behaviour fingerprint and bench/decide_replay.py."""
+
+    def __init__(self, domains: int, epoch: float | None = None) -> None:
+        self.host = SimulatedHost.from_scenario(generate_fleet("scale", domains),
+                                                clock="manual", epoch=epoch)  # fmt: skip
+        self.policy_for = matcher_for(shipped_policies()).select  # as the daemon's loop passes it
+        self.reserve = self.host.scenario.host.reserve
+        self.state = ControllerState.empty()
+        self.host.advance(INTERVAL)
+
+    def collect(self) -> Snapshot:
+        reports = self.host.reports()
+        doms = tuple(dataclasses.replace(d, report=reports.get(d.uuid))
+                     for d in self.host.domains())  # fmt: skip
+        return Snapshot(taken_at=self.host.now(), host=self.host.host(), domains=doms)
+
+    def decide(self, snapshot: Snapshot, state: ControllerState | None = None) -> Decision:
+        """Decide on `snapshot` from `state` (default: the fleet's own, which moves on)."""
+        decision, after = decide(snapshot, self.policy_for, self.state if state is None else state,
+                                 reserve=self.reserve, holds={}, now=snapshot.taken_at,
+                                 stale_after=STALE_AFTER)  # fmt: skip
+        if state is None:
+            self.state = after
+        return decision
+
+    def apply(self, decision: Decision) -> int:
+        actions = decision.actions
+        for action in actions:
+            self.host.set_target(action.name, action.target)
+        return len(actions)
+
+    def advance(self) -> None:
+        self.host.advance(INTERVAL)  # the simulated guests' own time is not part of a tick
+
+    def close(self) -> None:
+        self.host.close()
+
+
 def measure(domains: int, ticks: int, boot: int = 0) -> dict[str, Any]:
     """Run `boot` + `ticks` daemon ticks (collect -> decide -> apply) on a fleet of `domains`;
     the `boot` ticks first, measured apart (`boot_*`), then the `ticks` the main figures are
     taken from."""
-    host = SimulatedHost.from_scenario(generate_fleet("scale", domains), clock="manual")
-    policy_for = matcher_for(shipped_policies()).select  # as the daemon's loop passes it
-    reserve = host.scenario.host.reserve
-    state = ControllerState.empty()
-    host.advance(INTERVAL)
+    fleet = ScaleFleet(domains)
     heap.settle()  # as `balloond run` does once it is built
     tick_times, decide_times, moves = [], [], []
     for _ in range(boot + ticks):
         started = time.perf_counter()
-        reports = host.reports()
-        doms = tuple(dataclasses.replace(d, report=reports.get(d.uuid)) for d in host.domains())
-        now = host.now()
-        snapshot = Snapshot(taken_at=now, host=host.host(), domains=doms)
+        snapshot = fleet.collect()
         before_decide = time.perf_counter()
-        decision, state = decide(
-            snapshot, policy_for, state, reserve=reserve, holds={}, now=now, stale_after=STALE_AFTER
-        )
+        decision = fleet.decide(snapshot)
         decide_times.append(time.perf_counter() - before_decide)
-        actions = decision.actions
-        for action in actions:
-            host.set_target(action.name, action.target)
+        moves.append(fleet.apply(decision))
         tick_times.append(time.perf_counter() - started)
-        moves.append(len(actions))
-        del decision, actions  # as the daemon drops a tick's decision at the next one
-        host.advance(INTERVAL)  # the simulated guests' own time is not part of the tick
-    host.close()
+        del decision  # as the daemon drops a tick's decision at the next one
+        fleet.advance()
+    fleet.close()
     row: dict[str, Any] = {
         "domains": domains,
         "ticks": ticks,
