@@ -356,6 +356,8 @@ def test_decision_lines_name_the_policy_and_the_rule_that_chose_it(
         (EventKind.UNDEFINED, True, False),
         (EventKind.CRASHED, True, False),
         (EventKind.SUSPENDED, False, False),
+        (EventKind.JOB_STARTED, False, True),
+        (EventKind.JOB_COMPLETED, False, True),
         (EventKind.DEFINED, False, False),
     ],
 )

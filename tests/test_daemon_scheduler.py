@@ -53,6 +53,38 @@ def test_first_tick_at_once_then_wakes_pull_ticks_forward() -> None:
     assert not daemon.connected
 
 
+def test_a_wake_during_a_tick_is_served_by_a_tick_right_after_it() -> None:
+    """libvirt delivers "a migration began" while a tick may be running: apscheduler skips a
+    run that falls due during a running one, so without the runner keeping the wake, the
+    domain would be seen an interval (here an hour) later."""
+    host = sim_host()
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(Recording):
+        def domains(self) -> Any:
+            if _ticks(daemon) == 1:  # the second tick blocks until the test lets it go
+                entered.set()
+                assert release.wait(30)
+            return self.inner.domains()
+
+    backend = Slow(host)
+    daemon = make_daemon(lambda: backend, clock=host.now, interval=3600)
+    runner = Runner(daemon, notifier=Notifier(""))
+    runner.start()
+    try:
+        _until(lambda: _ticks(daemon) == 1, "the first tick")
+        runner.wake()
+        assert entered.wait(30), "the second tick never started"
+        runner.wake()  # during the second tick
+        runner.wake()  # wakes coalesce: one more tick serves both
+        release.set()
+        _until(lambda: _ticks(daemon) == 3, "a tick right after the one the wake came in")
+        time.sleep(0.3)
+        assert _ticks(daemon) == 3
+    finally:
+        runner.shutdown()
+
+
 def test_a_bug_in_a_tick_is_logged_and_the_next_tick_runs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -137,6 +137,26 @@ def test_lifecycle_events_from_another_connection(default: LibvirtBackend) -> No
         other.close()
 
 
+def test_a_migrations_first_pass_and_a_finished_job_are_job_events(
+    default: LibvirtBackend,
+) -> None:
+    """The test driver cannot migrate, so libvirt's callbacks are called as its event thread
+    would: the first pass of a migration says a job began (later passes say nothing more),
+    a finished job says so. The real migration is in tests/e2e/test_e2e_ops.py."""
+    events: list[DomainEvent] = []
+    default.watch(events.append)
+    # registered next to the lifecycle and metadata events (four ids: none refused here)
+    assert len(default._event_ids) == 4
+    dom = default._lookup("test")
+    for iteration in (1, 2, 3):
+        default._on_migration_pass(None, dom, iteration, None)
+    default._on_job_completed(None, dom, {}, None)
+    assert [(e.kind, e.name, e.uuid) for e in events] == [
+        (EventKind.JOB_STARTED, "test", dom.UUIDString()),
+        (EventKind.JOB_COMPLETED, "test", dom.UUIDString()),
+    ]
+
+
 def test_a_broken_callback_does_not_stop_events(default: LibvirtBackend) -> None:
     seen: list[DomainEvent] = []
 

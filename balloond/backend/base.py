@@ -31,6 +31,9 @@ class EventKind(StrEnum):
     DEFINED = "defined"
     UNDEFINED = "undefined"
     CRASHED = "crashed"
+    # A long job began on the domain (libvirt: a migration's first pass) / a job finished.
+    JOB_STARTED = "job_started"
+    JOB_COMPLETED = "job_completed"
     CONNECTION_LOST = "connection_lost"
 
 

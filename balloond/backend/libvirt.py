@@ -316,6 +316,17 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
             self._metadata_events = True
         except libvirt.libvirtError as exc:
             log.debug("no metadata change events on %s: %s", self._uri, exc)
+        # libvirt has no "job started" event; a migration's first pass is the earliest sign of
+        # one, hand-started (virsh migrate) or not.
+        for event_id, handler in (
+            (libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, self._on_migration_pass),
+            (libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, self._on_job_completed),
+        ):
+            try:
+                registered = self._conn.domainEventRegisterAny(None, event_id, handler, None)
+                self._event_ids.append(registered)
+            except libvirt.libvirtError as exc:
+                log.debug("no job events (%s) on %s: %s", event_id, self._uri, exc)
 
     def _emit(self, event: DomainEvent) -> None:
         with self._lock:
@@ -332,6 +343,17 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
         kind = lifecycle_kind(event, detail)
         if kind is not None:
             self._emit(DomainEvent(kind=kind, name=str(dom.name()), uuid=uuid, at=time.time()))
+
+    def _on_migration_pass(self, _conn: Any, dom: Any, iteration: int, _opaque: Any) -> None:
+        if iteration == 1:  # later passes follow every few hundred ms: one wake is enough
+            self._emit_for(EventKind.JOB_STARTED, dom)
+
+    def _on_job_completed(self, _conn: Any, dom: Any, _params: Any, _opaque: Any) -> None:
+        self._emit_for(EventKind.JOB_COMPLETED, dom)
+
+    def _emit_for(self, kind: EventKind, dom: Any) -> None:
+        self._emit(DomainEvent(kind=kind, name=str(dom.name()), uuid=str(dom.UUIDString()),
+                               at=time.time()))  # fmt: skip
 
     def _on_metadata(self, _conn: Any, dom: Any, *_args: Any) -> None:
         self._forget(str(dom.UUIDString()))

@@ -2,9 +2,12 @@
 
 One interval job owns time: `max_instances=1` so ticks never overlap, `coalesce` so a late
 tick runs once rather than catching up. Events (a domain started, SIGHUP) pull the next run
-forward instead of ticking from another thread. A separate watchdog job pets systemd only
-while ticks keep finishing: a tick stuck in a hung hypervisor call stops the petting, and
-systemd restarts the daemon (WatchdogSec= in the unit).
+forward instead of ticking from another thread; one that arrives while a tick runs is kept and
+served by another tick right after it (apscheduler would skip a run due while one is running,
+and a migration that began mid-tick would wait a whole interval to be seen).
+
+A separate watchdog job pets systemd only while ticks keep finishing: a tick stuck in a hung
+hypervisor call stops the petting, and systemd restarts the daemon (WatchdogSec= in the unit).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class Runner:
         self._scheduler: Any = None
         self._last_tick_end = time.monotonic()
         self._ready_sent = False
+        self._wake_lock = threading.Lock()
+        self._ticking = False
+        self._wake_pending = False
         self._watchdog_limit = 3 * daemon.settings.interval
         daemon.wake = self.wake
 
@@ -72,6 +78,10 @@ class Runner:
         scheduler = self._scheduler
         if scheduler is None or self._stop.is_set():
             return
+        with self._wake_lock:
+            if self._ticking:
+                self._wake_pending = True  # the running tick serves it before returning
+                return
         with contextlib.suppress(LookupError):  # shutting down: the job is gone
             scheduler.modify_job(TICK_JOB, next_run_time=datetime.now(UTC))
 
@@ -123,6 +133,20 @@ class Runner:
     # -- jobs (scheduler threads) -----------------------------------------------------------
 
     def _run_tick(self) -> None:
+        """One tick, then one more at once if wake() was called while it ran (wakes coalesce)."""
+        again = True
+        while again:
+            with self._wake_lock:
+                self._ticking = True
+                self._wake_pending = False
+            try:
+                self._tick_once()
+            finally:
+                with self._wake_lock:
+                    again = self._wake_pending and not self._stop.is_set()
+                    self._ticking = again
+
+    def _tick_once(self) -> None:
         try:
             self.daemon.tick()
         except Exception:  # a bug in one tick must not end the daemon: log it, tick again

@@ -435,13 +435,18 @@ def test_daemon_leaves_a_hand_started_migration_alone(lab: Lab,
     reasons: set[str] = set()
     try:
         wait_for(in_job, 30, "the hand-started migration to start", interval=0.05)
+        started, busy_after = time.monotonic(), None
         moves = moves_of(d1, o1)
         while worker.is_alive():
             done = d1.ctl("list", "--json")
             rows = {r["name"]: r for r in json.loads(done.stdout or "[]")}
             if o1.name in rows and in_job():
                 reasons.add(str(rows[o1.name]["reason"]))
-            worker.join(0.3)
+                if busy_after is None and "busy" in reasons:
+                    busy_after = time.monotonic() - started
+            worker.join(0.05)
+        if busy_after is not None:  # listed busy this long after the job was first seen
+            lab.report.record("migration", "hand_started_listed_busy_after_seconds", busy_after)
         assert moves_of(d1, o1) == moves, "the daemon moved the balloon during the migration"
     finally:
         worker.join(120)
