@@ -44,6 +44,13 @@ FLOOR, CEILING, SHRINK_IDLE = Reason.FLOOR, Reason.CEILING, Reason.SHRINK_IDLE
 GROW_PRESSURE, GROW_DEMAND = Reason.GROW_PRESSURE, Reason.GROW_DEMAND
 # Learned hot cache gets this share of the policy buffer (it is a measured need already).
 CACHE_BUFFER = 0.25
+# After a grow for pressure or demand, neither shrink the domain nor lower the grow in flight
+# for this long (unless the host is below its reserve). Senpai backs off at once and probes
+# down slowly; here a grow takes a stats period or two (2 s each) to reach the balloon and
+# show in MemTotal, and readings taken meanwhile mix the old and new sizes (the lab's guest
+# was shrunk back on such readings and OOM-killed). 30 s spans several ticks and stats periods
+# and is short against the 60 s half-life of the held demand peak, which slows shrinks anyway.
+GROW_COOLDOWN = 30.0
 
 
 @dataclass(slots=True, eq=False)
@@ -79,53 +86,40 @@ def classify(
     bounds: tuple[int, int],
     now: float,
     stale_after: float,
+    cooldown: bool = True,
 ) -> Work:
-    """`bounds` is (floor, ceiling) of the policy for this domain's maxmem."""
-    cur, maxmem = dom.current, dom.maxmem
-    work = Work(dom, policy, memo, bounds[0], bounds[1], STEADY, cur)
+    """`bounds` is (floor, ceiling) of the policy for this domain's maxmem. `cooldown` False:
+    the grow cooldown does not apply this tick (the host is below its reserve).
+
+    The claimant's whole first pass in one function on plain locals, its Work built once at
+    the end (no Work filled in field by field, no helper call per step): it runs for every
+    domain every tick. Domains left alone take `_left_alone`, off the hot path."""
+    cur, maxmem, state = dom.current, dom.maxmem, dom.state
+    floor, ceiling = bounds
     target = memo.target
-    if target is not None and dom.state in ALIVE:
-        work.in_force = target
-        work.promise = target - cur if target > cur else 0
+    if target is not None and state in ALIVE:
+        in_force, promise = target, (target - cur if target > cur else 0)
     else:
-        work.in_force = cur
-    held = hold is not None and hold.active(now)
-    if held and hold is not None and hold.target is not None:
-        # A pinned size is promised whatever the domain is doing now: a paused guest takes
-        # it when it resumes.
-        work.promise = max(work.promise, hold.target - cur)
-    if dom.state not in RUNNING or dom.job is not None:
-        return _fixed(work, Reason.BUSY, (explain.busy, (dom.state, dom.job, cur)))
-    if maxmem <= 0 or cur <= 0:
-        text = f"left alone: implausible size (current {cur}, maxmem {maxmem} bytes)"
-        return _fixed(work, NO_DATA, text)
-    if held and hold is not None:
-        if hold.target is not None:
-            work.target = hold.target
-        return _fixed(work, Reason.HOLD, (explain.held, (hold, cur)))
-    if not policy.enabled:
-        return _fixed(work, Reason.DISABLED, (explain.disabled, (cur, policy.name)))
-    if memo.stuck_until is not None and memo.stuck_until > now:
-        recipe = (explain.stuck, (cur, memo.target, memo.stuck_until, memo.strikes))
-        return _fixed(work, Reason.STUCK, recipe)
-    work.retry = memo.stuck_until is not None
-    return _claimant(work, now, stale_after)
-
-
-def _fixed(work: Work, reason: Reason, text: Text) -> Work:
-    work.reason, work.explanation = reason, text
-    return work
-
-
-def _claimant(work: Work, now: float, stale_after: float) -> Work:
-    dom, policy, memo = work.dom, work.policy, work.memo
-    cur, stats = dom.current, dom.stats
+        in_force, promise = cur, 0
+    stuck_until = memo.stuck_until
+    if (
+        hold is not None
+        or state not in RUNNING
+        or dom.job is not None
+        or maxmem <= 0
+        or cur <= 0
+        or not policy.enabled
+        or (stuck_until is not None and stuck_until > now)
+    ):
+        fixed = _left_alone(dom, policy, memo, hold, bounds, now, in_force, promise)
+        if fixed is not None:
+            return fixed
+    stats = dom.stats
     # When the balloon statistics were sampled: their own clock if believable, else now.
     at = stats.last_update if stats is not None else None
     if at is None or not 0.0 < at < INF:  # not isfinite(at) or at <= 0 (NaN fails both)
         at = now
     est = estimate(dom, policy, memo, now, stale_after, at)
-    work.est, work.fixed = est, False
     (demand, _, _, _, swap_rate, fault_rate, short, requested, why, _, hidden, _, used, learned,
      seen_gap) = est  # fmt: skip
     # Carry the guest counters, the held demand peak and the overhead to the next tick.
@@ -148,46 +142,119 @@ def _claimant(work: Work, now: float, stale_after: float) -> Work:
             faults = None
     if fault_rate is not None and not (shrunk_at is not None and now - shrunk_at <= SHRINK_BLAME):
         base = fault_rate if base is None else base + (fault_rate - base) * FAULT_BASE_WEIGHT
-    work.memo = _new_tuple(DomainMemo, (
+    memo = _new_tuple(DomainMemo, (
         swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
         peak_at, target, target_at, mark, mark_at, stuck_until, strikes,
         hidden or None, now if hidden else None, shrunk_at, base, learned, seen_gap, cur,
         since if seen == cur and since else now, grown_at,
     ))  # fmt: skip
-    floor, ceiling = work.floor, work.ceiling
-    work.guard = guard = policy.swap_guard and swap_rate is not None and swap_rate >= SWAP_IN_GUARD
+    guard = policy.swap_guard and swap_rate is not None and swap_rate >= SWAP_IN_GUARD
+    clamp = ""
+    explanation: Text = ""
+    reason: Reason
     if demand is None:
         # Never shrink on bad data; only the policy range itself may move the domain.
-        work.want = work.low = min(max(cur, floor), ceiling)
-        work.reason = NO_DATA
-        work.explanation = (explain.no_data, (cur, why))
-        return work
-    buffer = policy.buffer
-    want = _want(demand, hidden, used, buffer)
-    held = peak if peak is not None else demand  # the peak just carried forward
-    if held > demand:
-        # The held peak keeps a guest from being shrunk into the trough of a workload that
-        # comes back; it never grows one (the lab's light guest, its workload OOM-killed, was
-        # grown back on the peak of the workload that had died).
-        has = work.in_force if work.in_force > cur else cur
-        kept = _want(held, hidden, used, buffer)
-        if has < kept:
-            kept = has
-        if kept > want:
-            want = kept
-    reason = _direction(short, want, cur)
-    if requested is not None and policy.self_adjust:
-        want, reason = requested, GUEST_REQUEST
-    # FLOOR / CEILING name the reason only when the bound itself moves the domain; a guest
-    # shrinking toward its floor from far above is still shrinking because it is idle.
-    if want < floor:
-        want, work.clamp = floor, "floor"
-        reason = FLOOR if cur < floor else _direction(short, floor, cur)
-    elif want > ceiling:
-        want, work.clamp = ceiling, "ceiling"
-        reason = CEILING if cur > ceiling else _direction(short, ceiling, cur)
-    work.reason, work.want = reason, want
-    work.low = max(floor, min(cur, ceiling)) if guard else floor
+        want = cur if cur > floor else floor  # min(max(cur, floor), ceiling) spelled out
+        if want > ceiling:
+            want = ceiling
+        low = want
+        reason = NO_DATA
+        explanation = (explain.no_data, (cur, why))
+    else:
+        buffer = policy.buffer
+        # _want() written out for the common case without learned cache (the same float
+        # operations: adding 0.0 changes no sum here).
+        if hidden:
+            want = _want(demand, hidden, used, buffer)
+        else:
+            want = int(demand * (1.0 + buffer)) + used
+        if peak is not None and peak > demand:  # the held peak, just carried forward
+            # The held peak keeps a guest from being shrunk into the trough of a workload
+            # that comes back; it never grows one (the lab's light guest, its workload
+            # OOM-killed, was grown back on the peak of the workload that had died).
+            has = in_force if in_force > cur else cur
+            kept = _want(peak, hidden, used, buffer)
+            if has < kept:
+                kept = has
+            if kept > want:
+                want = kept
+        if requested is not None and policy.self_adjust:
+            want, reason = requested, GUEST_REQUEST
+        else:  # _direction() written out
+            reason = (GROW_PRESSURE if short else GROW_DEMAND) if want > cur else (
+                SHRINK_IDLE if want < cur else STEADY)  # fmt: skip
+        # FLOOR / CEILING name the reason only when the bound itself moves the domain; a guest
+        # shrinking toward its floor from far above is still shrinking because it is idle.
+        if want < floor:
+            want, clamp = floor, "floor"
+            reason = FLOOR if cur < floor else _direction(short, floor, cur)
+        elif want > ceiling:
+            want, clamp = ceiling, "ceiling"
+            reason = CEILING if cur > ceiling else _direction(short, ceiling, cur)
+        low = floor
+        if guard:  # max(floor, min(cur, ceiling)) spelled out
+            low = cur if cur < ceiling else ceiling
+            if low < floor:
+                low = floor
+    cooling = None
+    if cooldown and grown_at is not None and 0.0 <= now - grown_at < GROW_COOLDOWN and not guard:
+        # Within GROW_COOLDOWN of a grow for pressure or demand, the domain's own estimate may
+        # not take back what it has or was promised: its want is at least that. Only the want:
+        # when the host cannot cover every want, sharing by weight may still cut it (the
+        # real-VM lab's contention run starved the heavier guest when cooling guests were kept
+        # whole). Not applied while the host is below its reserve (it needs memory back) nor
+        # under the swap guard (which keeps the domain at its size anyway).
+        keep = cur if cur > in_force else in_force
+        if keep > ceiling:
+            keep = ceiling
+        if want < keep:
+            want, cooling = keep, now - grown_at
+            if reason is SHRINK_IDLE:
+                reason = STEADY
+    return Work(dom, policy, memo, floor, ceiling, reason, cur, explanation, False, False,
+                promise, est, want, low, in_force, guard, clamp,
+                stuck_until is not None, cooling)  # fmt: skip
+
+
+def _left_alone(
+    dom: DomainSnapshot,
+    policy: Policy,
+    memo: DomainMemo,
+    hold: Hold | None,
+    bounds: tuple[int, int],
+    now: float,
+    in_force: int,
+    promise: int,
+) -> Work | None:
+    """The Work of a domain the core leaves alone this tick, or None when it is a claimant
+    after all (its hold has expired)."""
+    cur, maxmem = dom.current, dom.maxmem
+    work = Work(dom, policy, memo, bounds[0], bounds[1], STEADY, cur, promise=promise,
+                in_force=in_force)  # fmt: skip
+    held = hold is not None and hold.active(now)
+    if held and hold is not None and hold.target is not None:
+        # A pinned size is promised whatever the domain is doing now: a paused guest takes
+        # it when it resumes.
+        work.promise = max(work.promise, hold.target - cur)
+    if dom.state not in RUNNING or dom.job is not None:
+        return _fixed(work, Reason.BUSY, (explain.busy, (dom.state, dom.job, cur)))
+    if maxmem <= 0 or cur <= 0:
+        text = f"left alone: implausible size (current {cur}, maxmem {maxmem} bytes)"
+        return _fixed(work, NO_DATA, text)
+    if held and hold is not None:
+        if hold.target is not None:
+            work.target = hold.target
+        return _fixed(work, Reason.HOLD, (explain.held, (hold, cur)))
+    if not policy.enabled:
+        return _fixed(work, Reason.DISABLED, (explain.disabled, (cur, policy.name)))
+    if memo.stuck_until is not None and memo.stuck_until > now:
+        recipe = (explain.stuck, (cur, memo.target, memo.stuck_until, memo.strikes))
+        return _fixed(work, Reason.STUCK, recipe)
+    return None
+
+
+def _fixed(work: Work, reason: Reason, text: Text) -> Work:
+    work.reason, work.explanation = reason, text
     return work
 
 

@@ -36,9 +36,10 @@ from collections.abc import Callable, Mapping
 
 from balloond.core import explain, progress
 from balloond.core.backing import account
-from balloond.core.classify import ALIVE, Work, classify
+from balloond.core.classify import ALIVE, GROW_COOLDOWN, Work, classify
 from balloond.core.deferred import Text, decided, realize
 from balloond.core.explain import sz
+from balloond.core.progress import MiB
 from balloond.core.share import water_fill
 from balloond.core.state import STUCK_BACKOFF_CAP, ControllerState, DomainMemo
 from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
@@ -47,13 +48,6 @@ from balloond.units import format_sizes_apart
 
 # In a host deficit, claimants cut by contention shrink at this multiple of their usual step.
 DEFICIT_STEP_FACTOR = 2
-# After a grow for pressure or demand, neither shrink the domain nor lower the grow in flight
-# for this long (unless the host is below its reserve). Senpai backs off at once and probes
-# down slowly; here a grow takes a stats period or two (2 s each) to reach the balloon and
-# show in MemTotal, and readings taken meanwhile mix the old and new sizes (the lab's guest
-# was shrunk back on such readings and OOM-killed). 30 s spans several ticks and stats periods
-# and is short against the 60 s half-life of the held demand peak, which slows shrinks anyway.
-GROW_COOLDOWN = 30.0
 GROWN = (Reason.GROW_PRESSURE, Reason.GROW_DEMAND, Reason.CONTENTION)
 # Enum members bound once: reading one off its class costs as much as a small function call,
 # and the steps below test them for every claimant every tick.
@@ -81,11 +75,19 @@ def decide(
     setMemory), call `state.forget_target(uuid)` on it.
     """
     works: list[Work] = []
+    claimants: list[Work] = []
     bounds: dict[tuple[int, int], tuple[int, int]] = {}  # (id(policy), maxmem) -> floor, ceiling
     # Bound once: this loop runs for every domain every tick.
-    memo_of, hold_of, add = state.domains.get, holds.get, works.append
+    memo_of, hold_of, add, claim = state.domains.get, holds.get, works.append, claimants.append
     empty, track, latest_stuck = DomainMemo(), progress.track, now + STUCK_BACKOFF_CAP
+    host_free = snapshot.host.free
+    # The host itself is short (not merely promised out): idle guests give back at once, and
+    # the grow cooldown does not hold anyone up.
+    deficit = host_free < reserve
+    cooldown = not deficit
     unbacked = 0  # promised to guests (inside their balloons) but not yet taken from the host
+    # Sums for steps 3 and 5, taken here rather than by a list per sum after the loop.
+    promised = claimed = held = lows = wants = 0
     backing_of, backing = state.backing.get, {}
     for dom in snapshot.domains:
         uuid = dom.uuid
@@ -111,23 +113,25 @@ def decide(
         if limits is None:
             maxmem = max(dom.maxmem, 0)
             limits = bounds[key] = (policy.floor_for(maxmem), policy.ceiling_for(maxmem))
-        add(classify(dom, policy, memo, hold_of(uuid), limits, now, stale_after))
-    host_free = snapshot.host.free
+        work = classify(dom, policy, memo, hold_of(uuid), limits, now, stale_after, cooldown)
+        add(work)
+        promised += work.promise
+        if not work.fixed:
+            claim(work)
+            claimed += work.promise
+            held += dom.current
+            lows += work.low
+            wants += work.want
     # Host free counts untouched balloon memory as free; the guests will take it without any
     # grant, so it is not there to give (qmemman's "promised but not taken").
     room = host_free - unbacked - reserve
-    # List comprehensions, not generator expressions: each item of a generator costs a resume.
-    claimants = [w for w in works if not w.fixed]
-    claimed = sum([w.promise for w in claimants])
-    fixed_promises = sum([w.promise for w in works]) - claimed
+    fixed_promises = promised - claimed
     spare = room - fixed_promises - claimed
     notes: list[str] = []
     if unbacked > 0:
         notes.append(f"{sz(unbacked)} inside guests' balloons is not yet backed by the host "
                      "(balloon + QEMU overhead - QEMU rss): counted as taken, "
                      "not free")  # fmt: skip
-    # The host itself is short (not merely promised out): idle guests give back at once.
-    deficit = host_free < reserve
     if deficit:
         notes.append(
             f"host free {sz(host_free)} is below the reserve {sz(reserve)}: "
@@ -137,14 +141,15 @@ def decide(
         notes.append(f"promises outstanding exceed host free {sz(host_free)} minus the reserve "
                      f"{sz(reserve)}{' and the untouched balloons' if unbacked else ''}: "
                      "nothing grows until they are taken")  # fmt: skip
-    if not deficit:
+    pool = room - fixed_promises + held
+    if lows > pool and claimants:
+        notes.append(f"floors need {sz(lows)} but only {sz(max(pool, 0))} is available")
+    if wants > pool:  # otherwise every claimant gets its want (water_fill's first case)
+        _share(claimants, pool)
+    else:
         for work in claimants:
-            if work.memo.grown_at is not None:  # most never grew: no cooldown to check
-                _cool(work, now)
-    _share(claimants, room - fixed_promises, notes)
-    for work in claimants:
-        _limit(work, deficit=deficit)
-    budget = _grant(claimants, spare)
+            work.target = work.want
+    budget = _grant(_limit(claimants, deficit=deficit), spare)
     decisions, memos = _finish(works, now)
     decision = Decision(
         taken_at=now,
@@ -157,30 +162,10 @@ def decide(
     return decision, ControllerState.of(memos, backing)
 
 
-def _cool(work: Work, now: float) -> None:
-    """Within GROW_COOLDOWN of a grow for pressure or demand, the domain's own estimate may not
-    take back what it has or was promised: its want is at least that. Only the want: when
-    the host cannot cover every want, sharing by weight may still cut it (the real-VM lab's
-    contention run starved the heavier guest when cooling guests were kept whole). Not
-    applied while the host is below its reserve (it needs memory back) nor under the swap
-    guard (which keeps the domain at its size anyway)."""
-    grown_at = work.memo.grown_at
-    if grown_at is None or not 0.0 <= now - grown_at < GROW_COOLDOWN or work.guard:
-        return
-    keep = min(max(work.dom.current, work.in_force), work.ceiling)
-    if work.want >= keep:
-        return
-    work.want, work.cooling = keep, now - grown_at
-    if work.reason is SHRINK_IDLE:
-        work.reason = STEADY
-
-
-def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
-    """Set each claimant's `target` to its weighted share of the pool (step 3)."""
-    pool = room + sum([w.dom.current for w in claimants])
+def _share(claimants: list[Work], pool: int) -> None:
+    """Set each claimant's `target` to its weighted share of the pool (step 3), when the pool
+    does not cover every want."""
     lows = [w.low for w in claimants]
-    if sum(lows) > pool and claimants:
-        notes.append(f"floors need {sz(sum(lows))} but only {sz(max(pool, 0))} is available")
     alloc = water_fill(lows, [w.want for w in claimants], [w.policy.weight for w in claimants],
                        pool)  # fmt: skip
     for work, share in zip(claimants, alloc, strict=True):
@@ -190,77 +175,103 @@ def _share(claimants: list[Work], room: int, notes: list[str]) -> None:
             work.explanation = (_contention, (share, work.want, work.policy.weight))
 
 
-def _limit(work: Work, *, deficit: bool) -> None:
-    """Apply step limits, the swap guard and the deadband (step 4)."""
-    dom, policy = work.dom, work.policy
-    cur, goal = dom.current, work.target
-    new = goal
-    limit: Amount | None = None  # the step that held the move back, for its explanation
-    if goal < cur:
-        step = policy.max_shrink_step.resolve(cur)
-        if deficit and work.reason is CONTENTION:
-            step *= DEFICIT_STEP_FACTOR
-        elif deficit:
-            step = cur  # idle guests give back at once while the host is short
-        new = cur - step if cur - step > goal else goal  # min() and max() spelled out: hot
-        if work.ceiling < new:
-            new = work.ceiling
-        if new > goal:
-            limit = policy.max_shrink_step
-        if work.guard and new < min(cur, work.ceiling):
-            new = min(cur, work.ceiling)
-            work.reason = SWAP_GUARD
-            rate = sz(int(work.est.swap_in_rate or 0)) if work.est else "?"
-            work.explanation = f"kept at {sz(cur)}: swapping in {rate}/s (swap guard)"
-    elif goal > cur and policy.max_grow_step is not None:
-        new = max(min(goal, cur + policy.max_grow_step.resolve(cur)), min(goal, work.floor))
-        if new < goal:
-            limit = policy.max_grow_step
-    work.target = new
-    in_force = work.in_force
-    retried = work.retry and (new != cur or in_force != cur)
-    if not retried and (
-        new == in_force or (work.floor <= cur <= work.ceiling and _within_deadband(work, new))
-    ):
-        _steady(work)
-        return
-    work.act = True
-    reason = work.reason
-    if reason is SWAP_GUARD:
-        return
-    if reason is NO_DATA:
-        work.reason = FLOOR if cur < work.floor else CEILING
-    # Written when read, as for steady domains: the work is final once decided (a grow cut
-    # later by `_grant` gets a new explanation there).
-    work.explanation = (_move_text, (work, reason, work.explanation, limit, retried))
+def _limit(claimants: list[Work], *, deficit: bool) -> list[Work]:
+    """Apply step limits, the swap guard and the deadband (step 4); the claimants that do not
+    move are steady (`_steady`). Returns those that move, in order.
+
+    One loop over every claimant with each policy's step and deadband knobs read once per
+    tick (`_knobs`), and `Amount.resolve` and `_within_deadband` written out: this runs for
+    every domain every tick, and most end steady."""
+    movers: list[Work] = []
+    knobs: dict[int, tuple[int | None, float, Amount | None, int | None, float]] = {}
+    for work in claimants:
+        policy = work.policy
+        known = knobs.get(id(policy))
+        if known is None:
+            known = knobs[id(policy)] = _knobs(policy)
+        shrink_size, shrink_ratio, grow_step, band_size, band_ratio = known
+        cur, goal, floor, ceiling = work.dom.current, work.target, work.floor, work.ceiling
+        new = goal
+        limit: Amount | None = None  # the step that held the move back, for its explanation
+        if goal < cur:
+            step = shrink_size if shrink_size is not None else int(cur * shrink_ratio)
+            if deficit and work.reason is CONTENTION:
+                step *= DEFICIT_STEP_FACTOR
+            elif deficit:
+                step = cur  # idle guests give back at once while the host is short
+            new = cur - step if cur - step > goal else goal  # min() and max() spelled out: hot
+            if ceiling < new:
+                new = ceiling
+            if new > goal:
+                limit = policy.max_shrink_step
+            if work.guard and new < min(cur, ceiling):
+                new = min(cur, ceiling)
+                work.reason = SWAP_GUARD
+                rate = sz(int(work.est.swap_in_rate or 0)) if work.est else "?"
+                work.explanation = f"kept at {sz(cur)}: swapping in {rate}/s (swap guard)"
+        elif goal > cur and grow_step is not None:
+            new = max(min(goal, cur + grow_step.resolve(cur)), min(goal, floor))
+            if new < goal:
+                limit = grow_step
+        in_force = work.in_force
+        retried = work.retry and (new != cur or in_force != cur)
+        if not retried:
+            if new == in_force:
+                steady = True
+            elif floor <= cur <= ceiling:
+                # Too small a move to make: within the deadband of the target in force, or
+                # within the deadband of the balloon's size and lowering the target in force
+                # without extending a shrink (that would cancel a grow in flight for nothing:
+                # the lab's "shrink 286 MiB → 286 MiB (-820 B)"). Raising the target in force
+                # is never held back here: it only stops a shrink or extends a grow, and the
+                # deadband of the target in force still applies to it.
+                band = band_size if band_size is not None else int(cur * band_ratio)
+                steady = -band < new - in_force < band or (  # abs() spelled out: hot
+                    new < in_force and -band < new - cur < band and not in_force < cur)
+            else:
+                steady = False
+            if steady:
+                _steady(work, new)
+                continue
+        work.target, work.act = new, True
+        movers.append(work)
+        reason = work.reason
+        if reason is SWAP_GUARD:
+            continue
+        if reason is NO_DATA:
+            work.reason = FLOOR if cur < floor else CEILING
+        # Written when read, as for steady domains: the work is final once decided (a grow cut
+        # later by `_grant` gets a new explanation there).
+        work.explanation = (_move_text, (work, reason, work.explanation, limit, retried))
+    return movers
 
 
-def _within_deadband(work: Work, new: int) -> bool:
-    """Too small a move to make: within the deadband of the target in force, or within the
-    deadband of the balloon's size and lowering the target in force without extending a
-    shrink (that would cancel a grow in flight for nothing: the lab's "shrink 286 MiB →
-    286 MiB (-820 B)"). Raising the target in force is never held back here: it only stops a
-    shrink or extends a grow, and the deadband of the target in force still applies to it."""
-    cur, in_force = work.dom.current, work.in_force
-    band = work.policy.deadband.resolve(cur)
-    if -band < new - in_force < band:  # abs() spelled out: hot
-        return True
-    return new < in_force and -band < new - cur < band and not in_force < cur
+def _knobs(policy: Policy) -> tuple[int | None, float, Amount | None, int | None, float]:
+    """A policy's shrink step and deadband as (size, ratio) pairs (an absolute size wins, as
+    in `Amount.resolve`), and its grow step."""
+    shrink, band = policy.max_shrink_step, policy.deadband
+    assert shrink.size is not None or shrink.ratio is not None  # as Amount.resolve asserts
+    assert band.size is not None or band.ratio is not None
+    return (shrink.size, shrink.ratio or 0.0, policy.max_grow_step, band.size,
+            band.ratio or 0.0)  # fmt: skip
 
 
 def _contention(share: int, want: int, weight: int) -> str:
     return f"contention: {sz(share)} of the {sz(want)} wanted, by weight {weight}"
 
 
-def _steady(work: Work) -> None:
-    computed = work.target
-    work.target, work.act = work.in_force, False
+def _steady(work: Work, computed: int) -> None:
+    """No move: the target in force stands. `computed` is what the law gave this tick."""
+    in_force = work.in_force
+    work.target = in_force
     reason = work.reason
     if reason in KEEPS_ITS_TEXT:
         return
     # Texts are built when read (most never are); the work is final once decided.
-    tolerance = progress.reach_tolerance(work.in_force)
-    if not -tolerance <= work.in_force - work.dom.current <= tolerance:
+    tolerance = in_force // 100  # progress.reach_tolerance() spelled out: hot
+    if tolerance < MiB:
+        tolerance = MiB
+    if not -tolerance <= in_force - work.dom.current <= tolerance:
         # Still on its way to a target issued earlier: that target stands, and so does why.
         work.explanation = (_moving_text, (work, reason))
         return
