@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from balloond.core.progress import reach_tolerance
+from balloond.core.progress import MiB, reach_tolerance
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 from balloond.policy.model import Policy
@@ -138,25 +138,43 @@ def estimate(
     One function with its checks written out, not a call per check: it runs for every domain
     every tick, and a Python call costs as much as the check it makes. For the same reason
     min() and max() of two values are spelled out where every domain passes: the builtins
-    parse keyword arguments on each call and cost several times the comparison."""
+    parse keyword arguments on each call and cost several times the comparison. The memo is
+    unpacked once (reading a NamedTuple field by name costs a descriptor call), and the
+    statistics are checked inline, `stats_problem` naming the problem only when there is one.
+    """
+    (swap_in, faults, counters_at, _, _, target, _, _, _, _, _, hidden, hidden_at, shrunk_at,
+     fault_base, learned, seen, seen_current, since, _) = memo  # fmt: skip
     maxmem = dom.maxmem
     report = dom.report
     if report is not None and not -stale_after <= now - report.received_at <= stale_after:
         report = None  # stale, or dated in the future
     stats = dom.stats
-    stats_why = stats_problem(stats, maxmem, now, stale_after)
-    usable = stats if not stats_why else None
+    usable = stats_total = available = None
+    stats_why = ""
+    if stats is not None:
+        stats_total, available, last = stats.total, stats.available, stats.last_update
+        if (
+            stats_total is not None
+            and available is not None
+            and (last is None or -stale_after <= now - last <= stale_after)
+            and 0 < stats_total <= maxmem
+            and 0 <= available < stats_total
+        ):  # stats_problem() finds none
+            usable = stats
+        else:
+            stats_total = None
+    if usable is None:
+        stats_why = stats_problem(stats, maxmem, now, stale_after)
     # Swap-in bytes/s and major faults/s from the previous tick's cumulative counters. A
     # counter that went backwards (guest reboot) or garbage gives no rate this tick.
     swap_rate = fault_rate = None
-    counters_at = memo.counters_at
     if stats is not None and counters_at is not None:
         dt = stats_at - counters_at
         if not dt <= 0.0:
-            new, old = stats.swap_in, memo.swap_in
+            new, old = stats.swap_in, swap_in
             if new is not None and old is not None and not (new < old or new < 0):
                 swap_rate = (new - old) / dt
-            new, old = stats.major_faults, memo.major_faults
+            new, old = stats.major_faults, faults
             if new is not None and old is not None and not (new < old or new < 0):
                 fault_rate = (new - old) / dt
     pressure = requested = claimed = None
@@ -181,9 +199,9 @@ def estimate(
             claimed = report_demand(report, maxmem)
     # Short of memory: a stall above the policy's target, heavy swap-in, or, without PSI, a
     # storm of major faults (the only other sign of thrashing).
-    target = policy.pressure_target
+    pressure_target = policy.pressure_target
     short = (
-        (pressure is not None and pressure > target)
+        (pressure is not None and pressure > pressure_target)
         or (swap_rate is not None and swap_rate >= SWAP_IN_SHORT)
         or (pressure is None and fault_rate is not None and fault_rate >= MAJOR_FAULTS_SHORT)
     )
@@ -193,21 +211,27 @@ def estimate(
     # day: only faults well above their usual rate are blamed).
     touched = (
         short
-        or (pressure is not None and pressure >= target * TOUCH_FRACTION)
+        or (pressure is not None and pressure >= pressure_target * TOUCH_FRACTION)
         or (swap_rate is not None and swap_rate >= SWAP_IN_GUARD)
         or (
             fault_rate is not None
-            and memo.shrunk_at is not None  # shrunk within SHRINK_BLAME seconds
-            and now - memo.shrunk_at <= SHRINK_BLAME
+            and shrunk_at is not None  # shrunk within SHRINK_BLAME seconds
+            and now - shrunk_at <= SHRINK_BLAME
             and fault_rate >= max(MAJOR_FAULTS_AFTER_SHRINK, FAULT_BASE_FACTOR * (
-                memo.fault_base if memo.fault_base is not None else 0.0))
+                fault_base if fault_base is not None else 0.0))
         )
     )  # fmt: skip
-    hidden = _hidden(memo, usable, report, touched, now) if touched or memo.hidden else 0
-    stats_total = stats_demand = None
+    # Learned hidden demand, decayed (see _hidden, which learns more of it when touched).
+    if hidden is not None and hidden_at is not None:
+        age = now - hidden_at
+        hidden = int(hidden * 0.5 ** ((age if age > 0.0 else 0.0) / HIDDEN_HALF_LIFE))
+    else:
+        hidden = 0
+    if touched:
+        hidden = _hidden(hidden, usable, report)
+    stats_demand = None
     lie = False
     if usable is not None:
-        stats_total, available = usable.total, usable.available
         assert stats_total is not None and available is not None
         stats_demand = stats_total - available
         if claimed is not None and not short:
@@ -260,7 +284,19 @@ def estimate(
         overhead = 0
     elif overhead > (cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)):
         overhead = cap
-    used, learned, seen = overhead_for(overhead, memo, current, stats_at)
+    # overhead_for() written out (the memo is unpacked already):
+    if overhead > 0 and seen_current == current and since is not None and not stats_at <= since:
+        if target is None:
+            learned = overhead
+        else:  # the target in force reached: progress.reach_tolerance() spelled out
+            tolerance = target // 100
+            if tolerance < MiB:
+                tolerance = MiB
+            if -tolerance <= target - current <= tolerance:
+                learned = overhead
+    before = seen or 0
+    seen = (overhead if overhead > before else before) or None
+    used = learned if learned is not None else seen or 0
     return _new_tuple(Estimate, (
         demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
         touched, used, learned, seen,
@@ -268,29 +304,23 @@ def estimate(
 
 
 def _hidden(
-    memo: DomainMemo,
+    hidden: int,
     stats: MemoryStats | None,
     report: GuestReport | None,
-    touched: bool,
-    now: float,
 ) -> int:
     """Demand that MemTotal - MemAvailable does not show (hot page cache), learned from
-    stalls. Both the balloon statistics and the agent's `demand` count cache as free to
+    stalls, for a guest whose working set was touched; `hidden` is what was learned before,
+    decayed. Both the balloon statistics and the agent's `demand` count cache as free to
     take. A guest that stalls anyway needed (at least) the cache it still had: remember
     that cache (MemAvailable - MemFree) and add it to the reading from then on, decaying
     slowly so the guest is probed again now and then (Senpai probes continuously; this
     probes about once per HIDDEN_HALF_LIFE)."""
-    hidden = 0
-    if memo.hidden is not None and memo.hidden_at is not None:
-        age = now - memo.hidden_at
-        hidden = int(memo.hidden * 0.5 ** ((age if age > 0.0 else 0.0) / HIDDEN_HALF_LIFE))
-    if touched:
-        # The cache in use, not free memory: a guest with MemFree to spare is not short.
-        if stats is not None and stats.available is not None:
-            free = stats.unused if stats.unused is not None else 0
-            hidden = max(hidden, stats.available - min(max(free, 0), stats.available))
-        elif report is not None and report.mem_available is not None:
-            hidden = max(hidden, min(report.mem_available, report.mem_total or 0))
+    # The cache in use, not free memory: a guest with MemFree to spare is not short.
+    if stats is not None and stats.available is not None:
+        free = stats.unused if stats.unused is not None else 0
+        hidden = max(hidden, stats.available - min(max(free, 0), stats.available))
+    elif report is not None and report.mem_available is not None:
+        hidden = max(hidden, min(report.mem_available, report.mem_total or 0))
     return hidden
 
 
