@@ -173,7 +173,8 @@ def classify(
             # that comes back; it never grows one (the lab's light guest, its workload
             # OOM-killed, was grown back on the peak of the workload that had died).
             has = in_force if in_force > cur else cur
-            kept = _want(peak, hidden, used, buffer)
+            kept = _want(peak, hidden, used, buffer) if hidden else int(
+                peak * (1.0 + buffer)) + used  # fmt: skip
             if has < kept:
                 kept = has
             if kept > want:

@@ -55,7 +55,7 @@ CONTENTION, SWAP_GUARD, NO_DATA, STEADY = (
     Reason.CONTENTION, Reason.SWAP_GUARD, Reason.NO_DATA, Reason.STEADY)  # fmt: skip
 SHRINK_IDLE, GUEST_REQUEST, FLOOR, CEILING = (
     Reason.SHRINK_IDLE, Reason.GUEST_REQUEST, Reason.FLOOR, Reason.CEILING)  # fmt: skip
-KEEPS_ITS_TEXT = (NO_DATA, SWAP_GUARD, CONTENTION)  # _steady leaves these as they are
+KEEPS_ITS_TEXT = (NO_DATA, SWAP_GUARD, CONTENTION)  # a steady domain keeps these and their text
 
 
 def decide(
@@ -93,7 +93,12 @@ def decide(
         uuid = dom.uuid
         stats = dom.stats
         known = backing_of(uuid)
-        if known is not None or (stats is not None and stats.rss is not None):
+        # With nothing learned yet, an rss equal to the balloon teaches nothing and leaves
+        # nothing untouched (`account` gives None, 0): hosts that charge the whole balloon at
+        # once (Xen, the simulator) report exactly that for every domain every tick.
+        if known is not None or (
+            stats is not None and (rss := stats.rss) is not None and rss != dom.current
+        ):
             known, unseen = account(dom, known)
             if known is not None:
                 backing[uuid] = known
@@ -177,7 +182,7 @@ def _share(claimants: list[Work], pool: int) -> None:
 
 def _limit(claimants: list[Work], *, deficit: bool) -> list[Work]:
     """Apply step limits, the swap guard and the deadband (step 4); the claimants that do not
-    move are steady (`_steady`). Returns those that move, in order.
+    move are steady. Returns those that move, in order.
 
     One loop over every claimant with each policy's step and deadband knobs read once per
     tick (`_knobs`), and `Amount.resolve` and `_within_deadband` written out: this runs for
@@ -230,8 +235,22 @@ def _limit(claimants: list[Work], *, deficit: bool) -> list[Work]:
                     new < in_force and -band < new - cur < band and not in_force < cur)
             else:
                 steady = False
-            if steady:
-                _steady(work, new)
+            if steady:  # no move: the target in force stands
+                work.target = in_force
+                reason = work.reason
+                if reason in KEEPS_ITS_TEXT:
+                    continue
+                # Texts are built when read (most never are); the work is final once decided.
+                tolerance = in_force // 100  # progress.reach_tolerance() spelled out: hot
+                if tolerance < MiB:
+                    tolerance = MiB
+                if not -tolerance <= in_force - cur <= tolerance:
+                    # Still on its way to a target issued earlier: that target stands, and so
+                    # does why.
+                    work.explanation = (_moving_text, (work, reason))
+                else:
+                    work.reason = STEADY
+                    work.explanation = (_steady_text, (work, reason, new))
                 continue
         work.target, work.act = new, True
         movers.append(work)
@@ -258,25 +277,6 @@ def _knobs(policy: Policy) -> tuple[int | None, float, Amount | None, int | None
 
 def _contention(share: int, want: int, weight: int) -> str:
     return f"contention: {sz(share)} of the {sz(want)} wanted, by weight {weight}"
-
-
-def _steady(work: Work, computed: int) -> None:
-    """No move: the target in force stands. `computed` is what the law gave this tick."""
-    in_force = work.in_force
-    work.target = in_force
-    reason = work.reason
-    if reason in KEEPS_ITS_TEXT:
-        return
-    # Texts are built when read (most never are); the work is final once decided.
-    tolerance = in_force // 100  # progress.reach_tolerance() spelled out: hot
-    if tolerance < MiB:
-        tolerance = MiB
-    if not -tolerance <= in_force - work.dom.current <= tolerance:
-        # Still on its way to a target issued earlier: that target stands, and so does why.
-        work.explanation = (_moving_text, (work, reason))
-        return
-    work.reason = STEADY
-    work.explanation = (_steady_text, (work, reason, computed))
 
 
 def _moving_text(work: Work, reason: Reason) -> str:
