@@ -26,12 +26,6 @@ _SLOT = {name: DomainDecision.__dict__[name] for name in DomainDecision.__slots_
 _EXPLANATION = _SLOT["explanation"]
 _ORDER = ("name", "uuid", "policy", "reason", "current", "target", "floor", "ceiling",
           "explanation", "demand", "pressure", "act")  # fmt: skip
-# Fields added to DomainDecision later (with defaults) are set to their defaults.
-_EXTRA = tuple(
-    (_SLOT[f.name].__set__, f.default)
-    for f in fields(DomainDecision)
-    if f.name not in _ORDER and f.default is not MISSING
-)
 if (
     {f.name for f in fields(DomainDecision)}
     - set(_ORDER)
@@ -71,11 +65,25 @@ class DeferredDecision(DomainDecision):
 
 _RECIPE = DeferredDecision.__dict__["_recipe"]
 _new = object.__new__
-(_set_name, _set_uuid, _set_policy, _set_reason, _set_current, _set_target, _set_floor,
- _set_ceiling, _set_demand, _set_pressure, _set_act) = (
-    _SLOT[name].__set__ for name in _ORDER if name != "explanation"
-)  # fmt: skip
-_set_text, _set_recipe = _EXPLANATION.__set__, _RECIPE.__set__
+# Fields added to DomainDecision later (with defaults) are set to their defaults.
+_EXTRA_NAMES = tuple(
+    (f.name, f.default)
+    for f in fields(DomainDecision)
+    if f.name not in _ORDER and f.default is not MISSING
+)
+
+
+class _Building(DomainDecision):
+    """A `DeferredDecision` being filled in: the same layout (the same slots added to the same
+    base, so `__class__` may be switched between them), with object's own `__setattr__` and
+    `__delattr__` so that attribute stores are plain slot stores the interpreter specializes.
+    `decided` switches it to DeferredDecision once filled in: frozen from then on, to every
+    reader. Three times cheaper than calling each slot's `__set__` (a thousand decisions per
+    tick)."""
+
+    __slots__ = ("_recipe",)
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
 
 
 def decided(
@@ -94,22 +102,24 @@ def decided(
 ) -> DomainDecision:
     """A DomainDecision, built without the frozen dataclass's per-field `__setattr__` calls
     (it is still frozen to everyone else)."""
-    out = _new(DeferredDecision)
-    _set_name(out, name)
-    _set_uuid(out, uuid)
-    _set_policy(out, policy)
-    _set_reason(out, reason)
-    _set_current(out, current)
-    _set_target(out, target)
-    _set_floor(out, floor)
-    _set_ceiling(out, ceiling)
+    out: Any = _new(_Building)
+    out.name = name
+    out.uuid = uuid
+    out.policy = policy
+    out.reason = reason
+    out.current = current
+    out.target = target
+    out.floor = floor
+    out.ceiling = ceiling
     if isinstance(explanation, str):
-        _set_text(out, explanation)
+        out.explanation = explanation
     else:
-        _set_recipe(out, explanation)
-    _set_demand(out, demand)
-    _set_pressure(out, pressure)
-    _set_act(out, act)
-    for setter, default in _EXTRA:
-        setter(out, default)
-    return out
+        out._recipe = explanation
+    out.demand = demand
+    out.pressure = pressure
+    out.act = act
+    for field_name, default in _EXTRA_NAMES:
+        setattr(out, field_name, default)
+    out.__class__ = DeferredDecision
+    result: DomainDecision = out
+    return result
