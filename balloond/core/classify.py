@@ -17,7 +17,8 @@ from balloond.core.estimate import (
     SHRINK_BLAME,
     SWAP_IN_GUARD,
     Estimate,
-    estimate,
+    Reading,
+    reading,
 )
 from balloond.core.state import MEMO_ARITY, DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
@@ -32,11 +33,16 @@ ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
 PEAK_HALF_LIFE = 60.0
 # Weight of each new reading in the usual major-fault rate (an exponential average).
 FAULT_BASE_WEIGHT = 0.2
-# _claimant unpacks a DomainMemo and an Estimate field by field (one step, where reading a
-# NamedTuple's fields by name costs a descriptor call each) and builds the next memo with
-# tuple.__new__ (no NamedTuple.__new__): it runs for every domain every tick.
-_new_tuple = tuple.__new__
-if MEMO_ARITY != 20 or len(Estimate._fields) != 15:
+# classify unpacks a DomainMemo and an estimate's fields (`estimate.reading`, a plain tuple)
+# in one step each, where reading a NamedTuple's fields by name costs a descriptor call each,
+# and builds the next memo with tuple.__new__ (no NamedTuple.__new__): it runs for every
+# domain every tick.
+_new_tuple, _new_object = tuple.__new__, object.__new__
+if (
+    MEMO_ARITY != 20
+    or len(Estimate._fields) != 15
+    or Estimate._fields[:4] != ("demand", "raw", "source", "pressure")  # read by index too
+):
     raise RuntimeError(f"DomainMemo or Estimate changed; update {__name__}")
 # Enum members bound once: reading one off its class costs as much as a small function call.
 STEADY, NO_DATA, GUEST_REQUEST = Reason.STEADY, Reason.NO_DATA, Reason.GUEST_REQUEST
@@ -68,7 +74,7 @@ class Work:
     fixed: bool = True
     act: bool = False
     promise: int = 0  # memory promised earlier and not yet taken
-    est: Estimate | None = None
+    values: Reading | None = None  # the Estimate's fields (None: the domain is left alone)
     want: int = 0
     low: int = 0
     in_force: int = 0  # the target the hypervisor is working toward now
@@ -76,6 +82,12 @@ class Work:
     clamp: str = ""  # "floor" or "ceiling" when the policy range bounds the want
     retry: bool = False  # stuck before and due for a retry: re-issue whatever the law says
     cooling: float | None = None  # seconds since a grow whose cooldown keeps the domain up
+
+    @property
+    def est(self) -> Estimate | None:
+        """The estimate, built when read: only explanations read it."""
+        values = self.values
+        return None if values is None else _new_tuple(Estimate, values)
 
 
 def classify(
@@ -119,9 +131,9 @@ def classify(
     at = stats.last_update if stats is not None else None
     if at is None or not 0.0 < at < INF:  # not isfinite(at) or at <= 0 (NaN fails both)
         at = now
-    est = estimate(dom, policy, memo, now, stale_after, at)
+    values = reading(dom, policy.pressure_target, memo, now, stale_after, at)
     (demand, _, _, _, swap_rate, fault_rate, short, requested, why, _, hidden, _, used, learned,
-     seen_gap) = est  # fmt: skip
+     seen_gap) = values  # fmt: skip
     # Carry the guest counters, the held demand peak and the overhead to the next tick.
     (_, _, _, peak, peak_at, target, target_at, mark, mark_at, stuck_until, strikes, _, _,
      shrunk_at, base, _, _, seen, since, grown_at) = memo  # fmt: skip
@@ -197,6 +209,7 @@ def classify(
             low = cur if cur < ceiling else ceiling
             if low < floor:
                 low = floor
+    retry = stuck_until is not None  # stuck before and due for a retry
     cooling = None
     if cooldown and grown_at is not None and 0.0 <= now - grown_at < GROW_COOLDOWN and not guard:
         # Within GROW_COOLDOWN of a grow for pressure or demand, the domain's own estimate may
@@ -212,9 +225,14 @@ def classify(
             want, cooling = keep, now - grown_at
             if reason is SHRINK_IDLE:
                 reason = STEADY
-    return Work(dom, policy, memo, floor, ceiling, reason, cur, explanation, False, False,
-                promise, est, want, low, in_force, guard, clamp,
-                stuck_until is not None, cooling)  # fmt: skip
+    # Stored one by one into a bare instance: cheaper than the dataclass __init__'s call.
+    work = _new_object(Work)
+    work.dom, work.policy, work.memo, work.floor, work.ceiling = dom, policy, memo, floor, ceiling
+    work.reason, work.target, work.explanation, work.fixed = reason, cur, explanation, False
+    work.act, work.promise, work.values, work.want, work.low = False, promise, values, want, low
+    work.in_force, work.guard, work.clamp, work.retry = in_force, guard, clamp, retry
+    work.cooling = cooling
+    return work
 
 
 def _left_alone(

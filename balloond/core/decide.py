@@ -386,15 +386,15 @@ def _finish(works: list[Work], now: float) -> tuple[tuple[DomainDecision, ...],
     add = out.append
     memos: dict[str, DomainMemo] = {}
     for work in works:
-        est = work.est
+        values = work.values
         dom = work.dom
         cur = dom.current
         target = work.target
         act = work.act
-        if est is None:
+        if values is None:
             demand = pressure = None
         else:
-            demand, pressure = est.demand, est.pressure
+            demand, pressure = values[0], values[3]  # the Estimate's demand and pressure
         add(decided(dom.name, dom.uuid, work.policy.name, work.reason, cur, target, work.floor,
                     work.ceiling, work.explanation, demand, pressure, act))  # fmt: skip
         # The decision holds the recipe now, and a recipe holds its work: dropping the work's

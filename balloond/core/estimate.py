@@ -124,6 +124,13 @@ def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_afte
     return ""
 
 
+# An Estimate's fields as a plain tuple, as `reading` returns them.
+Reading = tuple[
+    int | None, int | None, str, float | None, float | None, float | None, bool, int | None,
+    str, str, int, bool, int, int | None, int | None,
+]  # fmt: skip
+
+
 def estimate(
     dom: DomainSnapshot,
     policy: Policy,
@@ -133,7 +140,22 @@ def estimate(
     stats_at: float,
 ) -> Estimate:
     """Estimate the demand of one running domain. Pure; never raises on guest data.
-    `stats_at` is when the balloon statistics were sampled (their `last_update`, else now).
+    `stats_at` is when the balloon statistics were sampled (their `last_update`, else now)."""
+    return _new_tuple(Estimate, reading(dom, policy.pressure_target, memo, now, stale_after,
+                                        stats_at))  # fmt: skip
+
+
+def reading(
+    dom: DomainSnapshot,
+    pressure_target: float,
+    memo: DomainMemo,
+    now: float,
+    stale_after: float,
+    stats_at: float,
+) -> Reading:
+    """`estimate()`'s fields as a plain tuple, for the core's first pass: it unpacks them at
+    once (an exact tuple unpacks without an iterator) and builds the Estimate only when an
+    explanation asks for it.
 
     One function with its checks written out, not a call per check: it runs for every domain
     every tick, and a Python call costs as much as the check it makes. For the same reason
@@ -199,7 +221,6 @@ def estimate(
             claimed = report_demand(report, maxmem)
     # Short of memory: a stall above the policy's target, heavy swap-in, or, without PSI, a
     # storm of major faults (the only other sign of thrashing).
-    pressure_target = policy.pressure_target
     short = (
         (pressure is not None and pressure > pressure_target)
         or (swap_rate is not None and swap_rate >= SWAP_IN_SHORT)
@@ -253,8 +274,8 @@ def estimate(
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
         # What was learned of the overhead is kept for when data comes back.
         used, learned, seen = overhead_for(0, memo, dom.current, stats_at)
-        return Estimate(None, None, "", pressure, swap_rate, fault_rate, short, requested, why,
-                        overhead=used, overhead_learned=learned, overhead_seen=seen)  # fmt: skip
+        return (None, None, "", pressure, swap_rate, fault_rate, short, requested, why, "", 0,
+                False, used, learned, seen)  # fmt: skip
     # What a reading capped by the balloon is capped at: the guest's MemTotal.
     if stats_total is not None:
         visible = stats_total
@@ -267,7 +288,7 @@ def estimate(
         raw += hidden
         if maxmem < raw:
             raw = maxmem
-    demand = _corrected(raw, visible, knows, pressure, policy, report) if short else raw
+    demand = _corrected(raw, visible, knows, pressure, pressure_target, report) if short else raw
     if demand > maxmem:
         demand = maxmem
     # Balloon the guest never sees: its MemTotal is smaller than the balloon by the kernel
@@ -297,10 +318,8 @@ def estimate(
     before = seen or 0
     seen = (overhead if overhead > before else before) or None
     used = learned if learned is not None else seen or 0
-    return _new_tuple(Estimate, (
-        demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note, hidden,
-        touched, used, learned, seen,
-    ))  # fmt: skip
+    return (demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note,
+            hidden, touched, used, learned, seen)  # fmt: skip
 
 
 def _hidden(
@@ -372,7 +391,7 @@ def _corrected(
     visible: int,
     knows: bool,
     pressure: float | None,
-    policy: Policy,
+    pressure_target: float,
     report: GuestReport | None,
 ) -> int:
     """The demand of a guest that is short of memory (see the module docstring)."""
@@ -384,7 +403,7 @@ def _corrected(
     else:
         # A stalled guest's reading is capped by its balloon: it needs more than it has.
         base = max(raw, visible)
-        demand = base + int(base * boost_for(pressure, policy.pressure_target))
+        demand = base + int(base * boost_for(pressure, pressure_target))
     if report is None:
         return demand
     if report.swap_total is not None and report.swap_free is not None:
