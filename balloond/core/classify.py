@@ -90,24 +90,37 @@ class Work:
         return None if values is None else _new_tuple(Estimate, values)
 
 
+# A policy's knobs for one maxmem (`limits_for`): floor, ceiling and the buffer's factors.
+Limits = tuple[int, int, float, float]
+
+
+def limits_for(policy: Policy, maxmem: int) -> Limits:
+    """(floor, ceiling, 1 + buffer, 1 + buffer x CACHE_BUFFER): resolved once per policy and
+    maxmem each tick, not once per domain."""
+    maxmem = max(maxmem, 0)
+    buffer = policy.buffer
+    return (policy.floor_for(maxmem), policy.ceiling_for(maxmem), 1.0 + buffer,
+            1.0 + buffer * CACHE_BUFFER)  # fmt: skip
+
+
 def classify(
     dom: DomainSnapshot,
     policy: Policy,
     memo: DomainMemo,
     hold: Hold | None,
-    bounds: tuple[int, int],
+    limits: Limits,
     now: float,
     stale_after: float,
     cooldown: bool = True,
 ) -> Work:
-    """`bounds` is (floor, ceiling) of the policy for this domain's maxmem. `cooldown` False:
+    """`limits` are the policy's knobs for this domain's maxmem (`limits_for`). `cooldown` False:
     the grow cooldown does not apply this tick (the host is below its reserve).
 
     The claimant's whole first pass in one function on plain locals, its Work built once at
     the end (no Work filled in field by field, no helper call per step): it runs for every
     domain every tick. Domains left alone take `_left_alone`, off the hot path."""
     cur, maxmem, state = dom.current, dom.maxmem, dom.state
-    floor, ceiling = bounds
+    floor, ceiling, grow, cache_grow = limits
     target = memo.target
     if target is not None and state in ALIVE:
         in_force, promise = target, (target - cur if target > cur else 0)
@@ -123,7 +136,7 @@ def classify(
         or not policy.enabled
         or (stuck_until is not None and stuck_until > now)
     ):
-        fixed = _left_alone(dom, policy, memo, hold, bounds, now, in_force, promise)
+        fixed = _left_alone(dom, policy, memo, hold, limits, now, in_force, promise)
         if fixed is not None:
             return fixed
     stats = dom.stats
@@ -173,20 +186,26 @@ def classify(
         reason = NO_DATA
         explanation = (explain.no_data, (cur, why))
     else:
-        buffer = policy.buffer
-        # _want() written out for the common case without learned cache (the same float
-        # operations: adding 0.0 changes no sum here).
+        # Demand plus the buffer, as a balloon size (+ the overhead: demand is in the guest's
+        # terms). The buffer is headroom for demand to grow into; hot cache learned from a
+        # stall is already a measured need (cache swells and shrinks with what it is given),
+        # so it gets only a quarter of the buffer. Without learned cache the same float
+        # operations less an added 0.0, which changes no sum here.
         if hidden:
-            want = _want(demand, hidden, used, buffer)
+            cache = hidden if hidden < demand else demand
+            want = int((demand - cache) * grow + cache * cache_grow) + used
         else:
-            want = int(demand * (1.0 + buffer)) + used
+            want = int(demand * grow) + used
         if peak is not None and peak > demand:  # the held peak, just carried forward
             # The held peak keeps a guest from being shrunk into the trough of a workload
             # that comes back; it never grows one (the lab's light guest, its workload
             # OOM-killed, was grown back on the peak of the workload that had died).
             has = in_force if in_force > cur else cur
-            kept = _want(peak, hidden, used, buffer) if hidden else int(
-                peak * (1.0 + buffer)) + used  # fmt: skip
+            if hidden:  # the want of the peak, as above
+                cache = hidden if hidden < peak else peak
+                kept = int((peak - cache) * grow + cache * cache_grow) + used
+            else:
+                kept = int(peak * grow) + used
             if has < kept:
                 kept = has
             if kept > want:
@@ -240,7 +259,7 @@ def _left_alone(
     policy: Policy,
     memo: DomainMemo,
     hold: Hold | None,
-    bounds: tuple[int, int],
+    limits: Limits,
     now: float,
     in_force: int,
     promise: int,
@@ -248,7 +267,7 @@ def _left_alone(
     """The Work of a domain the core leaves alone this tick, or None when it is a claimant
     after all (its hold has expired)."""
     cur, maxmem = dom.current, dom.maxmem
-    work = Work(dom, policy, memo, bounds[0], bounds[1], STEADY, cur, promise=promise,
+    work = Work(dom, policy, memo, limits[0], limits[1], STEADY, cur, promise=promise,
                 in_force=in_force)  # fmt: skip
     held = hold is not None and hold.active(now)
     if held and hold is not None and hold.target is not None:
@@ -275,15 +294,6 @@ def _left_alone(
 def _fixed(work: Work, reason: Reason, text: Text) -> Work:
     work.reason, work.explanation = reason, text
     return work
-
-
-def _want(demand: int, hidden: int, overhead: int, buffer: float) -> int:
-    """Demand plus the buffer, as a balloon size. The buffer is headroom for demand to grow
-    into; hot cache learned from a stall is already a measured need (cache swells and shrinks
-    with what it is given), so it gets only a quarter of the buffer."""
-    cache = hidden if hidden < demand else demand
-    want = int((demand - cache) * (1.0 + buffer) + cache * (1.0 + buffer * CACHE_BUFFER))
-    return want + overhead  # demand is in the guest's terms; the target is a balloon size
 
 
 def _direction(short: bool, want: int, cur: int) -> Reason:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 
 from balloond.core import explain, progress
 from balloond.core.backing import account
-from balloond.core.classify import ALIVE, GROW_COOLDOWN, Work, classify
+from balloond.core.classify import ALIVE, GROW_COOLDOWN, Limits, Work, classify, limits_for
 from balloond.core.deferred import Text, decided, realize
 from balloond.core.explain import sz
 from balloond.core.progress import MiB
@@ -76,7 +76,7 @@ def decide(
     """
     works: list[Work] = []
     claimants: list[Work] = []
-    bounds: dict[tuple[int, int], tuple[int, int]] = {}  # (id(policy), maxmem) -> floor, ceiling
+    bounds: dict[tuple[int, int], Limits] = {}  # (id(policy), maxmem) -> limits_for()
     # Bound once: this loop runs for every domain every tick.
     memo_of, hold_of, add, claim = state.domains.get, holds.get, works.append, claimants.append
     empty, track, latest_stuck = DomainMemo(), progress.track, now + STUCK_BACKOFF_CAP
@@ -116,8 +116,7 @@ def decide(
         key = (id(policy), dom.maxmem)
         limits = bounds.get(key)
         if limits is None:
-            maxmem = max(dom.maxmem, 0)
-            limits = bounds[key] = (policy.floor_for(maxmem), policy.ceiling_for(maxmem))
+            limits = bounds[key] = limits_for(policy, dom.maxmem)
         work = classify(dom, policy, memo, hold_of(uuid), limits, now, stale_after, cooldown)
         add(work)
         promised += work.promise

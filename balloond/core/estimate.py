@@ -187,19 +187,8 @@ def reading(
             stats_total = None
     if usable is None:
         stats_why = stats_problem(stats, maxmem, now, stale_after)
-    # Swap-in bytes/s and major faults/s from the previous tick's cumulative counters. A
-    # counter that went backwards (guest reboot) or garbage gives no rate this tick.
-    swap_rate = fault_rate = None
-    if stats is not None and counters_at is not None:
-        dt = stats_at - counters_at
-        if not dt <= 0.0:
-            new, old = stats.swap_in, swap_in
-            if new is not None and old is not None and not (new < old or new < 0):
-                swap_rate = (new - old) / dt
-            new, old = stats.major_faults, faults
-            if new is not None and old is not None and not (new < old or new < 0):
-                fault_rate = (new - old) / dt
-    pressure = requested = claimed = None
+    swap_rate = fault_rate = pressure = requested = claimed = None
+    counted = 2  # rates left for the counters (below)
     if report is not None:
         pressure = report.psi_some
         if pressure is None or not 0.0 <= pressure <= 1.0:
@@ -210,15 +199,31 @@ def reading(
         rate = report.swap_in_rate
         if rate is not None:
             swap_rate = rate if 0.0 <= rate < 1e15 else None
+            counted -= 1
         rate = report.major_fault_rate
         if rate is not None:
             fault_rate = rate if 0.0 <= rate < 1e15 else None
+            counted -= 1
         requested = report.requested_target
         if requested is not None and not 0 < requested <= maxmem:
             requested = None
         claimed = report.demand
         if claimed is None or not 0 < claimed <= maxmem:
             claimed = report_demand(report, maxmem)
+    # Swap-in bytes/s and major faults/s from the previous tick's cumulative counters, for
+    # the rates the agent did not give (most agents give both: no need to compute them). A
+    # counter that went backwards (guest reboot) or garbage gives no rate this tick.
+    if counted and stats is not None and counters_at is not None:
+        dt = stats_at - counters_at
+        if not dt <= 0.0:
+            if report is None or report.swap_in_rate is None:
+                new, old = stats.swap_in, swap_in
+                if new is not None and old is not None and not (new < old or new < 0):
+                    swap_rate = (new - old) / dt
+            if report is None or report.major_fault_rate is None:
+                new, old = stats.major_faults, faults
+                if new is not None and old is not None and not (new < old or new < 0):
+                    fault_rate = (new - old) / dt
     # Short of memory: a stall above the policy's target, heavy swap-in, or, without PSI, a
     # storm of major faults (the only other sign of thrashing).
     short = (
@@ -238,8 +243,10 @@ def reading(
             fault_rate is not None
             and shrunk_at is not None  # shrunk within SHRINK_BLAME seconds
             and now - shrunk_at <= SHRINK_BLAME
-            and fault_rate >= max(MAJOR_FAULTS_AFTER_SHRINK, FAULT_BASE_FACTOR * (
-                fault_base if fault_base is not None else 0.0))
+            and fault_rate >= (  # max() spelled out
+                blame if (blame := FAULT_BASE_FACTOR * (
+                    fault_base if fault_base is not None else 0.0)) > MAJOR_FAULTS_AFTER_SHRINK
+                else MAJOR_FAULTS_AFTER_SHRINK)
         )
     )  # fmt: skip
     # Learned hidden demand, decayed (see _hidden, which learns more of it when touched).

@@ -97,11 +97,11 @@ class Backing(NamedTuple):
 
 
 _EMPTY_MEMO = DomainMemo()
-# The hot paths (classify._claimant, progress._set) build memos with tuple.__new__ and every
+# The hot paths (classify.classify, progress._set) build memos with tuple.__new__ and every
 # field in order; they check this arity at import so an added field is not silently dropped.
 MEMO_ARITY = 20
 if len(DomainMemo._fields) != MEMO_ARITY:
-    raise RuntimeError("DomainMemo changed: update MEMO_ARITY, classify._claimant, progress._set")
+    raise RuntimeError("DomainMemo changed: update MEMO_ARITY, classify.classify, progress._set")
 _INT_FIELDS = frozenset(
     {
         "swap_in",
