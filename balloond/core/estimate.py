@@ -310,10 +310,20 @@ def reading(
     overhead = current - visible
     if not 0 < overhead <= current * MAX_OVERHEAD:
         overhead = 0
-    elif overhead > (cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)):
+    elif overhead > OVERHEAD_BASE and overhead > (
+        cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)  # >= OVERHEAD_BASE: maxmem > 0
+    ):
         overhead = cap
-    # overhead_for() written out (the memo is unpacked already):
-    if overhead > 0 and seen_current == current and since is not None and not stats_at <= since:
+    # overhead_for() written out (the memo is unpacked already); a gap equal to the one
+    # learned already has nothing to teach, so the settled test is skipped for it (most
+    # domains, most ticks).
+    if (
+        overhead > 0
+        and overhead != learned
+        and seen_current == current
+        and since is not None
+        and not stats_at <= since
+    ):
         if target is None:
             learned = overhead
         else:  # the target in force reached: progress.reach_tolerance() spelled out
