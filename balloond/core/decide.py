@@ -240,10 +240,16 @@ def _limit(claimants: list[Work], *, deficit: bool) -> list[Work]:
                 if reason in KEEPS_ITS_TEXT:
                     continue
                 # Texts are built when read (most never are); the work is final once decided.
-                tolerance = in_force // 100  # progress.reach_tolerance() spelled out: hot
-                if tolerance < MiB:
+                # Within MiB the balloon has reached its target whatever the target (the
+                # tolerance is at least that): most do, without dividing a large int.
+                gap = in_force - cur
+                if -MiB <= gap <= MiB:
                     tolerance = MiB
-                if not -tolerance <= in_force - cur <= tolerance:
+                else:
+                    tolerance = in_force // 100  # progress.reach_tolerance() spelled out: hot
+                    if tolerance < MiB:
+                        tolerance = MiB
+                if not -tolerance <= gap <= tolerance:
                     # Still on its way to a target issued earlier: that target stands, and so
                     # does why.
                     work.explanation = (_moving_text, (work, reason))

@@ -270,8 +270,10 @@ def reading(
             if unused is None or not 0 <= unused <= stats_total:
                 unused = 0
             occupied = stats_total - unused
-            slack = int(occupied * LIE_RATIO)
-            lie = claimed > occupied + (slack if slack > LIE_SLACK else LIE_SLACK)
+            # Within LIE_SLACK it is no lie whatever the ratio gives: skip its float product.
+            if claimed > occupied + LIE_SLACK:
+                slack = int(occupied * LIE_RATIO)
+                lie = claimed > occupied + (slack if slack > LIE_SLACK else LIE_SLACK)
     raw, source, note = claimed, "report", ""
     if claimed is None or lie:
         if lie:
