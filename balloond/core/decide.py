@@ -33,6 +33,7 @@ With `rss` known the bound is tighter still: the untouched part of the balloons 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from balloond.core import explain, progress
 from balloond.core.backing import account
@@ -148,13 +149,15 @@ def decide(
     pool = room - fixed_promises + held
     if lows > pool and claimants:
         notes.append(f"floors need {sz(lows)} but only {sz(max(pool, 0))} is available")
-    if wants > pool:  # otherwise every claimant gets its want (water_fill's first case)
+    shared = wants > pool  # otherwise every claimant gets its want (water_fill's first case)
+    if shared:
         _share(claimants, pool)
-    else:
-        for work in claimants:
-            work.target = work.want
-    budget = _grant(_limit(claimants, deficit=deficit), spare)
-    decisions, memos = _finish(works, now)
+    out, memos, movers = _limit(works, deficit=deficit, shared=shared)
+    budget = _grant([work for _, work in movers], spare)
+    for index, work in movers:
+        out[index], memos[work.dom.uuid] = _finish(work, now)
+    # Every place is filled now: the movers' last.
+    decisions = cast("tuple[DomainDecision, ...]", tuple(out))
     decision = Decision(
         taken_at=now,
         domains=decisions,
@@ -179,22 +182,39 @@ def _share(claimants: list[Work], pool: int) -> None:
             work.explanation = (_contention, (share, work.want, work.policy.weight))
 
 
-def _limit(claimants: list[Work], *, deficit: bool) -> list[Work]:
-    """Apply step limits, the swap guard and the deadband (step 4); the claimants that do not
-    move are steady. Returns those that move, in order.
+def _limit(
+    works: list[Work], *, deficit: bool, shared: bool
+) -> tuple[list[DomainDecision | None], dict[str, DomainMemo], list[tuple[int, Work]]]:
+    """Apply step limits, the swap guard and the deadband (step 4) to every claimant (whose
+    target is its want unless the pool was `shared`); the claimants that do not move are
+    steady. Returns every domain's decision and next memo, in order, except that the
+    decisions of the domains that move are left None (their place is given with them, in
+    order): `_grant` may still cut them.
 
-    One loop over every claimant with each policy's step and deadband knobs read once per
-    tick (`_knobs`), and `Amount.resolve` and `_within_deadband` written out: this runs for
-    every domain every tick, and most end steady."""
-    movers: list[Work] = []
+    One loop over every domain with each policy's step and deadband knobs read once per
+    tick (`_knobs`), `Amount.resolve` and `_within_deadband` written out, and the decision of
+    a domain that does not move built in the same pass: this runs for every domain every
+    tick, and most end steady or left alone."""
+    out: list[DomainDecision | None] = []
+    add = out.append
+    memos: dict[str, DomainMemo] = {}
+    movers: list[tuple[int, Work]] = []
     knobs: dict[int, tuple[int | None, float, Amount | None, int | None, float]] = {}
-    for work in claimants:
-        policy = work.policy
+    for work in works:
+        dom, policy = work.dom, work.policy
+        cur = dom.current
+        memos[dom.uuid] = work.memo  # as if nothing moves; `_finish` replaces a mover's
+        values = work.values
+        if values is None:  # left alone: final already
+            add(decided(dom.name, dom.uuid, policy.name, work.reason, cur, work.target,
+                        work.floor, work.ceiling, work.explanation, None, None, False))  # fmt: skip
+            continue
         known = knobs.get(id(policy))
         if known is None:
             known = knobs[id(policy)] = _knobs(policy)
         shrink_size, shrink_ratio, grow_step, band_size, band_ratio = known
-        cur, goal, floor, ceiling = work.dom.current, work.target, work.floor, work.ceiling
+        goal = work.target if shared else work.want
+        floor, ceiling = work.floor, work.ceiling
         new = goal
         limit: Amount | None = None  # the step that held the move back, for its explanation
         if goal < cur:
@@ -235,30 +255,33 @@ def _limit(claimants: list[Work], *, deficit: bool) -> list[Work]:
             else:
                 steady = False
             if steady:  # no move: the target in force stands
-                work.target = in_force
                 reason = work.reason
-                if reason in KEEPS_ITS_TEXT:
-                    continue
-                # Texts are built when read (most never are); the work is final once decided.
-                # Within MiB the balloon has reached its target whatever the target (the
-                # tolerance is at least that): most do, without dividing a large int.
-                gap = in_force - cur
-                if -MiB <= gap <= MiB:
+                text = work.explanation
+                if reason not in KEEPS_ITS_TEXT:
+                    # Texts are built when read (most never are): a recipe, which holds the
+                    # work, final once decided (the work does not hold the recipe: no cycle).
+                    # Within MiB the balloon has reached its target whatever the target (the
+                    # tolerance is at least that): most do, without dividing a large int.
+                    gap = in_force - cur
                     tolerance = MiB
-                else:
-                    tolerance = in_force // 100  # progress.reach_tolerance() spelled out: hot
-                    if tolerance < MiB:
-                        tolerance = MiB
-                if not -tolerance <= gap <= tolerance:
-                    # Still on its way to a target issued earlier: that target stands, and so
-                    # does why.
-                    work.explanation = (_moving_text, (work, reason))
-                else:
-                    work.reason = STEADY
-                    work.explanation = (_steady_text, (work, reason, new))
+                    if not -MiB <= gap <= MiB:
+                        tolerance = in_force // 100  # progress.reach_tolerance() spelled out
+                        if tolerance < MiB:
+                            tolerance = MiB
+                    if -tolerance <= gap <= tolerance:
+                        text = (_steady_text, (work, reason, new))
+                        reason = STEADY
+                    else:
+                        # Still on its way to a target issued earlier: that target stands, and
+                        # so does why.
+                        text = (_moving_text, (work, reason))
+                work.target = in_force
+                add(decided(dom.name, dom.uuid, policy.name, reason, cur, in_force, floor,
+                            ceiling, text, values[0], values[3], False))  # fmt: skip
                 continue
         work.target, work.act = new, True
-        movers.append(work)
+        movers.append((len(out), work))
+        add(None)
         reason = work.reason
         if reason is SWAP_GUARD:
             continue
@@ -267,7 +290,7 @@ def _limit(claimants: list[Work], *, deficit: bool) -> list[Work]:
         # Written when read, as for steady domains: the work is final once decided (a grow cut
         # later by `_grant` gets a new explanation there).
         work.explanation = (_move_text, (work, reason, work.explanation, limit, retried))
-    return movers
+    return out, memos, movers
 
 
 def _knobs(policy: Policy) -> tuple[int | None, float, Amount | None, int | None, float]:
@@ -383,34 +406,23 @@ def _waiting(current: int, wanted: int) -> str:
     )
 
 
-def _finish(works: list[Work], now: float) -> tuple[tuple[DomainDecision, ...],
-                                                     dict[str, DomainMemo]]:  # fmt: skip
-    """Each domain's decision, and its memo for the next tick (as if every action is applied).
-    One loop, not a generator of per-domain calls: this runs for every domain every tick."""
-    out: list[DomainDecision] = []
-    add = out.append
-    memos: dict[str, DomainMemo] = {}
-    for work in works:
-        values = work.values
-        dom = work.dom
-        cur = dom.current
-        target = work.target
-        act = work.act
-        if values is None:
-            demand = pressure = None
-        else:
-            demand, pressure = values[0], values[3]  # the Estimate's demand and pressure
-        add(decided(dom.name, dom.uuid, work.policy.name, work.reason, cur, target, work.floor,
-                    work.ceiling, work.explanation, demand, pressure, act))  # fmt: skip
-        # The decision holds the recipe now, and a recipe holds its work: dropping the work's
-        # own reference leaves no cycle, so a tick's works and decisions are freed as soon as
-        # the decision is dropped instead of piling up for the cyclic GC (its full passes
-        # over them were most of decide()'s p95).
-        work.explanation = ""
-        memo = work.memo
-        if act:
-            memo = progress.issued(memo, cur, target, now)
-            if work.reason in GROWN and target > (cur if cur > work.in_force else work.in_force):
-                memo = memo._replace(grown_at=now)
-        memos[dom.uuid] = memo
-    return tuple(out), memos
+def _finish(work: Work, now: float) -> tuple[DomainDecision, DomainMemo]:
+    """The decision of a domain that moves, and its memo for the next tick (as if the action
+    is applied)."""
+    dom, values = work.dom, work.values
+    cur, target = dom.current, work.target
+    demand, pressure = (None, None) if values is None else (values[0], values[3])
+    decision = decided(dom.name, dom.uuid, work.policy.name, work.reason, cur, target,
+                       work.floor, work.ceiling, work.explanation, demand, pressure,
+                       work.act)  # fmt: skip
+    # The decision holds the recipe now, and a recipe holds its work: dropping the work's
+    # own reference leaves no cycle, so a tick's works and decisions are freed as soon as
+    # the decision is dropped instead of piling up for the cyclic GC (its full passes
+    # over them were most of decide()'s p95).
+    work.explanation = ""
+    memo = work.memo
+    if work.act:
+        memo = progress.issued(memo, cur, target, now)
+        if work.reason in GROWN and target > (cur if cur > work.in_force else work.in_force):
+            memo = memo._replace(grown_at=now)
+    return decision, memo
