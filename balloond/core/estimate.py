@@ -38,9 +38,11 @@ from balloond.policy.model import Policy
 
 PAGE = 4096
 # A guest swapping in faster than this is short of memory (16 pages/s: more than noise).
-SWAP_IN_SHORT = 16 * PAGE
+SWAP_IN_SHORT = 16.0 * PAGE
 # Any sustained swap-in (1 page/s) blocks shrinking when the policy's swap_guard is on.
-SWAP_IN_GUARD = PAGE
+SWAP_IN_GUARD = float(PAGE)
+# (Floats, as the rates they are compared with every tick: the interpreter compares a float
+# with an int on a slower path than two floats, with the same result.)
 # Major faults also come from ordinary file reads; only a storm of them means "short".
 MAJOR_FAULTS_SHORT = 200.0
 # Signs that a shrink reached the working set (see `estimate`): a stall of a tenth of the
