@@ -2,7 +2,8 @@
 
 Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
 
-1. Track progress of targets issued earlier (stuck detection, `progress.track`).
+1. Track progress of targets issued earlier (stuck detection, `progress.track`; done per
+   domain by `classify`, which unpacks the domain's memo once for both steps).
 2. Classify every domain (`classify.classify`): busy, held, disabled and stuck domains are left
    alone; the others are claimants with a `want` (demand x (1 + buffer), or the guest's own
    request, clamped to [floor, ceiling]).
@@ -37,12 +38,12 @@ from typing import cast
 
 from balloond.core import explain, progress
 from balloond.core.backing import account
-from balloond.core.classify import ALIVE, GROW_COOLDOWN, Limits, Work, classify, limits_for
+from balloond.core.classify import GROW_COOLDOWN, Limits, Work, classify, limits_for
 from balloond.core.deferred import Text, decided, realize
 from balloond.core.explain import sz
 from balloond.core.progress import MiB
 from balloond.core.share import water_fill
-from balloond.core.state import STUCK_BACKOFF_CAP, ControllerState, DomainMemo
+from balloond.core.state import ControllerState, DomainMemo
 from balloond.model import Decision, DomainDecision, DomainSnapshot, Hold, Reason, Snapshot
 from balloond.policy.model import Amount, Policy
 from balloond.units import format_sizes_apart
@@ -80,7 +81,7 @@ def decide(
     bounds: dict[tuple[int, int], Limits] = {}  # (id(policy), maxmem) -> limits_for()
     # Bound once: this loop runs for every domain every tick.
     memo_of, hold_of, add, claim = state.domains.get, holds.get, works.append, claimants.append
-    empty, track, latest_stuck = DomainMemo(), progress.track, now + STUCK_BACKOFF_CAP
+    empty = DomainMemo()
     host_free = snapshot.host.free
     # The host itself is short (not merely promised out): idle guests give back at once, and
     # the grow cooldown does not hold anyone up.
@@ -104,21 +105,14 @@ def decide(
             if known is not None:
                 backing[uuid] = known
             unbacked += unseen
-        memo = memo_of(uuid, empty)
-        if memo.stuck_until is not None and memo.stuck_until > latest_stuck:
-            memo = memo._replace(stuck_until=latest_stuck)  # never permanent
-        if memo.target is not None:
-            alive = dom.state in ALIVE
-            if memo.mark_at is not None or memo.strikes or not alive or memo.target != dom.current:
-                memo = track(memo, dom.current, now, stuck_after)
-                if not alive:
-                    memo = DomainMemo(strikes=memo.strikes, stuck_until=memo.stuck_until)
         policy = policy_for(dom)
         key = (id(policy), dom.maxmem)
         limits = bounds.get(key)
         if limits is None:
             limits = bounds[key] = limits_for(policy, dom.maxmem)
-        work = classify(dom, policy, memo, hold_of(uuid), limits, now, stale_after, cooldown)
+        # Steps 1 and 2: the progress of targets issued earlier is tracked there too.
+        work = classify(dom, policy, memo_of(uuid, empty), hold_of(uuid), limits, now,
+                        stale_after, stuck_after, cooldown)  # fmt: skip
         add(work)
         promised += work.promise
         if not work.fixed:

@@ -143,31 +143,47 @@ def estimate(
 ) -> Estimate:
     """Estimate the demand of one running domain. Pure; never raises on guest data.
     `stats_at` is when the balloon statistics were sampled (their `last_update`, else now)."""
-    return _new_tuple(Estimate, reading(dom, policy.pressure_target, memo, now, stale_after,
-                                        stats_at))  # fmt: skip
+    (swap_in, faults, counters_at, _, _, target, _, _, _, _, _, hidden, hidden_at, shrunk_at,
+     fault_base, learned, seen, seen_current, since, _) = memo  # fmt: skip
+    return _new_tuple(Estimate, reading(
+        dom, policy.pressure_target, now, stale_after, stats_at, swap_in, faults, counters_at,
+        target, hidden, hidden_at, shrunk_at, fault_base, learned, seen, seen_current, since,
+    ))  # fmt: skip
 
 
 def reading(
     dom: DomainSnapshot,
     pressure_target: float,
-    memo: DomainMemo,
     now: float,
     stale_after: float,
     stats_at: float,
+    # The DomainMemo's fields it reads, by their names there (overhead, overhead_seen as
+    # learned, seen):
+    swap_in: int | None,
+    faults: int | None,
+    counters_at: float | None,
+    target: int | None,
+    hidden: int | None,
+    hidden_at: float | None,
+    shrunk_at: float | None,
+    fault_base: float | None,
+    learned: int | None,
+    seen: int | None,
+    seen_current: int | None,
+    since: float | None,
 ) -> Reading:
     """`estimate()`'s fields as a plain tuple, for the core's first pass: it unpacks them at
     once (an exact tuple unpacks without an iterator) and builds the Estimate only when an
-    explanation asks for it.
+    explanation asks for it. It takes the memo's fields one by one because its caller has
+    them unpacked already: unpacking a NamedTuple goes through an iterator, a few times the
+    cost of passing the values.
 
     One function with its checks written out, not a call per check: it runs for every domain
     every tick, and a Python call costs as much as the check it makes. For the same reason
     min() and max() of two values are spelled out where every domain passes: the builtins
-    parse keyword arguments on each call and cost several times the comparison. The memo is
-    unpacked once (reading a NamedTuple field by name costs a descriptor call), and the
+    parse keyword arguments on each call and cost several times the comparison. The
     statistics are checked inline, `stats_problem` naming the problem only when there is one.
     """
-    (swap_in, faults, counters_at, _, _, target, _, _, _, _, _, hidden, hidden_at, shrunk_at,
-     fault_base, learned, seen, seen_current, since, _) = memo  # fmt: skip
     maxmem = dom.maxmem
     report = dom.report
     if report is not None and not -stale_after <= now - report.received_at <= stale_after:
@@ -283,8 +299,10 @@ def reading(
         raw, source = stats_demand, "stats"
     if raw is None:
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
-        # What was learned of the overhead is kept for when data comes back.
-        used, learned, seen = overhead_for(0, memo, dom.current, stats_at)
+        # What was learned of the overhead is kept for when data comes back (overhead_for()
+        # with nothing observed, written out).
+        seen = seen or None
+        used = learned if learned is not None else seen or 0
         return (None, None, "", pressure, swap_rate, fault_rate, short, requested, why, "", 0,
                 False, used, learned, seen)  # fmt: skip
     # What a reading capped by the balloon is capped at: the guest's MemTotal.
@@ -318,7 +336,7 @@ def reading(
         cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)  # >= OVERHEAD_BASE: maxmem > 0
     ):
         overhead = cap
-    # overhead_for() written out (the memo is unpacked already); a gap equal to the one
+    # overhead_for() written out (the memo's fields are at hand); a gap equal to the one
     # learned already has nothing to teach, so the settled test is skipped for it (most
     # domains, most ticks).
     if (
