@@ -43,17 +43,17 @@ def realize(text: Text) -> str:
 
 
 class DeferredDecision(DomainDecision):
-    """A `DomainDecision` whose explanation is built on first read (and then kept)."""
+    """A `DomainDecision` whose explanation is built on first read (and then kept). Until
+    then its `explanation` slot holds the recipe (no slot of its own: see `_Building`)."""
 
-    __slots__ = ("_recipe",)
+    __slots__ = ()
 
     @property
     def explanation(self) -> str:
-        try:
-            return str(_EXPLANATION.__get__(self, DomainDecision))
-        except AttributeError:  # not written yet: build it now (two readers build it twice)
-            pass
-        text = realize(_RECIPE.__get__(self, DeferredDecision))
+        text: Text = _EXPLANATION.__get__(self, DomainDecision)
+        if isinstance(text, str):
+            return text
+        text = realize(text)  # not written yet: build it now (two readers build it twice)
         _EXPLANATION.__set__(self, text)
         return text
 
@@ -63,7 +63,6 @@ class DeferredDecision(DomainDecision):
         _EXPLANATION.__set__(self, text)
 
 
-_RECIPE = DeferredDecision.__dict__["_recipe"]
 _new = object.__new__
 # Fields added to DomainDecision later (with defaults) are set to their defaults.
 _EXTRA_NAMES = tuple(
@@ -74,14 +73,14 @@ _EXTRA_NAMES = tuple(
 
 
 class _Building(DomainDecision):
-    """A `DeferredDecision` being filled in: the same layout (the same slots added to the same
-    base, so `__class__` may be switched between them), with object's own `__setattr__` and
-    `__delattr__` so that attribute stores are plain slot stores the interpreter specializes.
-    `decided` switches it to DeferredDecision once filled in: frozen from then on, to every
-    reader. Three times cheaper than calling each slot's `__set__` (a thousand decisions per
-    tick)."""
+    """A `DeferredDecision` being filled in: the same layout (no slot added to the same base,
+    so `__class__` may be switched between them, and cheaply: no added slots to compare),
+    with object's own `__setattr__` and `__delattr__` so that attribute stores are plain slot
+    stores the interpreter specializes. `decided` switches it to DeferredDecision once filled
+    in: frozen from then on, to every reader. Three times cheaper than calling each slot's
+    `__set__` (a thousand decisions per tick)."""
 
-    __slots__ = ("_recipe",)
+    __slots__ = ()
     __setattr__ = object.__setattr__
     __delattr__ = object.__delattr__
 
@@ -111,10 +110,7 @@ def decided(
     out.target = target
     out.floor = floor
     out.ceiling = ceiling
-    if isinstance(explanation, str):
-        out.explanation = explanation
-    else:
-        out._recipe = explanation
+    out.explanation = explanation  # the text, or the recipe DeferredDecision builds it from
     out.demand = demand
     out.pressure = pressure
     out.act = act
