@@ -72,10 +72,9 @@ class Work:
     reason: Reason
     target: int
     explanation: Text = ""  # text, or a recipe for it (balloond.core.deferred)
-    fixed: bool = True
     act: bool = False
     promise: int = 0  # memory promised earlier and not yet taken
-    values: Reading | None = None  # the Estimate's fields (None: the domain is left alone)
+    values: Reading | None = None  # the Estimate's fields; None: left alone (*fixed*)
     want: int = 0
     low: int = 0
     in_force: int = 0  # the target the hypervisor is working toward now
@@ -165,6 +164,7 @@ def classify(
     (demand, _, _, _, swap_rate, fault_rate, short, requested, why, _, hidden, _, used, learned,
      seen_gap) = values  # fmt: skip
     # Carry the guest counters, the held demand peak and the overhead to the next tick.
+    above = 0  # the held peak when it is above demand, else 0
     if demand is not None:
         if peak is None or peak_at is None or demand >= peak:
             peak = demand
@@ -172,6 +172,8 @@ def classify(
             age = now - peak_at  # min() and max() spelled out here: see `estimate`
             keep = 0.5 ** ((age if age > 0.0 else 0.0) / PEAK_HALF_LIFE)
             peak = demand + int((peak - demand) * keep)
+            if peak > demand:
+                above = peak
         peak_at = now
     swap_in = faults = None
     if stats is not None:
@@ -211,16 +213,16 @@ def classify(
             want = int((demand - cache) * grow + cache * cache_grow) + used
         else:
             want = int(demand * grow) + used
-        if peak is not None and peak > demand:  # the held peak, just carried forward
+        if above:  # the held peak, just carried forward
             # The held peak keeps a guest from being shrunk into the trough of a workload
             # that comes back; it never grows one (the lab's light guest, its workload
             # OOM-killed, was grown back on the peak of the workload that had died).
             has = in_force if in_force > cur else cur
             if hidden:  # the want of the peak, as above
-                cache = hidden if hidden < peak else peak
-                kept = int((peak - cache) * grow + cache * cache_grow) + used
+                cache = hidden if hidden < above else above
+                kept = int((above - cache) * grow + cache * cache_grow) + used
             else:
-                kept = int(peak * grow) + used
+                kept = int(above * grow) + used
             if has < kept:
                 kept = has
             if kept > want:
@@ -262,7 +264,7 @@ def classify(
     # Stored one by one into a bare instance: cheaper than the dataclass __init__'s call.
     work = _new_object(Work)
     work.dom, work.policy, work.memo, work.floor, work.ceiling = dom, policy, memo, floor, ceiling
-    work.reason, work.target, work.explanation, work.fixed = reason, cur, explanation, False
+    work.reason, work.target, work.explanation = reason, cur, explanation
     work.act, work.promise, work.values, work.want, work.low = False, promise, values, want, low
     work.in_force, work.guard, work.clamp, work.retry = in_force, guard, clamp, retry
     work.cooling = cooling

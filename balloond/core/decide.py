@@ -57,6 +57,8 @@ CONTENTION, SWAP_GUARD, NO_DATA, STEADY = (
     Reason.CONTENTION, Reason.SWAP_GUARD, Reason.NO_DATA, Reason.STEADY)  # fmt: skip
 SHRINK_IDLE, GUEST_REQUEST, FLOOR, CEILING = (
     Reason.SHRINK_IDLE, Reason.GUEST_REQUEST, Reason.FLOOR, Reason.CEILING)  # fmt: skip
+# A policy's shrink step (size, ratio), grow step and deadband (size, ratio): see `_knobs`.
+Knobs = tuple[int | None, float, Amount | None, int | None, float]
 KEEPS_ITS_TEXT = (NO_DATA, SWAP_GUARD, CONTENTION)  # a steady domain keeps these and their text
 
 
@@ -115,7 +117,7 @@ def decide(
                         stale_after, stuck_after, cooldown)  # fmt: skip
         add(work)
         promised += work.promise
-        if not work.fixed:
+        if work.values is not None:  # a claimant
             claim(work)
             claimed += work.promise
             held += dom.current
@@ -193,7 +195,9 @@ def _limit(
     add = out.append
     memos: dict[str, DomainMemo] = {}
     movers: list[tuple[int, Work]] = []
-    knobs: dict[int, tuple[int | None, float, Amount | None, int | None, float]] = {}
+    knobs: dict[int, Knobs] = {}
+    last: Policy | None = None  # the policy `known` is of
+    known: Knobs = (None, 0.0, None, None, 0.0)
     for work in works:
         dom, policy = work.dom, work.policy
         cur = dom.current
@@ -203,9 +207,11 @@ def _limit(
             add(decided(dom.name, dom.uuid, policy.name, work.reason, cur, work.target,
                         work.floor, work.ceiling, work.explanation, None, None, False))  # fmt: skip
             continue
-        known = knobs.get(id(policy))
-        if known is None:
-            known = knobs[id(policy)] = _knobs(policy)
+        if policy is not last:  # most neighbours share a policy: no lookup for them
+            found = knobs.get(id(policy))
+            if found is None:
+                found = knobs[id(policy)] = _knobs(policy)
+            known, last = found, policy
         shrink_size, shrink_ratio, grow_step, band_size, band_ratio = known
         goal = work.target if shared else work.want
         floor, ceiling = work.floor, work.ceiling
@@ -287,7 +293,7 @@ def _limit(
     return out, memos, movers
 
 
-def _knobs(policy: Policy) -> tuple[int | None, float, Amount | None, int | None, float]:
+def _knobs(policy: Policy) -> Knobs:
     """A policy's shrink step and deadband as (size, ratio) pairs (an absolute size wins, as
     in `Amount.resolve`), and its grow step."""
     shrink, band = policy.max_shrink_step, policy.deadband

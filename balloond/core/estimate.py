@@ -332,28 +332,28 @@ def reading(
     overhead = current - visible
     if not 0 < overhead <= current * MAX_OVERHEAD:
         overhead = 0
-    elif overhead > OVERHEAD_BASE and overhead > (
-        cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)  # >= OVERHEAD_BASE: maxmem > 0
-    ):
-        overhead = cap
-    # overhead_for() written out (the memo's fields are at hand); a gap equal to the one
-    # learned already has nothing to teach, so the settled test is skipped for it (most
-    # domains, most ticks).
-    if (
-        overhead > 0
-        and overhead != learned
-        and seen_current == current
-        and since is not None
-        and not stats_at <= since
-    ):
-        if target is None:
-            learned = overhead
-        else:  # the target in force reached: progress.reach_tolerance() spelled out
-            tolerance = target // 100
-            if tolerance < MiB:
-                tolerance = MiB
-            if -tolerance <= target - current <= tolerance:
+    else:
+        if overhead > OVERHEAD_BASE and overhead > (
+            cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)  # >= OVERHEAD_BASE
+        ):  # (maxmem > 0 here: raw is a plausible reading)
+            overhead = cap
+        # overhead_for() written out (the memo's fields are at hand); a gap equal to the one
+        # learned already has nothing to teach, so the settled test is skipped for it (most
+        # domains, most ticks).
+        if (
+            overhead != learned
+            and seen_current == current
+            and since is not None
+            and not stats_at <= since
+        ):
+            if target is None:
                 learned = overhead
+            else:  # the target in force reached: progress.reach_tolerance() spelled out
+                tolerance = target // 100
+                if tolerance < MiB:
+                    tolerance = MiB
+                if -tolerance <= target - current <= tolerance:
+                    learned = overhead
     before = seen or 0
     seen = (overhead if overhead > before else before) or None
     used = learned if learned is not None else seen or 0
