@@ -263,12 +263,13 @@ def _limit(
                     # Within MiB the balloon has reached its target whatever the target (the
                     # tolerance is at least that): most do, without dividing a large int.
                     gap = in_force - cur
-                    tolerance = MiB
-                    if not -MiB <= gap <= MiB:
+                    reached = -MiB <= gap <= MiB
+                    if not reached:
                         tolerance = in_force // 100  # progress.reach_tolerance() spelled out
                         if tolerance < MiB:
                             tolerance = MiB
-                    if -tolerance <= gap <= tolerance:
+                        reached = -tolerance <= gap <= tolerance
+                    if reached:
                         text = (_steady_text, (work, reason, new))
                         reason = STEADY
                     else:
