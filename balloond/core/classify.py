@@ -26,7 +26,9 @@ from balloond.model import DomainSnapshot, DomainState, Hold, Reason
 from balloond.policy.model import Policy
 
 # Tuples, not sets: membership then tests identity first, while hashing an Enum member runs
-# Python code (this is checked for every domain every tick).
+# Python code (this is checked for every domain every tick). Most domains run: the hot
+# tests try `state is RUN` before the tuple.
+RUN = DomainState.RUNNING
 RUNNING = (DomainState.RUNNING, DomainState.BLOCKED)
 # States in which an issued target may still be taken later (the promise stands).
 ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
@@ -130,20 +132,22 @@ def classify(
      grown_at) = memo  # fmt: skip
     if (stuck_until is not None and stuck_until > now + STUCK_BACKOFF_CAP) or (
         target is not None
-        and (mark_at is not None or strikes or target != cur or state not in ALIVE)
+        and (
+            mark_at is not None or strikes or target != cur or not (state is RUN or state in ALIVE)
+        )
     ):  # most domains have no target on its way, and no stuck mark: nothing to track
         memo = _progress(memo, dom, now, stuck_after)
         (swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at,
          stuck_until, strikes, hidden, hidden_at, shrunk_at, base, learned, seen_gap, seen, since,
          grown_at) = memo  # fmt: skip
     floor, ceiling, grow, cache_grow = limits
-    if target is not None and state in ALIVE:
+    if target is not None and (state is RUN or state in ALIVE):
         in_force, promise = target, (target - cur if target > cur else 0)
     else:
         in_force, promise = cur, 0
     if (
         hold is not None
-        or state not in RUNNING
+        or not (state is RUN or state in RUNNING)
         or dom.job is not None
         or maxmem <= 0
         or cur <= 0

@@ -93,10 +93,13 @@ def decide(
     # Sums for steps 3 and 5, taken here rather than by a list per sum after the loop.
     promised = claimed = held = lows = wants = 0
     backing_of, backing = state.backing.get, {}
+    # Most ticks have no hold, and hosts that charge the whole balloon at once have nothing
+    # learned of their QEMU processes: no lookup per domain then.
+    any_hold, any_known = bool(holds), bool(state.backing)
     for dom in snapshot.domains:
         uuid = dom.uuid
         stats = dom.stats
-        known = backing_of(uuid)
+        known = backing_of(uuid) if any_known else None
         # With nothing learned yet, an rss equal to the balloon teaches nothing and leaves
         # nothing untouched (`account` gives None, 0): hosts that charge the whole balloon at
         # once (Xen, the simulator) report exactly that for every domain every tick.
@@ -113,8 +116,8 @@ def decide(
         if limits is None:
             limits = bounds[key] = limits_for(policy, dom.maxmem)
         # Steps 1 and 2: the progress of targets issued earlier is tracked there too.
-        work = classify(dom, policy, memo_of(uuid, empty), hold_of(uuid), limits, now,
-                        stale_after, stuck_after, cooldown)  # fmt: skip
+        work = classify(dom, policy, memo_of(uuid, empty), hold_of(uuid) if any_hold else None,
+                        limits, now, stale_after, stuck_after, cooldown)  # fmt: skip
         add(work)
         promised += work.promise
         if work.values is not None:  # a claimant
@@ -251,7 +254,8 @@ def _limit(
                 # deadband of the target in force still applies to it.
                 band = band_size if band_size is not None else int(cur * band_ratio)
                 steady = -band < new - in_force < band or (  # abs() spelled out: hot
-                    new < in_force and -band < new - cur < band and not in_force < cur)
+                    new < in_force and -band < new - cur < band and not in_force < cur
+                )
             else:
                 steady = False
             if steady:  # no move: the target in force stands
