@@ -191,8 +191,8 @@ def _limit(
     order): `_grant` may still cut them.
 
     One loop over every domain with each policy's step and deadband knobs read once per
-    tick (`_knobs`), `Amount.resolve` and `_within_deadband` written out, and the decision of
-    a domain that does not move built in the same pass: this runs for every domain every
+    tick (`_knobs`), `Amount.resolve` and the deadband test written out, and the decision
+    of a domain that does not move built in the same pass: this runs for every domain every
     tick, and most end steady or left alone."""
     out: list[DomainDecision | None] = []
     add = out.append
