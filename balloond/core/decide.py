@@ -80,7 +80,11 @@ def decide(
     """
     works: list[Work] = []
     claimants: list[Work] = []
-    bounds: dict[tuple[int, int], Limits] = {}  # (id(policy), maxmem) -> limits_for()
+    # limits_for() once per policy and maxmem: id(policy) -> maxmem -> limits. Most domains
+    # share their neighbour's policy: its table is looked up only when the policy changes.
+    bounds: dict[int, dict[int, Limits]] = {}
+    last: Policy | None = None
+    by_maxmem: dict[int, Limits] = {}
     # Bound once: this loop runs for every domain every tick.
     memo_of, hold_of, add, claim = state.domains.get, holds.get, works.append, claimants.append
     empty = DomainMemo()
@@ -111,10 +115,14 @@ def decide(
                 backing[uuid] = known
             unbacked += unseen
         policy = policy_for(dom)
-        key = (id(policy), dom.maxmem)
-        limits = bounds.get(key)
+        if policy is not last:
+            found = bounds.get(id(policy))
+            if found is None:
+                found = bounds[id(policy)] = {}
+            by_maxmem, last = found, policy
+        limits = by_maxmem.get(dom.maxmem)
         if limits is None:
-            limits = bounds[key] = limits_for(policy, dom.maxmem)
+            limits = by_maxmem[dom.maxmem] = limits_for(policy, dom.maxmem)
         # Steps 1 and 2: the progress of targets issued earlier is tracked there too.
         work = classify(dom, policy, memo_of(uuid, empty), hold_of(uuid) if any_hold else None,
                         limits, now, stale_after, stuck_after, cooldown)  # fmt: skip
