@@ -20,7 +20,7 @@ from balloond.core.estimate import (
     Reading,
     reading,
 )
-from balloond.core.progress import track
+from balloond.core.progress import marks, track
 from balloond.core.state import MEMO_ARITY, STUCK_BACKOFF_CAP, DomainMemo
 from balloond.model import DomainSnapshot, DomainState, Hold, Reason
 from balloond.policy.model import Policy
@@ -120,7 +120,8 @@ def classify(
     maxmem (`limits_for`). `cooldown` False: the grow cooldown does not apply this tick (the
     host is below its reserve).
 
-    Steps 1 and 2 for one domain: the progress of a target issued earlier (`_progress`), then
+    Steps 1 and 2 for one domain: the progress of a target issued earlier (`progress.marks`
+    on the unpacked memo; `_progress` when a mark is capped or the domain is gone), then
     what the domain is and wants. The claimant's whole first pass in one function on plain
     locals, the memo unpacked once, its Work built once at the end (no Work filled in field
     by field, no helper call per step, no NamedTuple field read by name, which costs a
@@ -130,18 +131,24 @@ def classify(
     (swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at, stuck_until,
      strikes, hidden, hidden_at, shrunk_at, base, learned, seen_gap, seen, since,
      grown_at) = memo  # fmt: skip
+    alive = state is RUN or state in ALIVE
+    tracked = False  # the marks below are newer than `memo`'s
     if (stuck_until is not None and stuck_until > now + STUCK_BACKOFF_CAP) or (
-        target is not None
-        and (
-            mark_at is not None or strikes or target != cur or not (state is RUN or state in ALIVE)
-        )
-    ):  # most domains have no target on its way, and no stuck mark: nothing to track
+        target is not None and not alive
+    ):  # rare: a stuck mark to cap, or a domain gone (its memo starts again)
         memo = _progress(memo, dom, now, stuck_after)
         (swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at,
          stuck_until, strikes, hidden, hidden_at, shrunk_at, base, learned, seen_gap, seen, since,
          grown_at) = memo  # fmt: skip
+    elif target is not None and (mark_at is not None or strikes or target != cur):
+        # On its way to a target (most domains at boot; most have none later, or have reached
+        # it with no mark): the marks are tracked on the locals, which the next memo is built
+        # from below, instead of on a memo built for them.
+        mark, mark_at, stuck_until, strikes = marks(target, mark, mark_at, stuck_until, strikes,
+                                                    cur, now, stuck_after)  # fmt: skip
+        tracked = True
     floor, ceiling, grow, cache_grow = limits
-    if target is not None and (state is RUN or state in ALIVE):
+    if target is not None and alive:
         in_force, promise = target, (target - cur if target > cur else 0)
     else:
         in_force, promise = cur, 0
@@ -154,6 +161,9 @@ def classify(
         or not policy.enabled
         or (stuck_until is not None and stuck_until > now)
     ):
+        if tracked:  # off the hot path: the memo a domain left alone keeps
+            memo = memo._replace(mark_current=mark, mark_at=mark_at, stuck_until=stuck_until,
+                                 strikes=strikes)  # fmt: skip
         fixed = _left_alone(dom, policy, memo, hold, limits, now, in_force, promise)
         if fixed is not None:
             return fixed

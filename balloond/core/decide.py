@@ -2,7 +2,7 @@
 
 Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
 
-1. Track progress of targets issued earlier (stuck detection, `progress.track`; done per
+1. Track progress of targets issued earlier (stuck detection, `progress.marks`; done per
    domain by `classify`, which unpacks the domain's memo once for both steps).
 2. Classify every domain (`classify.classify`): busy, held, disabled and stuck domains are left
    alone; the others are claimants with a `want` (demand x (1 + buffer), or the guest's own
@@ -435,7 +435,7 @@ def _finish(work: Work, now: float) -> tuple[DomainDecision, DomainMemo]:
     work.explanation = ""
     memo = work.memo
     if work.act:
-        memo = progress.issued(memo, cur, target, now)
-        if work.reason in GROWN and target > (cur if cur > work.in_force else work.in_force):
-            memo = memo._replace(grown_at=now)
+        in_force = work.in_force
+        grown = work.reason in GROWN and target > (cur if cur > in_force else in_force)
+        memo = progress.issued(memo, cur, target, now, grown)
     return decision, memo

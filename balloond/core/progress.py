@@ -35,60 +35,98 @@ def _set(
     stuck_until: float | None,
     strikes: int,
     shrunk_at: float | None,
+    grown_at: float | None = None,
 ) -> DomainMemo:
+    """The memo with its progress fields replaced (and `grown_at`, when given)."""
     # Built directly, not with _replace (several times slower), from one unpacking of the old
     # memo (cheaper than reading its fields by name): this runs for every domain with a
     # pending target, every tick.
     (swap_in, faults, counters_at, peak, peak_at, _, _, _, _, _, _, hidden, hidden_at, _, base,
-     overhead, overhead_seen, seen, since, grown_at) = memo  # fmt: skip
+     overhead, overhead_seen, seen, since, grown) = memo  # fmt: skip
     return _new_tuple(DomainMemo, (
         swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at,
         stuck_until, strikes, hidden, hidden_at, shrunk_at, base, overhead, overhead_seen, seen,
-        since, grown_at,
+        since, grown if grown_at is None else grown_at,
     ))  # fmt: skip
 
 
 def track(memo: DomainMemo, current: int, now: float, stuck_after: float) -> DomainMemo:
-    """Update the progress mark and stuck marks of one domain for this tick."""
+    """Update the progress mark and stuck marks of one domain for this tick (`marks`)."""
     target = memo.target
     if target is None:
         return memo
-    if abs(target - current) <= reach_tolerance(target):
+    before = (memo.mark_current, memo.mark_at, memo.stuck_until, memo.strikes)
+    after = marks(target, *before, current, now, stuck_after)
+    if after == before:
+        return memo
+    return _set(memo, target, memo.target_at, *after, memo.shrunk_at)
+
+
+# A domain's progress mark and stuck marks: (mark_current, mark_at, stuck_until, strikes).
+Marks = tuple[int | None, float | None, float | None, int]
+
+
+def marks(
+    target: int,
+    mark: int | None,
+    mark_at: float | None,
+    stuck_until: float | None,
+    strikes: int,
+    current: int,
+    now: float,
+    stuck_after: float,
+) -> Marks:
+    """The progress mark and stuck marks of one domain with a target issued earlier, updated
+    for this tick. On the memo's fields rather than the memo: `classify` has them unpacked
+    already and builds the next memo anyway (this runs for every domain on its way to a
+    target: most of them at boot)."""
+    gap = target - current  # abs() and reach_tolerance() spelled out: hot
+    tolerance = target // 100
+    if tolerance < MiB:
+        tolerance = MiB
+    if -tolerance <= gap <= tolerance:
         # Reached. The target stays recorded: it is still in force in the hypervisor, and
         # the last pages the balloon moves are still promised.
-        if memo.mark_current is None and memo.stuck_until is None and not memo.strikes:
-            return memo
-        return _set(memo, target, memo.target_at, None, None, None, 0, memo.shrunk_at)
-    mark, mark_at = memo.mark_current, memo.mark_at
+        if mark is None and stuck_until is None and not strikes:
+            return mark, mark_at, stuck_until, strikes
+        return None, None, None, 0
     if mark is None or mark_at is None:
-        return _set(memo, target, memo.target_at, current, now, memo.stuck_until, memo.strikes,
-                    memo.shrunk_at)  # fmt: skip
+        return current, now, stuck_until, strikes
     moved = (current - mark) if target > mark else (mark - current)
     if moved >= max(MiB, int(abs(target - mark) * PROGRESS_RATIO)):
-        return _set(memo, target, memo.target_at, current, now, None, 0, memo.shrunk_at)
-    if memo.stuck_until is not None:
-        return memo  # stuck: wait for the retry, which re-issues a target and a fresh mark
-    if now - mark_at < stuck_after:
-        return memo
-    strikes = min(memo.strikes + 1, 64)
-    return _set(memo, target, memo.target_at, current, now, now + stuck_backoff(strikes),
-                strikes, memo.shrunk_at)  # fmt: skip
+        return current, now, None, 0
+    # Stuck: wait for the retry, which re-issues a target and a fresh mark. Not stuck yet:
+    # wait for `stuck_after` to pass without progress.
+    if stuck_until is not None or now - mark_at < stuck_after:
+        return mark, mark_at, stuck_until, strikes
+    strikes = min(strikes + 1, 64)
+    return current, now, now + stuck_backoff(strikes), strikes
 
 
-def issued(memo: DomainMemo, current: int, target: int, now: float) -> DomainMemo:
+def issued(memo: DomainMemo, current: int, target: int, now: float,
+           grown: bool = False) -> DomainMemo:  # fmt: skip
     """Record a target the daemon is about to apply. The mark restarts when the direction
     changes or the domain is being retried after a stuck period, so a retry gets a full
     `stuck_after` to show progress. A shrink is remembered (`shrunk_at`): faults that
-    follow it are blamed on it."""
-    retried = memo.stuck_until is not None and memo.stuck_until <= now
+    follow it are blamed on it; `grown` True: so is a grow for pressure or demand
+    (`grown_at`, the grow cooldown). The memo is unpacked once and built once: this runs for
+    every domain that moves (most of them at boot)."""
+    (_, _, _, _, _, old, _, mark, mark_at, stuck_until, strikes, _, _, shrunk_at, _, _, _, _, _,
+     _) = memo  # fmt: skip
+    retried = stuck_until is not None and stuck_until <= now
     # A retry keeps its strikes (the next stuck period is longer) but is no longer stuck.
-    stuck_until = None if retried else memo.stuck_until
-    shrunk_at = now if target < current else memo.shrunk_at
-    if abs(target - current) <= reach_tolerance(target):
-        return _set(memo, target, now, None, None, stuck_until, memo.strikes, shrunk_at)
-    old = memo.target
+    if retried:
+        stuck_until = None
+    if target < current:
+        shrunk_at = now
+    grown_at = now if grown else None  # None: keep the memo's
+    gap = target - current  # abs() and reach_tolerance() spelled out: hot
+    tolerance = target // 100
+    if tolerance < MiB:
+        tolerance = MiB
+    if -tolerance <= gap <= tolerance:
+        return _set(memo, target, now, None, None, stuck_until, strikes, shrunk_at, grown_at)
     same_way = old is not None and (old > current) == (target > current)
-    if same_way and not retried and memo.mark_current is not None and memo.mark_at is not None:
-        return _set(memo, target, now, memo.mark_current, memo.mark_at, stuck_until,
-                    memo.strikes, shrunk_at)  # fmt: skip
-    return _set(memo, target, now, current, now, stuck_until, memo.strikes, shrunk_at)
+    if same_way and not retried and mark is not None and mark_at is not None:
+        return _set(memo, target, now, mark, mark_at, stuck_until, strikes, shrunk_at, grown_at)
+    return _set(memo, target, now, current, now, stuck_until, strikes, shrunk_at, grown_at)
