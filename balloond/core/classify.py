@@ -36,8 +36,9 @@ ALIVE = (*RUNNING, DomainState.PAUSED, DomainState.PMSUSPENDED)
 PEAK_HALF_LIFE = 60.0
 # Weight of each new reading in the usual major-fault rate (an exponential average).
 FAULT_BASE_WEIGHT = 0.2
-# classify unpacks a DomainMemo and an estimate's fields (`estimate.reading`, a plain tuple)
-# in one step each, where reading a NamedTuple's fields by name costs a descriptor call each,
+# classify unpacks a DomainMemo (as `memo[:]`: an exact tuple unpacks without the iterator a
+# NamedTuple goes through) and an estimate's fields (`estimate.reading`, a plain tuple) in
+# one step each, where reading a NamedTuple's fields by name costs a descriptor call each,
 # and builds the next memo with tuple.__new__ (no NamedTuple.__new__): it runs for every
 # domain every tick.
 _new_tuple, _new_object = tuple.__new__, object.__new__
@@ -130,7 +131,7 @@ def classify(
     cur, maxmem, state = dom.current, dom.maxmem, dom.state
     (swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at, stuck_until,
      strikes, hidden, hidden_at, shrunk_at, base, learned, seen_gap, seen, since,
-     grown_at) = memo  # fmt: skip
+     grown_at) = memo[:]  # fmt: skip
     alive = state is RUN or state in ALIVE
     tracked = False  # the marks below are newer than `memo`'s
     if (stuck_until is not None and stuck_until > now + STUCK_BACKOFF_CAP) or (

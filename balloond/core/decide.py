@@ -423,10 +423,10 @@ def _finish(work: Work, now: float) -> tuple[DomainDecision, DomainMemo]:
     """The decision of a domain that moves, and its memo for the next tick (as if the action
     is applied)."""
     dom, values = work.dom, work.values
+    assert values is not None  # only claimants move
     cur, target = dom.current, work.target
-    demand, pressure = (None, None) if values is None else (values[0], values[3])
     decision = decided(dom.name, dom.uuid, work.policy.name, work.reason, cur, target,
-                       work.floor, work.ceiling, work.explanation, demand, pressure,
+                       work.floor, work.ceiling, work.explanation, values[0], values[3],
                        work.act)  # fmt: skip
     # The decision holds the recipe now, and a recipe holds its work: dropping the work's
     # own reference leaves no cycle, so a tick's works and decisions are freed as soon as

@@ -35,18 +35,16 @@ def _set(
     stuck_until: float | None,
     strikes: int,
     shrunk_at: float | None,
-    grown_at: float | None = None,
 ) -> DomainMemo:
-    """The memo with its progress fields replaced (and `grown_at`, when given)."""
     # Built directly, not with _replace (several times slower), from one unpacking of the old
-    # memo (cheaper than reading its fields by name): this runs for every domain with a
-    # pending target, every tick.
+    # memo (cheaper than reading its fields by name; `memo[:]` is an exact tuple, which
+    # unpacks without the iterator a NamedTuple goes through).
     (swap_in, faults, counters_at, peak, peak_at, _, _, _, _, _, _, hidden, hidden_at, _, base,
-     overhead, overhead_seen, seen, since, grown) = memo  # fmt: skip
+     overhead, overhead_seen, seen, since, grown_at) = memo[:]  # fmt: skip
     return _new_tuple(DomainMemo, (
         swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at,
         stuck_until, strikes, hidden, hidden_at, shrunk_at, base, overhead, overhead_seen, seen,
-        since, grown if grown_at is None else grown_at,
+        since, grown_at,
     ))  # fmt: skip
 
 
@@ -93,7 +91,9 @@ def marks(
     if mark is None or mark_at is None:
         return current, now, stuck_until, strikes
     moved = (current - mark) if target > mark else (mark - current)
-    if moved >= max(MiB, int(abs(target - mark) * PROGRESS_RATIO)):
+    # Real progress: max(MiB, PROGRESS_RATIO of abs(target - mark)) spelled out.
+    needed = int((target - mark if target > mark else mark - target) * PROGRESS_RATIO)
+    if moved >= (needed if needed > MiB else MiB):
         return current, now, None, 0
     # Stuck: wait for the retry, which re-issues a target and a fresh mark. Not stuck yet:
     # wait for `stuck_after` to pass without progress.
@@ -109,24 +109,35 @@ def issued(memo: DomainMemo, current: int, target: int, now: float,
     changes or the domain is being retried after a stuck period, so a retry gets a full
     `stuck_after` to show progress. A shrink is remembered (`shrunk_at`): faults that
     follow it are blamed on it; `grown` True: so is a grow for pressure or demand
-    (`grown_at`, the grow cooldown). The memo is unpacked once and built once: this runs for
-    every domain that moves (most of them at boot)."""
-    (_, _, _, _, _, old, _, mark, mark_at, stuck_until, strikes, _, _, shrunk_at, _, _, _, _, _,
-     _) = memo  # fmt: skip
+    (`grown_at`, the grow cooldown). The memo is unpacked once and built once, as in `_set`:
+    this runs for every domain that moves (most of them at boot)."""
+    (swap_in, faults, counters_at, peak, peak_at, old, _, mark, mark_at, stuck_until, strikes,
+     hidden, hidden_at, shrunk_at, base, overhead, overhead_seen, seen, since,
+     grown_at) = memo[:]  # fmt: skip
     retried = stuck_until is not None and stuck_until <= now
     # A retry keeps its strikes (the next stuck period is longer) but is no longer stuck.
     if retried:
         stuck_until = None
     if target < current:
         shrunk_at = now
-    grown_at = now if grown else None  # None: keep the memo's
+    if grown:
+        grown_at = now
     gap = target - current  # abs() and reach_tolerance() spelled out: hot
     tolerance = target // 100
     if tolerance < MiB:
         tolerance = MiB
     if -tolerance <= gap <= tolerance:
-        return _set(memo, target, now, None, None, stuck_until, strikes, shrunk_at, grown_at)
-    same_way = old is not None and (old > current) == (target > current)
-    if same_way and not retried and mark is not None and mark_at is not None:
-        return _set(memo, target, now, mark, mark_at, stuck_until, strikes, shrunk_at, grown_at)
-    return _set(memo, target, now, current, now, stuck_until, strikes, shrunk_at, grown_at)
+        mark = mark_at = None
+    elif (
+        retried
+        or mark is None
+        or mark_at is None
+        or old is None
+        or (old > current) != (target > current)
+    ):  # a new direction, a retry or no mark yet: the mark restarts here
+        mark, mark_at = current, now
+    return _new_tuple(DomainMemo, (
+        swap_in, faults, counters_at, peak, peak_at, target, now, mark, mark_at, stuck_until,
+        strikes, hidden, hidden_at, shrunk_at, base, overhead, overhead_seen, seen, since,
+        grown_at,
+    ))  # fmt: skip
