@@ -276,12 +276,26 @@ def classify(
             want, cooling = keep, now - grown_at
             if reason is SHRINK_IDLE:
                 reason = STEADY
-    # Stored one by one into a bare instance: cheaper than the dataclass __init__'s call.
+    # Stored one by one into a bare instance: cheaper than the dataclass __init__'s call. One
+    # statement per slot: a multiple assignment of more than three builds and unpacks a tuple.
     work = _new_object(Work)
-    work.dom, work.policy, work.memo, work.floor, work.ceiling = dom, policy, memo, floor, ceiling
-    work.reason, work.target, work.explanation = reason, cur, explanation
-    work.act, work.promise, work.values, work.want, work.low = False, promise, values, want, low
-    work.in_force, work.guard, work.clamp, work.retry = in_force, guard, clamp, retry
+    work.dom = dom
+    work.policy = policy
+    work.memo = memo
+    work.floor = floor
+    work.ceiling = ceiling
+    work.reason = reason
+    work.target = cur
+    work.explanation = explanation
+    work.act = False
+    work.promise = promise
+    work.values = values
+    work.want = want
+    work.low = low
+    work.in_force = in_force
+    work.guard = guard
+    work.clamp = clamp
+    work.retry = retry
     work.cooling = cooling
     return work
 
