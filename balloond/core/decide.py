@@ -94,8 +94,9 @@ def decide(
     deficit = host_free < reserve
     cooldown = not deficit
     unbacked = 0  # promised to guests (inside their balloons) but not yet taken from the host
-    # Sums for steps 3 and 5, taken here rather than by a list per sum after the loop.
-    promised = claimed = held = lows = wants = 0
+    # Sums for steps 3 and 5, taken here rather than by a list per sum after the loop; the
+    # promises of claimants (`claimed`) and of the others (`fixed_promises`) apart.
+    fixed_promises = claimed = held = lows = wants = 0
     backing_of, backing = state.backing.get, {}
     # Most ticks have no hold, and hosts that charge the whole balloon at once have nothing
     # learned of their QEMU processes: no lookup per domain then.
@@ -127,17 +128,21 @@ def decide(
         work = classify(dom, policy, memo_of(uuid, empty), hold_of(uuid) if any_hold else None,
                         limits, now, stale_after, stuck_after, cooldown)  # fmt: skip
         add(work)
-        promised += work.promise
+        # Most domains have no promise: no sum of a zero (sizes are multi-digit ints, whose
+        # sums the interpreter does not take on its fast path).
+        promise = work.promise
         if work.values is not None:  # a claimant
             claim(work)
-            claimed += work.promise
+            if promise:
+                claimed += promise
             held += dom.current
             lows += work.low
             wants += work.want
+        elif promise:
+            fixed_promises += promise
     # Host free counts untouched balloon memory as free; the guests will take it without any
     # grant, so it is not there to give (qmemman's "promised but not taken").
     room = host_free - unbacked - reserve
-    fixed_promises = promised - claimed
     spare = room - fixed_promises - claimed
     notes: list[str] = []
     if unbacked > 0:
@@ -159,10 +164,10 @@ def decide(
     shared = wants > pool  # otherwise every claimant gets its want (water_fill's first case)
     if shared:
         _share(claimants, pool)
-    out, memos, movers = _limit(works, deficit=deficit, shared=shared)
-    budget = _grant([work for _, work in movers], spare)
-    for index, work in movers:
-        out[index], memos[work.dom.uuid] = _finish(work, now)
+    out, memos, places, movers = _limit(works, deficit=deficit, shared=shared)
+    budget = _grant(movers, spare)
+    for index, work in zip(places, movers, strict=True):
+        out[index] = _finish(work, now, memos)
     # Every place is filled now: the movers' last.
     decisions = cast("tuple[DomainDecision, ...]", tuple(out))
     decision = Decision(
@@ -191,12 +196,12 @@ def _share(claimants: list[Work], pool: int) -> None:
 
 def _limit(
     works: list[Work], *, deficit: bool, shared: bool
-) -> tuple[list[DomainDecision | None], dict[str, DomainMemo], list[tuple[int, Work]]]:
+) -> tuple[list[DomainDecision | None], dict[str, DomainMemo], list[int], list[Work]]:
     """Apply step limits, the swap guard and the deadband (step 4) to every claimant (whose
     target is its want unless the pool was `shared`); the claimants that do not move are
     steady. Returns every domain's decision and next memo, in order, except that the
-    decisions of the domains that move are left None (their place is given with them, in
-    order): `_grant` may still cut them.
+    decisions of the domains that move are left None (their places are given in the list
+    before them, in order: `_grant` may still cut them).
 
     One loop over every domain with each policy's step and deadband knobs read once per
     tick (`_knobs`), `Amount.resolve` and the deadband test written out, and the decision
@@ -205,7 +210,8 @@ def _limit(
     out: list[DomainDecision | None] = []
     add = out.append
     memos: dict[str, DomainMemo] = {}
-    movers: list[tuple[int, Work]] = []
+    places: list[int] = []  # of the movers' decisions in `out`
+    movers: list[Work] = []
     knobs: dict[int, Knobs] = {}
     last: Policy | None = None  # the policy `known` is of
     known: Knobs = (None, 0.0, None, None, 0.0)
@@ -293,7 +299,8 @@ def _limit(
                             ceiling, text, values[0], values[3], False))  # fmt: skip
                 continue
         work.target, work.act = new, True
-        movers.append((len(out), work))
+        places.append(len(out))
+        movers.append(work)
         add(None)
         reason = work.reason
         if reason is SWAP_GUARD:
@@ -303,7 +310,7 @@ def _limit(
         # Written when read, as for steady domains: the work is final once decided (a grow cut
         # later by `_grant` gets a new explanation there).
         work.explanation = (_move_text, (work, reason, work.explanation, limit, retried))
-    return out, memos, movers
+    return out, memos, places, movers
 
 
 def _knobs(policy: Policy) -> Knobs:
@@ -365,14 +372,13 @@ def _move_text(work: Work, reason: Reason, prior: Text, limit: Amount | None,
     return explain.move(cur, target, _why(work, reason) + limited)
 
 
-def _grant(claimants: list[Work], spare: int) -> int:
-    """Cut growth to what the host can give now, floors first, then by weight (step 5).
-    Returns what is left of the grow budget."""
+def _grant(movers: list[Work], spare: int) -> int:
+    """Cut growth to what the host can give now, floors first, then by weight (step 5), among
+    the claimants that move (`_limit`'s movers, every one acting until cut here). Returns
+    what is left of the grow budget."""
     growers: list[Work] = []
     freed = 0
-    for w in claimants:
-        if not w.act:
-            continue
+    for w in movers:
         # max() spelled out: this runs for every domain that moves (all of them at boot).
         cur, in_force, target = w.dom.current, w.in_force, w.target
         committed = in_force if in_force > cur else cur
@@ -419,9 +425,9 @@ def _waiting(current: int, wanted: int) -> str:
     )
 
 
-def _finish(work: Work, now: float) -> tuple[DomainDecision, DomainMemo]:
-    """The decision of a domain that moves, and its memo for the next tick (as if the action
-    is applied)."""
+def _finish(work: Work, now: float, memos: dict[str, DomainMemo]) -> DomainDecision:
+    """The decision of a domain that moves; its memo for the next tick (as if the action is
+    applied) replaces the one `_limit` put in `memos` when it acts."""
     dom, values = work.dom, work.values
     assert values is not None  # only claimants move
     cur, target = dom.current, work.target
@@ -433,9 +439,8 @@ def _finish(work: Work, now: float) -> tuple[DomainDecision, DomainMemo]:
     # the decision is dropped instead of piling up for the cyclic GC (its full passes
     # over them were most of decide()'s p95).
     work.explanation = ""
-    memo = work.memo
     if work.act:
         in_force = work.in_force
         grown = work.reason in GROWN and target > (cur if cur > in_force else in_force)
-        memo = progress.issued(memo, cur, target, now, grown)
-    return decision, memo
+        memos[dom.uuid] = progress.issued(work.memo, cur, target, now, grown)
+    return decision
