@@ -377,6 +377,7 @@ def _grant(movers: list[Work], spare: int) -> int:
     the claimants that move (`_limit`'s movers, every one acting until cut here). Returns
     what is left of the grow budget."""
     growers: list[Work] = []
+    asks: list[int] = []  # each grower's growth beyond what it has or was promised
     freed = 0
     for w in movers:
         # max() spelled out: this runs for every domain that moves (all of them at boot).
@@ -384,10 +385,10 @@ def _grant(movers: list[Work], spare: int) -> int:
         committed = in_force if in_force > cur else cur
         if target > committed:
             growers.append(w)
+            asks.append(target - committed)
         else:
             freed += committed - (target if target > cur else cur)
     room = spare + freed
-    asks = [w.target - max(w.dom.current, w.in_force) for w in growers]
     if sum(asks) <= room:
         return room - sum(asks)
     room = max(0, room)
