@@ -244,17 +244,21 @@ def classify(
                 want = kept
         if requested is not None and policy.self_adjust:
             want, reason = requested, GUEST_REQUEST
-        else:  # _direction() written out
+        else:  # the direction of the want from the current size
             reason = (GROW_PRESSURE if short else GROW_DEMAND) if want > cur else (
                 SHRINK_IDLE if want < cur else STEADY)  # fmt: skip
         # FLOOR / CEILING name the reason only when the bound itself moves the domain; a guest
         # shrinking toward its floor from far above is still shrinking because it is idle.
+        # Otherwise the reason is the direction of the bound from the current size, written
+        # out (many domains at boot are clamped): the floor is not above it, the ceiling not
+        # below it.
         if want < floor:
             want, clamp = floor, "floor"
-            reason = FLOOR if cur < floor else _direction(short, floor, cur)
+            reason = FLOOR if cur < floor else (SHRINK_IDLE if floor < cur else STEADY)
         elif want > ceiling:
             want, clamp = ceiling, "ceiling"
-            reason = CEILING if cur > ceiling else _direction(short, ceiling, cur)
+            reason = CEILING if cur > ceiling else (
+                (GROW_PRESSURE if short else GROW_DEMAND) if ceiling > cur else STEADY)  # fmt: skip
         low = floor
         if guard:  # max(floor, min(cur, ceiling)) spelled out
             low = cur if cur < ceiling else ceiling
@@ -356,11 +360,3 @@ def _left_alone(
 def _fixed(work: Work, reason: Reason, text: Text) -> Work:
     work.reason, work.explanation = reason, text
     return work
-
-
-def _direction(short: bool, want: int, cur: int) -> Reason:
-    if want > cur:
-        return GROW_PRESSURE if short else GROW_DEMAND
-    if want < cur:
-        return SHRINK_IDLE
-    return STEADY
