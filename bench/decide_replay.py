@@ -11,8 +11,8 @@ instructions of one decide():
         .venv/bin/python bench/decide_replay.py $r [--from-boot] 2>&1 | grep 'I *refs'; done
 
 (86.2M per decide() before stop 10's changes, 82.9-83.7M after them, 50.6M after the
-perf-core branch's first round and 47.7M after its second; from boot 61.4M before the second
-round and 52.6M after it; with PYTHONHASHSEED=0: the hash seed moves it by about 1%.) Without
+perf-core branch's first round and 47.5M after its second; from boot 61.4M before the second
+round and 52.3M after it; with PYTHONHASHSEED=0: the hash seed moves it by about 1%.) Without
 valgrind it prints the replayed decide()'s median wall time.
 """
 
