@@ -10,10 +10,9 @@ instructions of one decide():
     for r in 0 2; do valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \\
         .venv/bin/python bench/decide_replay.py $r [--from-boot] 2>&1 | grep 'I *refs'; done
 
-(86.2M per decide() before stop 10's changes, 82.9-83.7M after them, 50.6M after the
-perf-core branch's first round and 47.5M after its second; from boot 61.4M before the second
-round and 52.3M after it; with PYTHONHASHSEED=0: the hash seed moves it by about 1%.) Without
-valgrind it prints the replayed decide()'s median wall time.
+With PYTHONHASHSEED=0 (the hash seed moves the count by about 1 %): settled 83.6M per
+decide() at e706694, 47.5M since the rewrite of the per-domain path (stop 11); from boot
+88.8M then, 52.3M now. Without valgrind it prints the replayed decide()'s median wall time.
 """
 
 from __future__ import annotations
