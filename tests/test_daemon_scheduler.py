@@ -14,6 +14,7 @@ import pytest
 from daemonlib.harness import Recording, make_daemon, sim_host
 
 from balloond.backend.base import EventKind
+from balloond.backend.simulated import SimulatedHost
 from balloond.daemon.loop import Daemon
 from balloond.daemon.notify import Notifier
 from balloond.daemon.scheduler import Runner, status_line
@@ -30,6 +31,14 @@ def _until(condition: Callable[[], bool], what: str) -> None:
 
 def _ticks(daemon: Daemon) -> int:
     return daemon.telemetry().ticks
+
+
+def _started(backend: Recording, host: SimulatedHost) -> tuple[Daemon, Runner]:
+    """A daemon on `backend` with an hour between ticks (only wakes tick again), running."""
+    daemon = make_daemon(lambda: backend, clock=host.now, interval=3600)
+    runner = Runner(daemon, notifier=Notifier(""))
+    runner.start()
+    return daemon, runner
 
 
 def test_first_tick_at_once_then_wakes_pull_ticks_forward() -> None:
@@ -68,9 +77,7 @@ def test_a_wake_during_a_tick_is_served_by_a_tick_right_after_it() -> None:
             return self.inner.domains()
 
     backend = Slow(host)
-    daemon = make_daemon(lambda: backend, clock=host.now, interval=3600)
-    runner = Runner(daemon, notifier=Notifier(""))
-    runner.start()
+    daemon, runner = _started(backend, host)
     try:
         _until(lambda: _ticks(daemon) == 1, "the first tick")
         runner.wake()
@@ -99,9 +106,7 @@ def test_a_bug_in_a_tick_is_logged_and_the_next_tick_runs(
             return self.inner.domains()
 
     backend = Buggy(host)
-    daemon = make_daemon(lambda: backend, clock=host.now, interval=3600)
-    runner = Runner(daemon, notifier=Notifier(""))
-    runner.start()
+    daemon, runner = _started(backend, host)
     try:
         _until(lambda: _ticks(daemon) == 1, "the failing tick to be counted")
         assert daemon.telemetry().tick_failures == 1
