@@ -22,7 +22,6 @@ from balloond.core.backing import (
     account,
     learn,
     untouched,
-    untouched_total,
 )
 from balloond.core.state import Backing
 from balloond.model import DomainSnapshot, DomainState, Hold, MemoryStats, Reason
@@ -78,13 +77,6 @@ def test_only_alive_domains_count() -> None:
     gone = with_rss(dom("z", 512 * MiB, state=DomainState.CRASHED), 100 * MiB)
     assert untouched(gone) == 0
     assert untouched(dom("n", 512 * MiB)) == 0  # no stats at all
-
-
-def test_untouched_total_sums_domains() -> None:
-    a = with_rss(dom("a", 512 * MiB), 300 * MiB)
-    b = with_rss(dom("b", GiB), 900 * MiB)
-    c = with_rss(dom("c", GiB), -1)
-    assert untouched_total([a, b, c]) == 212 * MiB + 124 * MiB
 
 
 def test_growth_is_cut_by_the_untouched_part_of_another_balloon() -> None:

@@ -25,8 +25,6 @@ none, and nothing changes for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from balloond.core.classify import ALIVE
 from balloond.core.state import Backing
 from balloond.model import DomainSnapshot
@@ -101,8 +99,3 @@ def untouched(dom: DomainSnapshot, known: Backing | None = None) -> int:
         return 0
     overhead = known.overhead if known is not None and known.domain_id == dom.id else 0
     return max(0, dom.current + overhead - rss)
-
-
-def untouched_total(domains: Iterable[DomainSnapshot]) -> int:
-    """What host free counts as free although guests already own it (no overhead known)."""
-    return sum(untouched(d) for d in domains)
