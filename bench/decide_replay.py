@@ -11,8 +11,8 @@ instructions of one decide():
         .venv/bin/python bench/decide_replay.py $r [--from-boot] 2>&1 | grep 'I *refs'; done
 
 With PYTHONHASHSEED=0 (the hash seed moves the count by about 1 %): settled 83.6M per
-decide() at e706694, 47.5M since the rewrite of the per-domain path (stop 11); from boot
-88.8M then, 52.3M now. Without valgrind it prints the replayed decide()'s median wall time.
+decide() at e706694, 48.4M since the rewrite of the per-domain path (stop 11); from boot
+88.8M then, 53.3M now. Without valgrind it prints the replayed decide()'s median wall time.
 """
 
 from __future__ import annotations

@@ -74,9 +74,11 @@ _LEARNED = DomainMemo(overhead=OVERHEAD, overhead_seen=60 * MiB)
 )  # fmt: skip
 def test_overhead_table(memo: DomainMemo, current: int, stats_at: float, observed: int,
                         used: int, learned: int | None) -> None:  # fmt: skip
-    got = overhead_for(observed, memo, current, stats_at)
-    assert (got.used, got.learned) == (used, learned)
-    assert got.seen == (max(memo.overhead_seen or 0, observed) or None)
+    got_used, got_learned, got_seen = overhead_for(
+        observed, memo.overhead, memo.overhead_seen, memo.seen_current, current,
+        memo.current_since, memo.target, stats_at)  # fmt: skip
+    assert (got_used, got_learned) == (used, learned)
+    assert got_seen == (max(memo.overhead_seen or 0, observed) or None)
 
 
 def test_the_lab_sequence_keeps_the_grow_in_flight() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from balloond.core.progress import MiB, reach_tolerance
+from balloond.core.progress import reach_tolerance
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 from balloond.policy.model import Policy
@@ -299,10 +299,9 @@ def reading(
         raw, source = stats_demand, "stats"
     if raw is None:
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
-        # What was learned of the overhead is kept for when data comes back (overhead_for()
-        # with nothing observed, written out).
-        seen = seen or None
-        used = learned if learned is not None else seen or 0
+        # What was learned of the overhead is kept for when data comes back.
+        used, learned, seen = overhead_for(0, learned, seen, seen_current, dom.current, since,
+                                           target, stats_at)  # fmt: skip
         return (None, None, "", pressure, swap_rate, fault_rate, short, requested, why, "", 0,
                 False, used, learned, seen)  # fmt: skip
     # What a reading capped by the balloon is capped at: the guest's MemTotal.
@@ -337,26 +336,8 @@ def reading(
             cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)  # >= OVERHEAD_BASE
         ):  # (maxmem > 0 here: raw is a plausible reading)
             overhead = cap
-        # overhead_for() written out (the memo's fields are at hand); a gap equal to the one
-        # learned already has nothing to teach, so the settled test is skipped for it (most
-        # domains, most ticks).
-        if (
-            overhead != learned
-            and seen_current == current
-            and since is not None
-            and not stats_at <= since
-        ):
-            if target is None:
-                learned = overhead
-            else:  # the target in force reached: progress.reach_tolerance() spelled out
-                tolerance = target // 100
-                if tolerance < MiB:
-                    tolerance = MiB
-                if -tolerance <= target - current <= tolerance:
-                    learned = overhead
-    before = seen or 0
-    seen = (overhead if overhead > before else before) or None
-    used = learned if learned is not None else seen or 0
+    used, learned, seen = overhead_for(overhead, learned, seen, seen_current, current, since,
+                                       target, stats_at)  # fmt: skip
     return (demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note,
             hidden, touched, used, learned, seen)  # fmt: skip
 
@@ -382,16 +363,25 @@ def _hidden(
     return hidden
 
 
-class Overhead(NamedTuple):
-    """The balloon-not-in-MemTotal term for this tick, and what to remember of it."""
+def overhead_for(
+    observed: int,
+    learned: int | None,
+    seen: int | None,
+    seen_current: int | None,
+    current: int,
+    since: float | None,
+    target: int | None,
+    stats_at: float,
+) -> tuple[int, int | None, int | None]:
+    """(used, learned, seen): the overhead added to the target this tick, the one learned
+    from a settled sample (this tick's or an earlier one), the largest plausible gap seen so
+    far. A plain tuple: `reading` unpacks it for every domain every tick.
 
-    used: int  # added to the target this tick
-    learned: int | None  # from a settled sample (this tick's or an earlier one)
-    seen: int | None  # the largest plausible gap seen so far
+    `observed` is this tick's plausible balloon - MemTotal (0: none); `learned`, `seen`,
+    `seen_current`, `since` and `target` are the memo's overhead, overhead_seen,
+    seen_current, current_since and target (passed one by one: `reading` has them unpacked).
 
-
-def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float) -> Overhead:
-    """Balloon - MemTotal is a per-guest constant (kernel image, struct pages, firmware) that
+    Balloon - MemTotal is a per-guest constant (kernel image, struct pages, firmware) that
     only looks different while the balloon moves: learn it from settled samples and use the
     learned value meanwhile. Before one is learned, use the largest plausible gap seen (a
     larger target is the safe error; `estimate` already caps what counts as plausible).
@@ -401,21 +391,20 @@ def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float)
     MemTotal the guest's reservation: while the balloon moves, `current` and MemTotal are
     sampled at different moments (the lab saw 20-45 MiB instead of 54 while a guest grew, and
     the lower target cancelled the grow in flight)."""
-    learned = memo.overhead
-    if observed > 0 and memo.seen_current == current:
-        since, target = memo.current_since, memo.target
-        if (
-            since is not None
-            and not stats_at <= since
-            and (target is None or abs(target - current) <= reach_tolerance(target))
-        ):
-            learned = observed
-    before = memo.overhead_seen or 0
+    # A gap equal to the one learned already has nothing to teach: the settled test is
+    # skipped for it (most domains, most ticks).
+    if (
+        observed != learned
+        and observed > 0
+        and seen_current == current
+        and since is not None
+        and not stats_at <= since
+        and (target is None or abs(target - current) <= reach_tolerance(target))
+    ):
+        learned = observed
+    before = seen or 0
     seen = (observed if observed > before else before) or None
-    # Built directly (no Python-level NamedTuple.__new__): this runs for every domain every tick.
-    if learned is not None:
-        return _new_tuple(Overhead, (learned, learned, seen))
-    return _new_tuple(Overhead, (seen or 0, None, seen))
+    return (learned if learned is not None else seen or 0), learned, seen
 
 
 def boost_for(pressure: float | None, target: float) -> float:
