@@ -6,6 +6,7 @@ by `e2e.procs` on exit. See docs/e2e.md.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,3 +15,5 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 # that is how teardown and the next run recognise what is ours and nothing else.
 RUN = CACHE / "run"
 NAME_PREFIX = "bde2e-"
+# One lab at a time on the machine, from whichever checkout (overridable for a private run).
+LAB_LOCK = Path(os.environ.get("BALLOOND_LAB_LOCK", "/run/lock/balloond-lab.lock"))

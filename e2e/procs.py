@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from e2e import CACHE
+from e2e import CACHE, LAB_LOCK
 
 # Programs of ours that may be running; matched against /proc/PID/exe's basename or argv[0].
 KINDS = ("qemu-system", "libvirtd", "virtlogd", "nsholder", "balloond", "prometheus", "python")
@@ -136,10 +136,11 @@ CLEANUP = Cleanup()
 
 
 @contextlib.contextmanager
-def session_lock(timeout: float = 600.0) -> Iterator[IO[str]]:
-    """One lab session at a time on this machine: two would fight over the same libvirtd."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    f = open(CACHE / "session.lock", "a+")  # noqa: SIM115 (held for the whole session)
+def session_lock(timeout: float = 3600.0) -> Iterator[IO[str]]:
+    """One lab session at a time on this machine, whichever checkout it runs from: two would
+    fight over the same libvirtd, and each TCG lab (QEMU guests, nested Xen) takes both cores."""
+    LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    f = open(LAB_LOCK, "a+")  # noqa: SIM115 (held for the whole session)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -148,7 +149,7 @@ def session_lock(timeout: float = 600.0) -> Iterator[IO[str]]:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 f.close()
-                raise TimeoutError(f"another lab session holds {CACHE / 'session.lock'}") from None
+                raise TimeoutError(f"another lab session holds {LAB_LOCK}") from None
             time.sleep(1.0)
     try:
         yield f
@@ -161,5 +162,11 @@ def spawn(argv: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
     """Start a process of ours with stdout/stderr into `log`, in its own process group."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+        return subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **kw,
+        )
