@@ -9,13 +9,15 @@ demo:
 
 test:
 	@scripts/bootstrap.sh test
-	$(VENV)/ruff check balloond tests bench
+	$(VENV)/ruff check balloond tests bench e2e guest-agent
+	$(VENV)/ruff format --check balloond tests bench e2e guest-agent
 	$(VENV)/mypy
 	$(VENV)/python -m pytest $(PYTEST_ARGS)
 
 lint:
 	@scripts/bootstrap.sh test
-	$(VENV)/ruff check balloond tests bench
+	$(VENV)/ruff check balloond tests bench e2e guest-agent
+	$(VENV)/ruff format --check balloond tests bench e2e guest-agent
 	$(VENV)/mypy
 
 unit:

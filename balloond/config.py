@@ -61,11 +61,15 @@ class MetricsAuth:
             with open(self.password_file, encoding="utf-8") as handle:
                 password = handle.read().removesuffix("\n")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the password: {exc}", file=self.password_file,
-                              key="metrics_basic_auth") from exc  # fmt: skip
+            raise ConfigError(
+                f"cannot read the password: {exc}",
+                file=self.password_file,
+                key="metrics_basic_auth",
+            ) from exc
         if not password:
-            raise ConfigError("password file is empty", file=self.password_file,
-                              key="metrics_basic_auth")  # fmt: skip
+            raise ConfigError(
+                "password file is empty", file=self.password_file, key="metrics_basic_auth"
+            )
         return self.user, password
 
 
@@ -108,41 +112,74 @@ _PATH = TextKind(what="path")
 _OPTIONAL_PATH = TextKind(what="path", optional=True)
 
 CONFIG_FIELDS: tuple[Knob, ...] = (
-    Knob("uri", TextKind(what="libvirt URI"),
-         "Hypervisor connection, as virsh --connect takes it ('qemu:///system', "
-         "'xen:///system', 'test:///default')."),
-    Knob("interval", DurationKind(0.1, 3600.0),
-         "Time between ticks ('2s', '500ms', '1m'). A guest agent report showing pressure "
-         "above its policy's pressure_target also ticks at once (at most every 0.5s)."),
-    Knob("reserve", AmountKind("host memory"),
-         "Memory the host keeps for itself; never handed to guests. Size or % of host memory."),
-    Knob("metrics_address", TextKind(what="address"),
-         "Address the Prometheus endpoint listens on; '0.0.0.0' or '::' for every interface "
-         "(then set TLS and basic auth)."),
+    Knob(
+        "uri",
+        TextKind(what="libvirt URI"),
+        "Hypervisor connection, as virsh --connect takes it ('qemu:///system', "
+        "'xen:///system', 'test:///default').",
+    ),
+    Knob(
+        "interval",
+        DurationKind(0.1, 3600.0),
+        "Time between ticks ('2s', '500ms', '1m'). A guest agent report showing pressure "
+        "above its policy's pressure_target also ticks at once (at most every 0.5s).",
+    ),
+    Knob(
+        "reserve",
+        AmountKind("host memory"),
+        "Memory the host keeps for itself; never handed to guests. Size or % of host memory.",
+    ),
+    Knob(
+        "metrics_address",
+        TextKind(what="address"),
+        "Address the Prometheus endpoint listens on; '0.0.0.0' or '::' for every interface "
+        "(then set TLS and basic auth).",
+    ),
     Knob("metrics_port", IntKind(1, 65535), "Port of the Prometheus endpoint."),
     Knob("metrics_tls_cert", _OPTIONAL_PATH, "PEM certificate: serve metrics over HTTPS."),
     Knob("metrics_tls_key", _OPTIONAL_PATH, "PEM private key for metrics_tls_cert."),
-    Knob("metrics_basic_auth", TextKind(what="mapping", optional=True),
-         "Require basic auth on the metrics endpoint: {user: NAME, password_file: PATH}."),
-    Knob("textfile", _OPTIONAL_PATH,
-         "Also write metrics to this node_exporter textfile (*.prom), atomically each tick."),
+    Knob(
+        "metrics_basic_auth",
+        TextKind(what="mapping", optional=True),
+        "Require basic auth on the metrics endpoint: {user: NAME, password_file: PATH}.",
+    ),
+    Knob(
+        "textfile",
+        _OPTIONAL_PATH,
+        "Also write metrics to this node_exporter textfile (*.prom), atomically each tick.",
+    ),
     Knob("policy_dir", _PATH, "Folder of policy files (*.yaml, *.yml), loaded in name order."),
     Knob("state_dir", _PATH, "Where holds and stuck marks survive restarts."),
     Knob("control_socket", _PATH, "Unix socket (mode 0600) balloonctl talks to."),
-    Knob("stats_period", DurationKind(1.0, 3600.0),
-         "virtio-balloon statistics period balloond sets on domains where it is off."),
-    Knob("stale_after", DurationKind(0.1, 86400.0),
-         "Ignore memory statistics and guest reports older than this (default: 3 intervals, "
-         "at least 15s)."),
-    Knob("stuck_after", DurationKind(1.0, 86400.0),
-         "A domain that has not moved toward its target for this long is marked stuck, "
-         "left alone for a while, then retried."),
+    Knob(
+        "stats_period",
+        DurationKind(1.0, 3600.0),
+        "virtio-balloon statistics period balloond sets on domains where it is off.",
+    ),
+    Knob(
+        "stale_after",
+        DurationKind(0.1, 86400.0),
+        "Ignore memory statistics and guest reports older than this (default: 3 intervals, "
+        "at least 15s).",
+    ),
+    Knob(
+        "stuck_after",
+        DurationKind(1.0, 86400.0),
+        "A domain that has not moved toward its target for this long is marked stuck, "
+        "left alone for a while, then retried.",
+    ),
     Knob("dry_run", BoolKind(), "Decide and report, but change nothing."),
-)  # fmt: skip
+)
 
 _FIELDS = {knob.name: knob for knob in CONFIG_FIELDS}
-_PATH_FIELDS = ("metrics_tls_cert", "metrics_tls_key", "textfile", "policy_dir", "state_dir",
-                "control_socket")  # fmt: skip
+_PATH_FIELDS = (
+    "metrics_tls_cert",
+    "metrics_tls_key",
+    "textfile",
+    "policy_dir",
+    "state_dir",
+    "control_socket",
+)
 _AUTH_KEYS = ("user", "password_file")
 
 
@@ -245,13 +282,20 @@ def _check_together(values: dict[str, Any], root: Node, errors: Errors) -> None:
     cert, key = values.get("metrics_tls_cert"), values.get("metrics_tls_key")
     if (cert is None) != (key is None):
         missing = "metrics_tls_key" if key is None else "metrics_tls_cert"
-        errors.add(_line(root, "metrics_tls_cert", "metrics_tls_key"), missing,
-                   "missing: TLS needs both metrics_tls_cert and metrics_tls_key")  # fmt: skip
+        errors.add(
+            _line(root, "metrics_tls_cert", "metrics_tls_key"),
+            missing,
+            "missing: TLS needs both metrics_tls_cert and metrics_tls_key",
+        )
     interval = values.get("interval", default_of("interval"))
     stale = values.get("stale_after")
     if stale is not None and stale < interval:
-        errors.add(_line(root, "stale_after"), "stale_after", f"{stale:g}s is shorter than the "
-                   f"interval {interval:g}s: every sample would count as stale")  # fmt: skip
+        errors.add(
+            _line(root, "stale_after"),
+            "stale_after",
+            f"{stale:g}s is shorter than the "
+            f"interval {interval:g}s: every sample would count as stale",
+        )
 
 
 def _line(root: Node, *keys: str) -> int:

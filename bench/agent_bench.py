@@ -61,8 +61,18 @@ def measure_process(python: str, seconds: float) -> None:
         server.bind(path)
         server.listen(1)
         env = dict(os.environ, PYTHONPATH=str(AGENT_SRC), PYTHONDONTWRITEBYTECODE="1")
-        argv = [python, "-S", "-m", "balloond_guest", "run", "--interval", "1",
-                "--transport", "unix:" + path, "--no-control"]  # fmt: skip
+        argv = [
+            python,
+            "-S",
+            "-m",
+            "balloond_guest",
+            "run",
+            "--interval",
+            "1",
+            "--transport",
+            "unix:" + path,
+            "--no-control",
+        ]
         agent = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
         lines = 0
         try:
@@ -93,8 +103,10 @@ def measure_process(python: str, seconds: float) -> None:
             agent.wait(10)
             server.close()
     share = 100.0 * (cpu1 - cpu0) / (t1 - t0)
-    print(f"agent process ({python}): interval 1 s, {t1 - t0:.1f} s measured, "
-          f"{lines1 - lines0} reports received")  # fmt: skip
+    print(
+        f"agent process ({python}): interval 1 s, {t1 - t0:.1f} s measured, "
+        f"{lines1 - lines0} reports received"
+    )
     print(f"  CPU {share:.3f} % of one core ({cpu1 - cpu0:.2f} s CPU; clock tick {1 / CLK_TCK} s)")
     print(f"  RSS {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 
@@ -117,8 +129,10 @@ def measure_tick_cost(ticks: int = 500) -> None:
     for _ in range(ticks):
         agent.tick()
     per_tick = (time.process_time() - start) / ticks
-    print(f"  per report: {per_tick * 1e3:.3f} ms CPU in-process ({ticks} reports) -> "
-          f"{per_tick * 100:.3f} % of one core at a 1 s interval")  # fmt: skip
+    print(
+        f"  per report: {per_tick * 1e3:.3f} ms CPU in-process ({ticks} reports) -> "
+        f"{per_tick * 100:.3f} % of one core at a 1 s interval"
+    )
 
 
 class TimedTelemetry(Telemetry):
@@ -148,8 +162,11 @@ def measure_latency(events: int) -> None:
         conn, _ = server.accept()
         read_end, write_end = os.pipe()
         link = FdTransport(os.dup(conn.fileno()), "qemu")
-        agent = Agent(Settings(root="/", interval=3600.0, min_gap=0.0), link,
-                      trigger=psi.pipe_trigger(read_end))  # fmt: skip
+        agent = Agent(
+            Settings(root="/", interval=3600.0, min_gap=0.0),
+            link,
+            trigger=psi.pipe_trigger(read_end),
+        )
         thread = threading.Thread(target=agent.run, kwargs={"max_ticks": events + 1}, daemon=True)
         thread.start()
         latencies = []
@@ -171,8 +188,10 @@ def measure_latency(events: int) -> None:
             server.close()
     ms = sorted(x * 1000 for x in latencies)
     print(f"pressure event -> hub accepted report, {len(ms)} events over a real unix socket:")
-    print(f"  median {statistics.median(ms):.2f} ms, p95 {ms[int(len(ms) * 0.95) - 1]:.2f} ms, "
-          f"max {ms[-1]:.2f} ms")  # fmt: skip
+    print(
+        f"  median {statistics.median(ms):.2f} ms, p95 {ms[int(len(ms) * 0.95) - 1]:.2f} ms, "
+        f"max {ms[-1]:.2f} ms"
+    )
     print("  (the kernel adds the time to see 150 ms of stall within its 1 s trigger window)")
 
 
@@ -183,8 +202,9 @@ def _wait_accepted(telemetry: TimedTelemetry, count: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="CPU measurement span")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the agent")
     parser.add_argument("--events", type=int, default=50, help="pressure events to time")

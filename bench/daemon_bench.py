@@ -41,10 +41,15 @@ def measure(domains: int, ticks: int, state_dir: Path) -> dict[str, float]:
     telemetry = Telemetry()
     policies = PolicyWatcher(POLICIES, telemetry)
     policies.load_initial()
-    daemon = Daemon(lambda: host, LoopSettings(interval=INTERVAL,
-                    reserve=host.scenario.host.reserve), policies, uri=host.uri,
-                    clock=host.now, telemetry=telemetry,
-                    state_file=StateFile(state_dir))  # fmt: skip
+    daemon = Daemon(
+        lambda: host,
+        LoopSettings(interval=INTERVAL, reserve=host.scenario.host.reserve),
+        policies,
+        uri=host.uri,
+        clock=host.now,
+        telemetry=telemetry,
+        state_file=StateFile(state_dir),
+    )
     heap.settle()  # as `balloond run` does before its first tick
     times = []
     for _ in range(ticks):
@@ -82,17 +87,23 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=30)
     args = parser.parse_args()
     logging.disable(logging.INFO)  # 1,000 decision lines a tick measure the terminal
-    print(f"balloond daemon tick (real Daemon.tick, shipped policies), RSS at start "
-          f"{rss_mib():.1f} MiB")  # fmt: skip
-    print("| domains | tick median | tick p95 | balloonctl list over the socket | "
-          "adjustments | RSS after |")  # fmt: skip
+    print(
+        f"balloond daemon tick (real Daemon.tick, shipped policies), RSS at start "
+        f"{rss_mib():.1f} MiB"
+    )
+    print(
+        "| domains | tick median | tick p95 | balloonctl list over the socket | "
+        "adjustments | RSS after |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for domains in args.domains:
         with tempfile.TemporaryDirectory() as scratch:
             figures = measure(domains, args.ticks, Path(scratch))
-        print(f"| {domains} | {figures['tick_median_ms']:.1f} ms | {figures['tick_p95_ms']:.1f} ms"
-              f" | {figures['list_median_ms']:.1f} ms | {figures['adjustments']:.0f} | "
-              f"{figures['rss_mib']:.1f} MiB |")  # fmt: skip
+        print(
+            f"| {domains} | {figures['tick_median_ms']:.1f} ms | {figures['tick_p95_ms']:.1f} ms"
+            f" | {figures['list_median_ms']:.1f} ms | {figures['adjustments']:.0f} | "
+            f"{figures['rss_mib']:.1f} MiB |"
+        )
 
 
 if __name__ == "__main__":

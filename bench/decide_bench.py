@@ -44,19 +44,36 @@ def _domain(i: int, rng: random.Random, now: float) -> DomainSnapshot:
     current = rng.randint(maxmem // 4, maxmem)
     used = rng.randint(current // 10, current)
     kind = i % 10
-    stats = MemoryStats(total=current, available=current - used, swap_in=i * 4096,
-                        major_faults=i, last_update=now - 1)  # fmt: skip
+    stats = MemoryStats(
+        total=current,
+        available=current - used,
+        swap_in=i * 4096,
+        major_faults=i,
+        last_update=now - 1,
+    )
     report = None
     if kind < 5:
-        report = GuestReport(seq=i, received_at=now - 2, demand=used,
-                             psi_some=rng.choice((0.0, 0.0, 0.001, 0.04)),
-                             swap_in_rate=rng.choice((0.0, 0.0, 65536.0)))  # fmt: skip
+        report = GuestReport(
+            seq=i,
+            received_at=now - 2,
+            demand=used,
+            psi_some=rng.choice((0.0, 0.0, 0.001, 0.04)),
+            swap_in_rate=rng.choice((0.0, 0.0, 65536.0)),
+        )
     if kind == 5:
         stats = MemoryStats(total=-5, available=maxmem * 3)  # garbage
     state = DomainState.PAUSED if kind == 6 and i % 20 == 6 else DomainState.RUNNING
     job = JobKind.MIGRATION if i % 97 == 0 else None
-    return DomainSnapshot(name=f"vm{i}", uuid=f"uuid-{i}", current=current, maxmem=maxmem,
-                          state=state, job=job, stats=stats, report=report)  # fmt: skip
+    return DomainSnapshot(
+        name=f"vm{i}",
+        uuid=f"uuid-{i}",
+        current=current,
+        maxmem=maxmem,
+        state=state,
+        job=job,
+        stats=stats,
+        report=report,
+    )
 
 
 def _fleet(n: int, seed: int, now: float) -> tuple[Snapshot, dict[str, Hold]]:
@@ -64,8 +81,10 @@ def _fleet(n: int, seed: int, now: float) -> tuple[Snapshot, dict[str, Hold]]:
     domains = tuple(_domain(i, rng, now) for i in range(n))
     used = sum(d.current for d in domains)
     host = HostSnapshot(total=used + n * 256 * MiB, free=n * 200 * MiB)
-    holds = {f"uuid-{i}": Hold(f"uuid-{i}", "balloonctl balloon", "bench", target=GiB)
-             for i in range(0, n, 50)}  # fmt: skip
+    holds = {
+        f"uuid-{i}": Hold(f"uuid-{i}", "balloonctl balloon", "bench", target=GiB)
+        for i in range(0, n, 50)
+    }
     return Snapshot(taken_at=now, host=host, domains=domains), holds
 
 
@@ -94,8 +113,14 @@ def run(n: int, ticks: int) -> list[float]:
     timings = []
     for _ in range(ticks):
         start = time.perf_counter()
-        decision, state = decide(snapshot, lambda d: POLICIES[hash(d.uuid) % 3], state,
-                                 reserve=n * 64 * MiB, holds=holds, now=now)  # fmt: skip
+        decision, state = decide(
+            snapshot,
+            lambda d: POLICIES[hash(d.uuid) % 3],
+            state,
+            reserve=n * 64 * MiB,
+            holds=holds,
+            now=now,
+        )
         timings.append(time.perf_counter() - start)
         now += 10.0
         snapshot = _advance(snapshot, {a.uuid: a.target for a in decision.actions}, now)

@@ -30,11 +30,19 @@ SETTLED, FROM_BOOT = (20, 30), (0, 10)  # the recorded ticks, first to last (exc
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("repeat", nargs="?", type=int, default=5,
-                        help="calls of decide() per recorded tick (default 5)")  # fmt: skip
-    parser.add_argument("--from-boot", action="store_true",
-                        help=f"record ticks {FROM_BOOT[0]}-{FROM_BOOT[1]} (from boot) instead "
-                        f"of the settled {SETTLED[0]}-{SETTLED[1]}")  # fmt: skip
+    parser.add_argument(
+        "repeat",
+        nargs="?",
+        type=int,
+        default=5,
+        help="calls of decide() per recorded tick (default 5)",
+    )
+    parser.add_argument(
+        "--from-boot",
+        action="store_true",
+        help=f"record ticks {FROM_BOOT[0]}-{FROM_BOOT[1]} (from boot) instead "
+        f"of the settled {SETTLED[0]}-{SETTLED[1]}",
+    )
     args = parser.parse_args()
     repeat = args.repeat
     first, last = FROM_BOOT if args.from_boot else SETTLED
@@ -54,8 +62,10 @@ def main() -> None:
             fleet.decide(snapshot, before)
             times.append(time.perf_counter() - started)
     if times:
-        print(f"decide() replayed {len(times)} times at {DOMAINS} domains: "
-              f"median {statistics.median(times) * 1000:.1f} ms, min {min(times) * 1000:.1f} ms")
+        print(
+            f"decide() replayed {len(times)} times at {DOMAINS} domains: "
+            f"median {statistics.median(times) * 1000:.1f} ms, min {min(times) * 1000:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

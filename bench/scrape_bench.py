@@ -31,8 +31,9 @@ PROMETHEUS_ACCEPT = (
 )  # what Prometheus 2.42 sends
 
 
-def timed(action: Callable[[], object], runs: int,
-          clock: Callable[[], float] = time.perf_counter) -> list[float]:  # fmt: skip
+def timed(
+    action: Callable[[], object], runs: int, clock: Callable[[], float] = time.perf_counter
+) -> list[float]:
     action()  # warm-up: first-call imports and caches are not what a scrape costs
     samples = []
     for _ in range(runs):
@@ -55,15 +56,18 @@ def p95(samples: list[float]) -> float:
 
 
 def report(label: str, samples: list[float]) -> None:
-    print(f"{label:<40} median {statistics.median(samples) * 1000:7.2f} ms"
-          f"   p95 {p95(samples) * 1000:7.2f} ms   (n={len(samples)})")  # fmt: skip
+    print(
+        f"{label:<40} median {statistics.median(samples) * 1000:7.2f} ms"
+        f"   p95 {p95(samples) * 1000:7.2f} ms   (n={len(samples)})"
+    )
 
 
 def http_scrapes(uri: str, runs: int) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "balloond.metrics.demo", "--uri", uri, "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         line = server.stdout.readline()  # "serving ... on http://127.0.0.1:PORT/metrics; ..."
@@ -71,9 +75,8 @@ def http_scrapes(uri: str, runs: int) -> None:
         cases = (
             ("HTTP scrape, text 0.0.4", {}),
             ("HTTP scrape, as Prometheus asks (OM)", {"Accept": PROMETHEUS_ACCEPT}),
-            ("HTTP scrape, OM + gzip", {"Accept": PROMETHEUS_ACCEPT,
-                                         "Accept-Encoding": "gzip"}),
-        )  # fmt: skip
+            ("HTTP scrape, OM + gzip", {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}),
+        )
         for label, headers in cases:
             request = urllib.request.Request(url, headers=headers)
 
@@ -102,12 +105,15 @@ def main() -> int:
     view, host = simulated_view(uri, ticks=3)
     body = render(view, clock=host.now)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-    print(f"{args.domains} domains: {series} series, {len(body) / 1024:.0f} KiB per scrape; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
-    report("render in-process, wall clock", timed(lambda: render(view, clock=host.now),
-                                                 args.runs))  # fmt: skip
-    report("render in-process, CPU time", timed(lambda: render(view, clock=host.now),
-                                               args.runs, time.process_time))  # fmt: skip
+    print(
+        f"{args.domains} domains: {series} series, {len(body) / 1024:.0f} KiB per scrape; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+    report("render in-process, wall clock", timed(lambda: render(view, clock=host.now), args.runs))
+    report(
+        "render in-process, CPU time",
+        timed(lambda: render(view, clock=host.now), args.runs, time.process_time),
+    )
     http_scrapes(uri, args.runs)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0

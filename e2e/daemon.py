@@ -52,31 +52,50 @@ def free_port() -> int:
 
 
 class Balloond:
-    def __init__(self, host: LibvirtHost, *, reserve: str = "1GiB", interval: str = "1s",
-                 floor: str = "50%", shrink_step: str = "64MiB", self_adjust: bool = False,
-                 buffer: str = "20%",
-                 extra_policies: str = "") -> None:
+    def __init__(
+        self,
+        host: LibvirtHost,
+        *,
+        reserve: str = "1GiB",
+        interval: str = "1s",
+        floor: str = "50%",
+        shrink_step: str = "64MiB",
+        self_adjust: bool = False,
+        buffer: str = "20%",
+        extra_policies: str = "",
+    ) -> None:
         self.host = host
         self.dir = RUN / f"daemon-{host.name}"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "policies").mkdir(exist_ok=True)
-        (self.dir / "policies" / "lab.yaml").write_text(LAB_POLICY.format(
-            floor=floor, shrink_step=shrink_step, buffer=buffer,
-            self_adjust="true" if self_adjust else "false") + extra_policies)
+        (self.dir / "policies" / "lab.yaml").write_text(
+            LAB_POLICY.format(
+                floor=floor,
+                shrink_step=shrink_step,
+                buffer=buffer,
+                self_adjust="true" if self_adjust else "false",
+            )
+            + extra_policies
+        )
         self.config = self.dir / "balloond.yaml"
-        self.config.write_text("\n".join([
-            f"uri: {host.local_uri}",
-            f"interval: {interval}",
-            f"reserve: {reserve}",
-            "metrics_address: 127.0.0.1",
-            f"metrics_port: {self.port}",
-            f"policy_dir: {self.dir / 'policies'}",
-            f"state_dir: {self.dir / 'state'}",
-            f"control_socket: {self.dir / 'control.sock'}",
-            "stats_period: 2s",
-        ]) + "\n")
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"uri: {host.local_uri}",
+                    f"interval: {interval}",
+                    f"reserve: {reserve}",
+                    "metrics_address: 127.0.0.1",
+                    f"metrics_port: {self.port}",
+                    f"policy_dir: {self.dir / 'policies'}",
+                    f"state_dir: {self.dir / 'state'}",
+                    f"control_socket: {self.dir / 'control.sock'}",
+                    "stats_period: 2s",
+                ]
+            )
+            + "\n"
+        )
         self.log = self.dir / "balloond.log"
 
     @property
@@ -91,8 +110,9 @@ class Balloond:
 
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"balloond on {self.host.name} exited {self.proc.returncode}: "
-                               f"{self.tail()}")
+            raise RuntimeError(
+                f"balloond on {self.host.name} exited {self.proc.returncode}: {self.tail()}"
+            )
         # An HTTP error still means it answers: whether its metrics are sound is for the
         # tests to find out.
         with contextlib.suppress(urllib.error.HTTPError):
@@ -130,10 +150,17 @@ class Balloond:
         return None
 
     # -- balloonctl ------------------------------------------------------------------------
-    def ctl(self, *args: str, config: Path | None = None,
-            timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    def ctl(
+        self, *args: str, config: Path | None = None, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run `balloonctl ARGS --config CONFIG` inside this host's namespace; the daemon's
         config (default) gives it the URI, reserve, policies and control socket."""
         argv = [str(VENV_BIN / "balloonctl"), *args, "--config", str(config or self.config)]
-        return subprocess.run(self.host.nsenter(argv), capture_output=True, text=True,
-                              timeout=timeout, cwd=ROOT, check=False)
+        return subprocess.run(
+            self.host.nsenter(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            check=False,
+        )

@@ -42,16 +42,33 @@ def emulator() -> str:
     return path
 
 
-def domain_xml(name: str, image: GuestImage, console: Path, *, maxmem: int, current: int,
-               virt_type: str = "qemu") -> str:
+def domain_xml(
+    name: str,
+    image: GuestImage,
+    console: Path,
+    *,
+    maxmem: int,
+    current: int,
+    virt_type: str = "qemu",
+) -> str:
     # TCG's translation cache defaults to 1 GiB per guest and fills as the guest runs new
     # code: host memory that moves under the daemon's feet. 64 MiB is plenty for this guest.
-    features = ("<features><tcg><tb-cache unit='MiB'>64</tb-cache></tcg></features>"
-                if virt_type == "qemu" else "")
+    features = (
+        "<features><tcg><tb-cache unit='MiB'>64</tb-cache></tcg></features>"
+        if virt_type == "qemu"
+        else ""
+    )
     return Template(TEMPLATE.read_text()).substitute(
-        name=name, virt_type=virt_type, features=features, maxmem_kib=maxmem // 1024,
+        name=name,
+        virt_type=virt_type,
+        features=features,
+        maxmem_kib=maxmem // 1024,
         current_kib=current // 1024,
-        kernel=image.kernel, initrd=image.initrd, emulator=emulator(), console=console)
+        kernel=image.kernel,
+        initrd=image.initrd,
+        emulator=emulator(),
+        console=console,
+    )
 
 
 class LabClient:
@@ -144,8 +161,12 @@ class Guest:
     def call(self, cmd: str, timeout: float = 60.0, **args: Any) -> dict[str, Any]:
         """A lab command, retried until the guest answers (it may still be booting, or its
         port may just have moved to another host)."""
-        return wait_for(lambda: self.lab().call(cmd, timeout=5.0, **args), timeout,
-                        f"guest {self.name}: answer to {cmd!r}", interval=0.3)
+        return wait_for(
+            lambda: self.lab().call(cmd, timeout=5.0, **args),
+            timeout,
+            f"guest {self.name}: answer to {cmd!r}",
+            interval=0.3,
+        )
 
     def meminfo(self) -> dict[str, int]:
         """/proc/meminfo inside the guest, in bytes."""
@@ -169,10 +190,12 @@ class Guest:
         except FileNotFoundError:
             return 0
 
-    def wait_console(self, pattern: re.Pattern[str], timeout: float,
-                     since: int = 0) -> re.Match[str]:
+    def wait_console(
+        self, pattern: re.Pattern[str], timeout: float, since: int = 0
+    ) -> re.Match[str]:
         def seen() -> re.Match[str] | None:
             return pattern.search(self.console_text()[since:])
+
         return wait_for(seen, timeout, f"guest {self.name}: console line /{pattern.pattern}/")
 
     def counter(self) -> int:
@@ -186,8 +209,15 @@ class Guest:
         return self.boot_seconds
 
 
-def boot(host: LibvirtHost, image: GuestImage, name: str, *, maxmem: int = 512 * MiB,
-         current: int | None = None, virt_type: str = "qemu") -> Guest:
+def boot(
+    host: LibvirtHost,
+    image: GuestImage,
+    name: str,
+    *,
+    maxmem: int = 512 * MiB,
+    current: int | None = None,
+    virt_type: str = "qemu",
+) -> Guest:
     """Create (transient) and start a lab guest on `host`; does not wait for it to boot."""
     full = name if name.startswith(NAME_PREFIX) else NAME_PREFIX + name
     console = RUN / "console" / f"{full}.log"
@@ -195,8 +225,9 @@ def boot(host: LibvirtHost, image: GuestImage, name: str, *, maxmem: int = 512 *
     # A libvirtd that is not ours may run QEMU as libvirt-qemu: let it write the console.
     console.parent.chmod(0o1777)
     console.unlink(missing_ok=True)
-    xml = domain_xml(full, image, console, maxmem=maxmem, current=current or maxmem,
-                     virt_type=virt_type)
+    xml = domain_xml(
+        full, image, console, maxmem=maxmem, current=current or maxmem, virt_type=virt_type
+    )
     guest = Guest(full, host, image, console, created_at=time.monotonic())
     host.conn().createXML(xml, 0)
     return guest

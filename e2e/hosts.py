@@ -30,8 +30,13 @@ import libvirt
 from e2e import NAME_PREFIX, ROOT, RUN, procs
 from e2e.wait import wait_for
 
-SYSTEM_DIRS = ("/run/libvirt", "/var/lib/libvirt", "/etc/libvirt", "/var/log/libvirt",
-               "/var/cache/libvirt")
+SYSTEM_DIRS = (
+    "/run/libvirt",
+    "/var/lib/libvirt",
+    "/etc/libvirt",
+    "/var/log/libvirt",
+    "/var/cache/libvirt",
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,13 @@ class HostSpec:
 # Both listen on loopback TCP: a migration between them is peer-to-peer, the source libvirtd
 # connects to the other one, and neither can see the other's unix socket.
 PRIMARY = HostSpec("primary", "b0110000-0000-4000-8000-0000000e2e01", False, tcp_port=16509)
-SECOND = HostSpec("second", "b0110000-0000-4000-8000-0000000e2e02", True, tcp_port=16510,
-                  migration_ports=(49300, 49363))
+SECOND = HostSpec(
+    "second",
+    "b0110000-0000-4000-8000-0000000e2e02",
+    True,
+    tcp_port=16510,
+    migration_ports=(49300, 49363),
+)
 
 
 @dataclass
@@ -106,8 +116,11 @@ class LibvirtHost:
         _write_configs(self.spec, etc, self.dir)
         binds = [f"{etc}:/etc/libvirt", *_accounts(self.dir)]
         if self.spec.private_state:
-            binds += [f"{self.dir / d.strip('/').replace('/', '_')}:{d}"
-                      for d in SYSTEM_DIRS if d != "/etc/libvirt"]
+            binds += [
+                f"{self.dir / d.strip('/').replace('/', '_')}:{d}"
+                for d in SYSTEM_DIRS
+                if d != "/etc/libvirt"
+            ]
         else:
             for d in ("/run/libvirt", "/var/lib/libvirt/qemu", "/var/log/libvirt"):
                 os.makedirs(d, exist_ok=True)
@@ -115,12 +128,27 @@ class LibvirtHost:
         ready.unlink(missing_ok=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         holder = procs.spawn(
-            ["unshare", "-m", "--propagation", "private", "--", sys.executable, "-m",
-             "e2e.nsholder", str(ready), *binds], self.dir / "nsholder.log", env=env, cwd=ROOT)
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "--",
+                sys.executable,
+                "-m",
+                "e2e.nsholder",
+                str(ready),
+                *binds,
+            ],
+            self.dir / "nsholder.log",
+            env=env,
+            cwd=ROOT,
+        )
         self.holder = holder
         procs.CLEANUP.push(f"{self.name} host", self.stop)
-        wait_for(lambda: ready.exists() or holder.poll() is not None, 20,
-                 f"{self.name}: mount namespace")
+        wait_for(
+            lambda: ready.exists() or holder.poll() is not None, 20, f"{self.name}: mount namespace"
+        )
         if not ready.exists():
             log = _tail(self.dir / "nsholder.log")
             raise RuntimeError(f"{self.name}: namespace holder failed: {log}")
@@ -160,8 +188,10 @@ class LibvirtHost:
     def _answers(self) -> bool:
         for p in self.daemons:
             if p.poll() is not None:
-                raise RuntimeError(f"{self.name}: {p.args!r} exited {p.returncode}: "
-                                   f"{_tail(self.dir / 'libvirtd.log')}")
+                raise RuntimeError(
+                    f"{self.name}: {p.args!r} exited {p.returncode}: "
+                    f"{_tail(self.dir / 'libvirtd.log')}"
+                )
         try:
             self.conn()
             return True
@@ -218,10 +248,12 @@ def _accounts(hostdir: Path) -> list[str]:
             gids.add(gid)
             group += f"{name}:x:{gid}:\n"
     if not any(line.startswith("libvirt-qemu:") for line in passwd.splitlines()):
-        qemu_gid = next(line.split(":")[2] for line in group.splitlines()
-                        if line.startswith("libvirt-qemu:"))
-        passwd += (f"libvirt-qemu:x:64055:{qemu_gid}:Libvirt Qemu:/var/lib/libvirt:"
-                   "/usr/sbin/nologin\n")
+        qemu_gid = next(
+            line.split(":")[2] for line in group.splitlines() if line.startswith("libvirt-qemu:")
+        )
+        passwd += (
+            f"libvirt-qemu:x:64055:{qemu_gid}:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin\n"
+        )
     (hostdir / "passwd").write_text(passwd)
     (hostdir / "group").write_text(group)
     return [f"{hostdir / 'passwd'}:/etc/passwd", f"{hostdir / 'group'}:/etc/group"]
@@ -248,18 +280,32 @@ def _write_configs(spec: HostSpec, etc: Path, logdir: Path) -> None:
         f'log_outputs = "3:file:{logdir}/libvirtd.log"',
     ]
     if spec.tcp_port:
-        lines += ["listen_tcp = 1", "listen_tls = 0", f'tcp_port = "{spec.tcp_port}"',
-                  'listen_addr = "127.0.0.1"', 'auth_tcp = "none"']
+        lines += [
+            "listen_tcp = 1",
+            "listen_tls = 0",
+            f'tcp_port = "{spec.tcp_port}"',
+            'listen_addr = "127.0.0.1"',
+            'auth_tcp = "none"',
+        ]
     (etc / "libvirtd.conf").write_text("\n".join(lines) + "\n")
     (etc / "virtlogd.conf").write_text(f'log_outputs = "3:file:{logdir}/virtlogd.log"\n')
     lo, hi = spec.migration_ports
-    (etc / "qemu.conf").write_text("\n".join([
-        # Root without a security driver: the lab's kernel and console files stay root's and
-        # no AppArmor/SELinux profile is needed on a build machine.
-        'user = "root"', 'group = "root"', 'security_driver = "none"',
-        "dynamic_ownership = 0", "remember_owner = 0",
-        f"migration_port_min = {lo}", f"migration_port_max = {hi}",
-    ]) + "\n")
+    (etc / "qemu.conf").write_text(
+        "\n".join(
+            [
+                # Root without a security driver: the lab's kernel and console files stay root's and
+                # no AppArmor/SELinux profile is needed on a build machine.
+                'user = "root"',
+                'group = "root"',
+                'security_driver = "none"',
+                "dynamic_ownership = 0",
+                "remember_owner = 0",
+                f"migration_port_min = {lo}",
+                f"migration_port_max = {hi}",
+            ]
+        )
+        + "\n"
+    )
     (etc / "libvirt.conf").write_text("")
 
 

@@ -25,14 +25,36 @@ from e2e import CACHE, ROOT
 
 GUEST_FILES = Path(__file__).resolve().parent / "guest"
 AGENT_SRC = ROOT / "guest-agent"
-MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
-           "virtio_pci", "virtio_balloon", "virtio_console")
+MODULES = (
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "virtio_balloon",
+    "virtio_console",
+)
 PYTHON_PKGS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib")
 # Big stdlib parts that nothing in the guest imports: a smaller initramfs boots faster in TCG.
-STDLIB_DROP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
-               "distutils", "sqlite3", "curses", "dbm", "turtle.py", "pydoc.py")
-DYNLOAD_DROP = re.compile(r"^(_test|xx|_ctypes_test|_curses|_dbm|nis|_sqlite3|_tkinter|readline|"
-                          r"ossaudiodev|audioop|_ssl|_hashlib)")
+STDLIB_DROP = (
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+    "pydoc_data",
+    "distutils",
+    "sqlite3",
+    "curses",
+    "dbm",
+    "turtle.py",
+    "pydoc.py",
+)
+DYNLOAD_DROP = re.compile(
+    r"^(_test|xx|_ctypes_test|_curses|_dbm|nis|_sqlite3|_tkinter|readline|"
+    r"ossaudiodev|audioop|_ssl|_hashlib)"
+)
 # How the packed agent is started in the guest; {dev} is the port's /dev node.
 AGENT_ARGS = ("run", "--transport", "virtio:{dev}", "--interval", "2")
 
@@ -83,8 +105,7 @@ def fetch(pkg: str, version: str) -> Path:
     dl.mkdir(parents=True, exist_ok=True)
     for old in dl.glob(f"{pkg}_*.deb"):
         old.unlink()
-    _run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{pkg}={version}"],
-         cwd=dl)
+    _run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", f"{pkg}={version}"], cwd=dl)
     debs = list(dl.glob(f"{pkg}_*.deb"))
     if len(debs) != 1:
         raise RuntimeError(f"apt-get download {pkg}={version}: expected one .deb, found {debs}")
@@ -101,8 +122,11 @@ def _files_digest(h: hashlib._Hash, root: Path) -> None:
         return
     for path in sorted(root.rglob("*")):
         parts = set(path.relative_to(root).parts)
-        if path.is_file() and not parts & {"__pycache__", ".pytest_cache", "tests"} \
-                and not any(p.endswith(".egg-info") for p in parts):
+        if (
+            path.is_file()
+            and not parts & {"__pycache__", ".pytest_cache", "tests"}
+            and not any(p.endswith(".egg-info") for p in parts)
+        ):
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())
 
@@ -126,27 +150,30 @@ def build(verbose: bool = False) -> GuestImage:
         cached = _newest_cached()
         if cached is None:
             raise
-        print(f"e2e: cannot build a fresh guest image ({exc}); using {cached.initrd}",
-              file=sys.stderr)
+        print(
+            f"e2e: cannot build a fresh guest image ({exc}); using {cached.initrd}", file=sys.stderr
+        )
         return cached
 
 
 def _prune(keep: int) -> None:
     """Images of older inputs (every guest agent change makes one): keep the newest few."""
-    dirs = sorted((p.parent for p in (CACHE / "images").glob("*/manifest.json")),
-                  key=lambda d: d.stat().st_mtime)
+    dirs = sorted(
+        (p.parent for p in (CACHE / "images").glob("*/manifest.json")),
+        key=lambda d: d.stat().st_mtime,
+    )
     for old in dirs[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def _newest_cached() -> GuestImage | None:
-    manifests = sorted((CACHE / "images").glob("*/manifest.json"),
-                       key=lambda p: p.stat().st_mtime)
+    manifests = sorted((CACHE / "images").glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     if not manifests:
         return None
     m = json.loads(manifests[-1].read_text())
     kver = next(p for p in m["versions"] if p.startswith("linux-image-")).removeprefix(
-        "linux-image-")
+        "linux-image-"
+    )
     out = manifests[-1].parent
     return GuestImage(out / "vmlinuz", out / "initrd.gz", m["key"], kver, m["has_agent"])
 
@@ -174,8 +201,12 @@ def _build(verbose: bool) -> GuestImage:
     _cpio(root, tmp / "initrd.gz")
     shutil.copy(unpacked[kpkg] / "boot" / f"vmlinuz-{kver}", tmp / "vmlinuz")
     shutil.rmtree(root)
-    manifest = {"key": key, "versions": versions, "has_agent": has_agent,
-                "initrd_bytes": (tmp / "initrd.gz").stat().st_size}
+    manifest = {
+        "key": key,
+        "versions": versions,
+        "has_agent": has_agent,
+        "initrd_bytes": (tmp / "initrd.gz").stat().st_size,
+    }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -194,8 +225,19 @@ def _install_busybox(root: Path, pkg: Path) -> None:
             (root / "bin" / applet).symlink_to("busybox")
     (root / "sbin").symlink_to("bin")
     (root / "init").symlink_to("bin/busybox")  # busybox picks the init applet from argv[0]
-    for d in ("proc", "sys", "dev", "run", "tmp", "etc/lab", "opt/lab", "usr/bin", "lib64",
-              "lib/modules", "lib/x86_64-linux-gnu"):
+    for d in (
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "etc/lab",
+        "opt/lab",
+        "usr/bin",
+        "lib64",
+        "lib/modules",
+        "lib/x86_64-linux-gnu",
+    ):
         (root / d).mkdir(parents=True, exist_ok=True)
 
 
@@ -274,8 +316,13 @@ def _install_agent(root: Path) -> bool:
         return False
     dest = root / "opt" / "agent"
     src_root = AGENT_SRC / "src" if (AGENT_SRC / "src").is_dir() else AGENT_SRC
-    shutil.copytree(src_root, dest / "src", ignore=shutil.ignore_patterns(
-        "tests", "__pycache__", "*.egg-info", ".pytest_cache", "*.service", "*.toml"))
+    shutil.copytree(
+        src_root,
+        dest / "src",
+        ignore=shutil.ignore_patterns(
+            "tests", "__pycache__", "*.egg-info", ".pytest_cache", "*.service", "*.toml"
+        ),
+    )
     module, func = entry
     args = " ".join(f'"{a}"' for a in AGENT_ARGS).replace("{dev}", "$1")
     run = dest / "run"
@@ -283,7 +330,8 @@ def _install_agent(root: Path) -> bool:
         "#!/bin/sh\n"
         "export PYTHONPATH=/opt/agent/src PYTHONDONTWRITEBYTECODE=1\n"
         f"exec /usr/bin/python3 -c 'import sys; from {module} import {func} as m; "
-        f"sys.argv[0] = \"balloond-guest\"; sys.exit(m())' {args}\n")
+        f'sys.argv[0] = "balloond-guest"; sys.exit(m())\' {args}\n'
+    )
     run.chmod(0o755)
     return True
 
@@ -303,8 +351,12 @@ def _cpio(root: Path, dest: Path) -> None:
     names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     listing = "\n".join([".", *names]) + "\n"
     with open(dest, "wb") as out:
-        cpio = subprocess.Popen(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        cpio = subprocess.Popen(
+            ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         gz = subprocess.Popen(["gzip", "-6", "-n"], stdin=cpio.stdout, stdout=out)
         assert cpio.stdin is not None and cpio.stdout is not None
         cpio.stdout.close()
@@ -317,4 +369,3 @@ def _cpio(root: Path, dest: Path) -> None:
 if __name__ == "__main__":
     img = build(verbose=True)
     print(f"kernel {img.kernel}\ninitrd {img.initrd}\nagent {'yes' if img.has_agent else 'no'}")
-

@@ -21,17 +21,27 @@ from e2e.wait import WaitTimeout
 
 LAST_REPORT: Report | None = None  # the figures of the last session, for the summary hook
 
-NEEDS = {"libvirtd": "libvirt-daemon", "virtlogd": "libvirt-daemon",
-         "qemu-system-x86_64": "qemu-system-x86", "unshare": "util-linux",
-         "nsenter": "util-linux", "cpio": "cpio", "apt-get": "apt", "dpkg-deb": "dpkg"}
+NEEDS = {
+    "libvirtd": "libvirt-daemon",
+    "virtlogd": "libvirt-daemon",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
+    "cpio": "cpio",
+    "apt-get": "apt",
+    "dpkg-deb": "dpkg",
+}
 
 
 def missing() -> str | None:
     """Why this machine cannot run the lab, or None if it can."""
     if os.geteuid() != 0:
         return "the real-VM lab needs root (it starts libvirtd and QEMU)"
-    absent = [f"{prog} (Debian package {pkg})" for prog, pkg in NEEDS.items()
-              if shutil.which(prog) is None]
+    absent = [
+        f"{prog} (Debian package {pkg})"
+        for prog, pkg in NEEDS.items()
+        if shutil.which(prog) is None
+    ]
     if absent:
         return "the real-VM lab needs " + ", ".join(absent)
     return None
@@ -90,11 +100,25 @@ class Lab:
         return self.hosts["second"]
 
     # -- guests ----------------------------------------------------------------------------
-    def boot(self, name: str, host: str = "primary", *, maxmem: int = 512 * MiB,
-             current: int | None = None, wait: bool = True, timeout: float = 240.0) -> Guest:
+    def boot(
+        self,
+        name: str,
+        host: str = "primary",
+        *,
+        maxmem: int = 512 * MiB,
+        current: int | None = None,
+        wait: bool = True,
+        timeout: float = 240.0,
+    ) -> Guest:
         assert self.image is not None
-        guest = guests.boot(self.hosts[host], self.image, name, maxmem=maxmem, current=current,
-                            virt_type=self.virt_type)
+        guest = guests.boot(
+            self.hosts[host],
+            self.image,
+            name,
+            maxmem=maxmem,
+            current=current,
+            virt_type=self.virt_type,
+        )
         self.guests.append(guest)
         if wait:
             guest.wait_booted(timeout)
@@ -130,8 +154,9 @@ class Lab:
         if not os.path.exists("/dev/kvm"):
             return "qemu"
         assert self.image is not None
-        qemu = subprocess.run([guests.emulator(), "--version"], capture_output=True, text=True,
-                              check=False).stdout.split("\n")[0]
+        qemu = subprocess.run(
+            [guests.emulator(), "--version"], capture_output=True, text=True, check=False
+        ).stdout.split("\n")[0]
         key = f"{qemu} {os.uname().release}"
         cache = CACHE / "kvm-probe.json"
         with contextlib.suppress(OSError, ValueError):

@@ -27,11 +27,18 @@ class Prometheus:
         self.proc: subprocess.Popen[bytes] | None = None
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "prometheus.yml"
-        self.config.write_text(json.dumps({  # JSON is YAML
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "balloond",
-                                "static_configs": [{"targets": targets}]}],
-        }, indent=2) + "\n")
+        self.config.write_text(
+            json.dumps(
+                {  # JSON is YAML
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [
+                        {"job_name": "balloond", "static_configs": [{"targets": targets}]}
+                    ],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     @property
     def base(self) -> str:
@@ -41,9 +48,13 @@ class Prometheus:
         binary = shutil.which("prometheus")
         if binary is None:
             raise FileNotFoundError("prometheus not found (Debian package prometheus)")
-        argv = [binary, f"--config.file={self.config}",
-                f"--storage.tsdb.path={self.dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
+        argv = [
+            binary,
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
         self.proc = procs.spawn(argv, self.dir / "prometheus.log")
         procs.CLEANUP.push("prometheus", self.stop)
         wait_for(self._ready, timeout, f"prometheus ready at {self.base}")

@@ -18,16 +18,20 @@ class Report:
     def __init__(self, path: Path = REPORT) -> None:
         self.path = path
         self.figures: dict[str, dict[str, Any]] = {}
-        self.meta: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                     "machine": platform.node()}
+        self.meta: dict[str, Any] = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": platform.node(),
+        }
 
     def record(self, section: str, key: str, value: Any) -> None:
         self.figures.setdefault(section, {})[key] = value
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"meta": self.meta, "figures": self.figures},
-                                        indent=2, sort_keys=True) + "\n")
+        self.path.write_text(
+            json.dumps({"meta": self.meta, "figures": self.figures}, indent=2, sort_keys=True)
+            + "\n"
+        )
 
     def lines(self) -> list[str]:
         out = []

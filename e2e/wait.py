@@ -13,8 +13,7 @@ class WaitTimeout(AssertionError):
     """A condition did not hold in time (an AssertionError so pytest shows it as a failure)."""
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str,
-             interval: float = 0.2) -> T:
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
     """Call `check` until it returns something truthy; return that. After `timeout` seconds
     raise WaitTimeout naming `what` and the last value (or exception) seen."""
     deadline = time.monotonic() + timeout
@@ -29,5 +28,6 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str,
             last = exc
         if time.monotonic() >= deadline:
             raise WaitTimeout(
-                f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+                f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})"
+            )
         time.sleep(interval)

@@ -30,9 +30,19 @@ guests:
       file: 100MiB
   - {name: idle, maxmem: 2GiB, agent: false, demand: {anon: 200MiB, file: 50MiB}}
 """
-KEYS = {"scenario", "contender", "reclaimed_ratio", "stall_mean_ratio", "stall_worst_ratio",
-        "oom_events", "swap_in_bytes", "reaction_p50_s", "reaction_p95_s",
-        "ops_per_guest_hour", "reserve_violations"}
+KEYS = {
+    "scenario",
+    "contender",
+    "reclaimed_ratio",
+    "stall_mean_ratio",
+    "stall_worst_ratio",
+    "oom_events",
+    "swap_in_bytes",
+    "reaction_p50_s",
+    "reaction_p95_s",
+    "ops_per_guest_hour",
+    "reserve_violations",
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +85,14 @@ def test_runs_are_deterministic() -> None:
 
 
 def series_of(need: list[int], current: list[int]) -> Series:
-    return Series(t=[float(i) for i in range(len(need))], need=need, current=current,
-                  target=current, stall=[0.0] * len(need), maxmem=8 * GiB)
+    return Series(
+        t=[float(i) for i in range(len(need))],
+        need=need,
+        current=current,
+        target=current,
+        stall=[0.0] * len(need),
+        maxmem=8 * GiB,
+    )
 
 
 def test_rises_and_reaction_times() -> None:
@@ -104,8 +120,12 @@ def fig(contender: str, reclaimed: float, stall: float, oom: int = 0) -> Figures
 
 
 def test_goal_checks() -> None:
-    rows = [fig("mom", 0.30, 0.001), fig("qmemman", 0.50, 0.0, oom=2),
-            fig("oracle", 0.60, 0.0), fig("balloond", 0.55, 0.0005)]
+    rows = [
+        fig("mom", 0.30, 0.001),
+        fig("qmemman", 0.50, 0.0, oom=2),
+        fig("oracle", 0.60, 0.0),
+        fig("balloond", 0.55, 0.0005),
+    ]
     found = {c.goal: c.met for c in checks(rows)}
     assert found == {
         "no OOM, no reserve violation": True,
@@ -127,8 +147,18 @@ def test_cli_json_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     path = tmp_path / "short.yaml"
     path.write_text(SHORT)
     out = tmp_path / "results"
-    code = main(["bench", str(path), "--json", "--contenders", "static,balloond",
-                 "--out", str(out), "--no-plots"])
+    code = main(
+        [
+            "bench",
+            str(path),
+            "--json",
+            "--contenders",
+            "static,balloond",
+            "--out",
+            str(out),
+            "--no-plots",
+        ]
+    )
     assert code == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["contender"] for r in records] == ["static", "balloond"]

@@ -15,8 +15,13 @@ from balloond.bench.fingerprint import digest_tick
 
 def _quick(seed: str) -> str:
     env = {**os.environ, "PYTHONHASHSEED": seed}
-    out = subprocess.run([sys.executable, "-m", "balloond.bench.fingerprint", "--quick"],
-                         check=True, capture_output=True, text=True, env=env)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "balloond.bench.fingerprint", "--quick"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     return out.stdout
 
 
@@ -25,7 +30,10 @@ def test_the_same_tree_prints_the_same_digests_whatever_the_hash_seed() -> None:
     assert first == _quick("2")
     lines = first.splitlines()
     assert [line.split("  ", 1)[1] for line in lines] == [
-        "scenario host-contention", "scenario lying-guest", "fleet 100 x 10"]  # fmt: skip
+        "scenario host-contention",
+        "scenario lying-guest",
+        "fleet 100 x 10",
+    ]
     assert all(len(line.split()[0]) == 16 for line in lines)
 
 
@@ -42,10 +50,14 @@ def test_any_change_in_a_decision_or_the_next_state_changes_the_digest() -> None
     base = _digest((decision, state))
     assert base == _digest(run(*domains))
     first = decision.domains[0]
-    for change in ({"target": first.target + 1}, {"explanation": first.explanation + "!"},
-                   {"act": not first.act}):  # fmt: skip
-        changed = dataclasses.replace(decision, domains=(
-            dataclasses.replace(first, **change), *decision.domains[1:]))  # type: ignore[arg-type]
+    for change in (
+        {"target": first.target + 1},
+        {"explanation": first.explanation + "!"},
+        {"act": not first.act},
+    ):
+        changed = dataclasses.replace(
+            decision, domains=(dataclasses.replace(first, **change), *decision.domains[1:])
+        )  # type: ignore[arg-type]
         assert _digest((changed, state)) != base, change
     assert _digest((dataclasses.replace(decision, budget=decision.budget + 1), state)) != base
     assert _digest((decision, state.forget_target(first.uuid))) != base

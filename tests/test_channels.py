@@ -274,8 +274,9 @@ def test_xen_domains_are_read_from_xenstore_by_the_same_hub() -> None:
     reader = XenstoreReader(telemetry, lambda: 1000.0, lambda argv: line)
     hub = AgentHub(telemetry, Clock(), xenstore=reader)
     try:
-        xen = DomainSnapshot(name="pv1", uuid="uuid-pv1", current=GIB, maxmem=GIB, id=4,
-                             hypervisor="xen")  # fmt: skip
+        xen = DomainSnapshot(
+            name="pv1", uuid="uuid-pv1", current=GIB, maxmem=GIB, id=4, hypervisor="xen"
+        )
         hub.sync([xen, domain("kvm1", None)])
         assert hub.reports()["uuid-pv1"].demand == 1048576
         assert telemetry.reports_accepted["pv1"] == 1

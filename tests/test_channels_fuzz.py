@@ -15,8 +15,16 @@ from balloond.channels import AgentHub, HubSettings
 from balloond.model import DomainSnapshot
 from balloond.telemetry import Telemetry
 
-REASONS = {"too_long", "bad_encoding", "bad_json", "bad_field", "version", "out_of_range",
-           "stale_seq", "rate_limited"}  # fmt: skip
+REASONS = {
+    "too_long",
+    "bad_encoding",
+    "bad_json",
+    "bad_field",
+    "version",
+    "out_of_range",
+    "stale_seq",
+    "rate_limited",
+}
 GOOD = b'{"v":1,"type":"report","seq":5,"demand":1048576}\n'
 LAST = b'{"v":1,"type":"report","seq":999999999,"request":1048576}\n'
 
@@ -57,10 +65,15 @@ def test_no_line_from_one_guest_reaches_another_or_stops_the_hub(junk: list[byte
                 servers[name].listen(1)
                 servers[name].settimeout(10)
             hub.sync(
-                DomainSnapshot(name=n, uuid=f"u-{n}", current=1 << 30, maxmem=1 << 30,
-                               channel=str(Path(tmp, n)))
+                DomainSnapshot(
+                    name=n,
+                    uuid=f"u-{n}",
+                    current=1 << 30,
+                    maxmem=1 << 30,
+                    channel=str(Path(tmp, n)),
+                )
                 for n in ("good", "evil")
-            )  # fmt: skip
+            )
             good, _ = servers["good"].accept()
             evil, _ = servers["evil"].accept()
             with good, evil:

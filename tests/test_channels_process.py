@@ -56,10 +56,23 @@ def test_an_agent_process_reports_to_the_hub_and_receives_its_limits(tmp_path: P
     hub = AgentHub(telemetry, settings=HubSettings(reconnect_interval=0.05))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "guest-agent"))
     agent = subprocess.Popen(
-        [sys.executable, "-m", "balloond_guest", "run", "--root", root, "--interval", "0.2",
-         "--transport", "unix:" + guest_path, "--no-control", "--auto"],
-        env=env, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "balloond_guest",
+            "run",
+            "--root",
+            root,
+            "--interval",
+            "0.2",
+            "--transport",
+            "unix:" + guest_path,
+            "--no-control",
+            "--auto",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     stop, to_guest = threading.Event(), []
     opened: list[socket.socket] = []
     thread = threading.Thread(target=relay, args=(*opened, stop, to_guest))

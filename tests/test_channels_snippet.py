@@ -65,8 +65,19 @@ def test_apply_hands_virsh_the_snippet_with_config(
     fake = tmp_path / "virsh"
     fake.write_text(f'#!/bin/sh\necho "$@" > {record}\ncat "$5" >> {record}\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    code = snippet(["web1", "--apply", "--live", "--virsh", str(fake), "-c", "qemu:///system",
-                    "--socket-dir", str(tmp_path / "chan")])  # fmt: skip
+    code = snippet(
+        [
+            "web1",
+            "--apply",
+            "--live",
+            "--virsh",
+            str(fake),
+            "-c",
+            "qemu:///system",
+            "--socket-dir",
+            str(tmp_path / "chan"),
+        ]
+    )
     assert code == 0
     argv, _, xml = record.read_text().partition("\n")
     assert argv.startswith("-c qemu:///system attach-device web1 ")

@@ -25,8 +25,14 @@ def test_xenstore_ls_output_is_parsed_and_unescaped() -> None:
 
 
 def _domain(name: str, domid: int | None, hypervisor: str = "xen") -> DomainSnapshot:
-    return DomainSnapshot(name=name, uuid=f"u-{name}", current=1 << 30, maxmem=1 << 30, id=domid,
-                          hypervisor=hypervisor)  # fmt: skip
+    return DomainSnapshot(
+        name=name,
+        uuid=f"u-{name}",
+        current=1 << 30,
+        maxmem=1 << 30,
+        id=domid,
+        hypervisor=hypervisor,
+    )
 
 
 def test_reader_reads_each_xen_domains_own_path_and_sanitises() -> None:

@@ -25,16 +25,22 @@ ENTRY = "import sys; from balloond.cli.daemon import main; sys.exit(main())"
 
 
 # Whatever runs the tests may itself be a systemd service: the children must not notify it.
-CLEAN_ENV = {k: v for k, v in os.environ.items()
-             if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}  # fmt: skip
+CLEAN_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+}
 
 
 def balloond(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     kwargs.setdefault("env", CLEAN_ENV)
     return subprocess.Popen(
         [sys.executable, "-c", ENTRY, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
 
 
 class Output:
@@ -73,8 +79,9 @@ class Output:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Path]]:
     sock = tmp_path / "demo" / "control.sock"
-    process = balloond("demo", "--duration", "60s", "--port", "0", "--interval", "0.5s",
-                       "--socket", str(sock))  # fmt: skip
+    process = balloond(
+        "demo", "--duration", "60s", "--port", "0", "--interval", "0.5s", "--socket", str(sock)
+    )
     output = Output(process)
     try:
         yield process, output, sock
@@ -159,7 +166,8 @@ def test_balloonctl_computes_when_no_daemon_runs(
     assert balloonctl(["explain", "nosuch", "--connect", "sim://default", "--socket", sock]) == 1
     # Not "is not running", as if it existed: only running domains are seen here.
     assert "'nosuch' not found among the running domains on sim://default" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     assert balloonctl(["status", "--socket", sock]) == 4
     assert "not running" in capsys.readouterr().err
 
@@ -189,8 +197,17 @@ def _config(tmp_path: Path) -> Path:
 
 def test_run_once_dry_run_on_the_simulated_host(tmp_path: Path) -> None:
     policies = Path(__file__).resolve().parent.parent / "policies"
-    process = balloond("run", "--once", "--dry-run", "--connect", "sim://default",
-                       "--config", str(_config(tmp_path)), "--policy-dir", str(policies))
+    process = balloond(
+        "run",
+        "--once",
+        "--dry-run",
+        "--connect",
+        "sim://default",
+        "--config",
+        str(_config(tmp_path)),
+        "--policy-dir",
+        str(policies),
+    )
     output = Output(process)
     assert process.wait(timeout=60) == 0, output.text()
     text = output.text()
@@ -205,8 +222,16 @@ def test_run_once_on_the_libvirt_test_driver(tmp_path: Path) -> None:
     (policies / "cap.yaml").write_text(
         "policies:\n  - name: capped\n    match: {names: ['big*']}\n    ceiling: 50%\n"
     )
-    process = balloond("run", "--once", "--config", str(_config(tmp_path)), "--connect",
-                       f"test://{HOST_XML}", "--policy-dir", str(policies))  # fmt: skip
+    process = balloond(
+        "run",
+        "--once",
+        "--config",
+        str(_config(tmp_path)),
+        "--connect",
+        f"test://{HOST_XML}",
+        "--policy-dir",
+        str(policies),
+    )
     output = Output(process)
     assert process.wait(timeout=60) == 0, output.text()
     text = output.text()
@@ -216,16 +241,32 @@ def test_run_once_on_the_libvirt_test_driver(tmp_path: Path) -> None:
 
 def test_run_refuses_a_broken_policy_folder_at_start(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("policies:\n  - name: x\n    floor: lots\n")
-    process = balloond("run", "--once", "--connect", "sim://default", "--policy-dir",
-                       str(tmp_path), "--config", str(_config(tmp_path)))  # fmt: skip
+    process = balloond(
+        "run",
+        "--once",
+        "--connect",
+        "sim://default",
+        "--policy-dir",
+        str(tmp_path),
+        "--config",
+        str(_config(tmp_path)),
+    )
     output = Output(process)
     assert process.wait(timeout=60) == 2
     assert f"{tmp_path / 'bad.yaml'}:3: floor" in output.text()
 
 
 def test_run_rejects_a_bad_interval(tmp_path: Path) -> None:
-    process = balloond("run", "--once", "--connect", "sim://default", "--interval", "soon",
-                       "--config", str(_config(tmp_path)))  # fmt: skip
+    process = balloond(
+        "run",
+        "--once",
+        "--connect",
+        "sim://default",
+        "--interval",
+        "soon",
+        "--config",
+        str(_config(tmp_path)),
+    )
     output = Output(process)
     assert process.wait(timeout=60) == 2
     assert "--interval" in output.text()
@@ -274,7 +315,8 @@ def test_run_as_a_service_notifies_systemd_reloads_and_stops(
             assert json.loads(capsys.readouterr().out)["policies"] == ["default"]
 
             (tmp_path / "policies" / "web.yaml").write_text(
-                "policies:\n  - name: web\n    match: {names: [web]}\n    floor: 1GiB\n")
+                "policies:\n  - name: web\n    match: {names: [web]}\n    floor: 1GiB\n"
+            )
             process.send_signal(signal.SIGHUP)
             output.wait_for(r"policies reloaded from .*: 1 policies \(web\)")
             messages = {notify.recv(4096).decode() for _ in range(4)}
@@ -291,8 +333,14 @@ def test_run_as_a_service_notifies_systemd_reloads_and_stops(
 def test_run_once_on_an_unreachable_host_says_why_and_exits_4(tmp_path: Path) -> None:
     pytest.importorskip("libvirt")
     # Port 1 on loopback: nothing listens there, the refusal is immediate and local.
-    process = balloond("run", "--once", "--config", str(_config(tmp_path)),
-                       "--connect", "qemu+tcp://127.0.0.1:1/system")  # fmt: skip
+    process = balloond(
+        "run",
+        "--once",
+        "--config",
+        str(_config(tmp_path)),
+        "--connect",
+        "qemu+tcp://127.0.0.1:1/system",
+    )
     output = Output(process)
     assert process.wait(timeout=60) == 4
     text = output.text()

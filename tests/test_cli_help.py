@@ -27,25 +27,33 @@ IDS = [f"{p} {c}" for p, c, _ in COMMANDS]
 
 def test_both_programs_have_their_commands() -> None:
     names = {(prog, command) for prog, command, _ in COMMANDS}
-    assert {("balloond", "run"), ("balloond", "demo"), ("balloond", "check-policy"),
-            ("balloond", "policy-schema"), ("balloonctl", "list"),
-            ("balloonctl", "explain")} <= names  # fmt: skip
+    assert {
+        ("balloond", "run"),
+        ("balloond", "demo"),
+        ("balloond", "check-policy"),
+        ("balloond", "policy-schema"),
+        ("balloonctl", "list"),
+        ("balloonctl", "explain"),
+    } <= names
 
 
 @pytest.mark.parametrize(("prog", "command", "parser"), COMMANDS, ids=IDS)
-def test_every_option_has_a_help_text(prog: str, command: str,
-                                      parser: argparse.ArgumentParser) -> None:  # fmt: skip
+def test_every_option_has_a_help_text(
+    prog: str, command: str, parser: argparse.ArgumentParser
+) -> None:
     _explained(prog, command, parser, [a for a in parser._actions if a.option_strings])
 
 
 @pytest.mark.parametrize(("prog", "command", "parser"), COMMANDS, ids=IDS)
-def test_every_argument_has_a_help_text(prog: str, command: str,
-                                        parser: argparse.ArgumentParser) -> None:  # fmt: skip
+def test_every_argument_has_a_help_text(
+    prog: str, command: str, parser: argparse.ArgumentParser
+) -> None:
     _explained(prog, command, parser, [a for a in parser._actions if not a.option_strings])
 
 
-def _explained(prog: str, command: str, parser: argparse.ArgumentParser,
-               actions: list[argparse.Action]) -> None:  # fmt: skip
+def _explained(
+    prog: str, command: str, parser: argparse.ArgumentParser, actions: list[argparse.Action]
+) -> None:
     for action in actions:
         what = f"{prog} {command} {'/'.join(action.option_strings) or action.dest}"
         assert action.help and action.help is not argparse.SUPPRESS, f"{what}: no help"

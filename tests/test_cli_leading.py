@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _no_host_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "balloond.yaml"
-    config.write_text(f"policy_dir: {REPO / 'policies'}\n"
-                      f"control_socket: {tmp_path / 'none.sock'}\n")  # fmt: skip
+    config.write_text(
+        f"policy_dir: {REPO / 'policies'}\ncontrol_socket: {tmp_path / 'none.sock'}\n"
+    )
     monkeypatch.setenv("BALLOOND_CONFIG", str(config))
 
 
@@ -40,8 +41,9 @@ def test_connect_before_the_command_is_the_commands_connect(
 
 
 def test_the_option_after_the_command_wins(capsys: pytest.CaptureFixture[str]) -> None:
-    rows = _list(["--connect", "test:///nowhere.xml", "list", "--json", "-c", "test:///default"],
-                 capsys)  # fmt: skip
+    rows = _list(
+        ["--connect", "test:///nowhere.xml", "list", "--json", "-c", "test:///default"], capsys
+    )
     assert [r["name"] for r in rows] == ["test"]
 
 
@@ -57,8 +59,10 @@ def test_a_socket_before_the_command_reaches_the_daemon_socket(
     ("argv", "message"),
     [
         (["-c", "test:///default", "top"], "-c/--connect does not apply to 'top'"),
-        (["--socket", "/tmp/x.sock", "agent-snippet", "web"],
-         "--socket does not apply to 'agent-snippet'"),  # its --socket is the guest channel's
+        (
+            ["--socket", "/tmp/x.sock", "agent-snippet", "web"],
+            "--socket does not apply to 'agent-snippet'",
+        ),  # its --socket is the guest channel's
     ],
 )
 def test_a_leading_option_a_command_does_not_take_is_an_error(

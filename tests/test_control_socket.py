@@ -230,8 +230,11 @@ def test_operations_reported_by_balloonctl_are_counted(
     assert telemetry.operations[("migrate", "ok")] == 1
     assert telemetry.operations[("save", "failed")] == 1
     assert telemetry.migration_durations == [12.5]
-    for bad in ({"operation": "rm -rf", "result": "ok"}, {"operation": "save", "result": "x"},
-                {"operation": "save", "result": "ok", "duration": "long"}):  # fmt: skip
+    for bad in (
+        {"operation": "rm -rf", "result": "ok"},
+        {"operation": "save", "result": "x"},
+        {"operation": "save", "result": "ok", "duration": "long"},
+    ):
         with pytest.raises(ControlError, match="must be"):
             client.call("operation", **bad)
     assert sum(daemon.telemetry().operations.values()) == 2
@@ -265,7 +268,8 @@ def test_non_finite_numbers_in_an_answer_become_null(tmp_path: Path) -> None:
     server = ControlServer(tmp_path / "c.sock", {"odd": lambda request: answer})
     try:
         assert ControlClient(server.path).call("odd") == {
-            "pressure": None, "rows": [{"x": None}, [1.5, None]]
+            "pressure": None,
+            "rows": [{"x": None}, [1.5, None]],
         }
     finally:
         server.close()

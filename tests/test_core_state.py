@@ -17,9 +17,18 @@ from balloond.core.state import (
 )
 
 FULL = DomainMemo(
-    swap_in=0, major_faults=12, counters_at=1.5, peak=1 << 30, peak_at=2.0, target=1 << 31,
-    target_at=3.0, mark_current=1 << 30, mark_at=4.0, stuck_until=5.0, strikes=3,
-)  # fmt: skip
+    swap_in=0,
+    major_faults=12,
+    counters_at=1.5,
+    peak=1 << 30,
+    peak_at=2.0,
+    target=1 << 31,
+    target_at=3.0,
+    mark_current=1 << 30,
+    mark_at=4.0,
+    stuck_until=5.0,
+    strikes=3,
+)
 
 
 def test_round_trip_through_json_keeps_every_field() -> None:
@@ -95,10 +104,11 @@ def test_backoff_doubles_from_a_minute_and_is_capped() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
-                                                                   max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=20,
-)  # fmt: skip
+)
 
 
 @given(json_values)
@@ -114,8 +124,17 @@ memos = st.builds(
     DomainMemo,
     **{
         name: _sizes
-        for name in ("swap_in", "major_faults", "peak", "target", "mark_current", "hidden",
-                     "overhead", "overhead_seen", "seen_current")
+        for name in (
+            "swap_in",
+            "major_faults",
+            "peak",
+            "target",
+            "mark_current",
+            "hidden",
+            "overhead",
+            "overhead_seen",
+            "seen_current",
+        )
     },
     **{
         name: _times

@@ -61,14 +61,25 @@ class Clock:
         return self.now
 
 
-def _daemon(clock: Callable[[], float], backend: Any, sources: list[Any], interval: float,
-            policy_dir: Path | None = None) -> Daemon:  # fmt: skip
+def _daemon(
+    clock: Callable[[], float],
+    backend: Any,
+    sources: list[Any],
+    interval: float,
+    policy_dir: Path | None = None,
+) -> Daemon:
     telemetry = Telemetry()
     policies = PolicyWatcher(policy_dir, telemetry)
     policies.load_initial()
-    return Daemon(lambda: backend, LoopSettings(interval=interval, reserve=1 << 30), policies,
-                  uri="test", clock=clock, telemetry=telemetry,
-                  report_sources=sources)  # fmt: skip
+    return Daemon(
+        lambda: backend,
+        LoopSettings(interval=interval, reserve=1 << 30),
+        policies,
+        uri="test",
+        clock=clock,
+        telemetry=telemetry,
+        report_sources=sources,
+    )
 
 
 def _line(seq: int, psi: float) -> bytes:
@@ -173,8 +184,14 @@ def test_the_debounce_counts_a_clock_that_went_back_as_a_gap_passed() -> None:
 
     gate = Debounce(0.5)
     assert [gate.due(t) for t in (10.0, 10.2, 10.49, 10.5, 10.6, 3.0, 3.1)] == [
-        True, False, False, True, False, True, False,
-    ]  # fmt: skip
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_a_failing_report_listener_does_not_stop_the_channel(tmp_path: Path) -> None:
@@ -192,8 +209,9 @@ def test_a_failing_report_listener_does_not_stop_the_channel(tmp_path: Path) -> 
     hub = AgentHub(Telemetry(), settings=HubSettings(reconnect_interval=0.05), on_report=listener)
     conn = None
     try:
-        hub.sync([DomainSnapshot(name="g", uuid="uuid-g", current=1 << 30, maxmem=2 << 30,
-                                 channel=path)])  # fmt: skip
+        hub.sync(
+            [DomainSnapshot(name="g", uuid="uuid-g", current=1 << 30, maxmem=2 << 30, channel=path)]
+        )
         conn, _ = server.accept()
         conn.sendall(_line(1, 0.3))
         _until(lambda: heard == [1], "the first report heard")

@@ -332,8 +332,7 @@ def test_decision_lines_name_the_policy_and_the_rule_that_chose_it(
         "policies:\n  - name: webby\n    match: {names: ['we*']}\n    floor: 256MiB\n"
     )
     host = sim_host()
-    daemon = make_daemon(lambda: Recording(host), clock=host.now, policy_dir=tmp_path,
-                         dry_run=True)  # fmt: skip
+    daemon = make_daemon(lambda: Recording(host), clock=host.now, policy_dir=tmp_path, dry_run=True)
     caplog.set_level("INFO", logger="balloond.decisions")
     run_ticks(daemon, host, 10)
     lines = [r.getMessage() for r in caplog.records if r.name == "balloond.decisions"]

@@ -51,8 +51,15 @@ def _daemon(hub: Hub) -> tuple[Daemon, Recording]:
     backend = Recording(host)
     telemetry = Telemetry()
     policies = PolicyWatcher(None, telemetry)
-    daemon = Daemon(lambda: backend, LoopSettings(reserve=GiB), policies, uri="test",
-                    clock=host.now, telemetry=telemetry, report_sources=[hub])  # fmt: skip
+    daemon = Daemon(
+        lambda: backend,
+        LoopSettings(reserve=GiB),
+        policies,
+        uri="test",
+        clock=host.now,
+        telemetry=telemetry,
+        report_sources=[hub],
+    )
     return daemon, backend
 
 
@@ -65,8 +72,9 @@ def test_hub_is_synced_and_its_reports_reach_the_decision() -> None:
     assert hub.synced[-1] == ["batch", "cache", "idle", "leak", "legacy", "web"]
     assert legacy.uuid not in daemon.reports()
     now = backend.inner.now()
-    hub.canned[legacy.uuid] = GuestReport(seq=1, received_at=now, demand=1536 * MiB,
-                                          psi_some=0.2, mem_total=legacy.current)  # fmt: skip
+    hub.canned[legacy.uuid] = GuestReport(
+        seq=1, received_at=now, demand=1536 * MiB, psi_some=0.2, mem_total=legacy.current
+    )
     backend.inner.advance(5)
     hub.canned[legacy.uuid] = replace(hub.canned[legacy.uuid], received_at=backend.inner.now())
     decision = daemon.tick()
@@ -109,9 +117,15 @@ def test_limits_are_sent_again_when_a_domains_channel_moves() -> None:
     host = sim_host()
     backend = Rechanneled(host)
     telemetry = Telemetry()
-    daemon = Daemon(lambda: backend, LoopSettings(reserve=GiB), PolicyWatcher(None, telemetry),
-                    uri="test", clock=host.now, telemetry=telemetry,
-                    report_sources=[hub])  # fmt: skip
+    daemon = Daemon(
+        lambda: backend,
+        LoopSettings(reserve=GiB),
+        PolicyWatcher(None, telemetry),
+        uri="test",
+        clock=host.now,
+        telemetry=telemetry,
+        report_sources=[hub],
+    )
     for _ in range(2):
         host.advance(5)
         daemon.tick()
@@ -140,14 +154,24 @@ def test_a_failing_source_costs_its_reports_not_the_tick() -> None:
 
 
 def _action(explanation: str, current: int, target: int) -> DomainDecision:
-    return DomainDecision(name="web1", uuid="u", policy="p", reason=Reason.GROW_PRESSURE,
-                          current=current, target=target, floor=0, ceiling=8 * GiB,
-                          explanation=explanation, act=True)  # fmt: skip
+    return DomainDecision(
+        name="web1",
+        uuid="u",
+        policy="p",
+        reason=Reason.GROW_PRESSURE,
+        current=current,
+        target=target,
+        floor=0,
+        ceiling=8 * GiB,
+        explanation=explanation,
+        act=True,
+    )
 
 
 def test_decision_lines_name_the_domain() -> None:
-    line = describe_action(_action("grow 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target",
-                                   GiB, 3 * GiB // 2))  # fmt: skip
+    line = describe_action(
+        _action("grow 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target", GiB, 3 * GiB // 2)
+    )
     assert line == "grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target"
     line = describe_action(_action("kept: odd wording", 2 * GiB, GiB))
     assert line == "shrink web1 2 GiB → 1 GiB: kept: odd wording"
@@ -165,14 +189,16 @@ def test_a_move_between_sizes_that_round_alike_reads_as_a_move() -> None:
 def test_a_decision_line_ends_with_the_policy_and_its_rule() -> None:
     action = _action("grow 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target", GiB, 3 * GiB // 2)
     line = describe_action(action, "name 'web*'")
-    assert line == ("grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target "
-                    "[policy 'p' by name 'web*']")  # fmt: skip
+    assert line == (
+        "grow web1 1 GiB → 1.5 GiB: pressure 4.1% > 0.5% target [policy 'p' by name 'web*']"
+    )
 
 
 def test_a_target_equal_to_the_balloon_reads_as_a_stop() -> None:
     """The lab: a shrink to 256 MiB was in flight when the law wanted the guest kept at its
     273 MiB; the line said "shrink 273 MiB → 273 MiB (-0 B)"."""
-    line = describe_action(_action("shrink 273 MiB → 273 MiB: idle, demand 65 MiB", 273 * MiB,
-                                   273 * MiB), "name 'c1'")  # fmt: skip
+    line = describe_action(
+        _action("shrink 273 MiB → 273 MiB: idle, demand 65 MiB", 273 * MiB, 273 * MiB), "name 'c1'"
+    )
     assert line == "stop web1 at 273 MiB: idle, demand 65 MiB [policy 'p' by name 'c1']"
     assert describe_action(_action("kept: odd", GiB, GiB)) == "stop web1 at 1 GiB: kept: odd"

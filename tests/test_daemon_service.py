@@ -54,7 +54,8 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
     )
     complaints = [
-        line for line in (result.stdout + result.stderr).splitlines()
+        line
+        for line in (result.stdout + result.stderr).splitlines()
         if "balloond.service" in line and "Documentation" not in line
-    ]  # fmt: skip
+    ]
     assert complaints == [], complaints

@@ -20,8 +20,16 @@ def _state() -> PersistedState:
     controller = ControllerState.of(
         {"u1": DomainMemo(stuck_until=1_700_000_100.0, strikes=2, target=1 << 30)}
     )
-    holds = {"u2": Hold(domain="u2", owner="balloonctl balloon", reason="pinned", until=None,
-                        target=512 << 20, pid=None)}  # fmt: skip
+    holds = {
+        "u2": Hold(
+            domain="u2",
+            owner="balloonctl balloon",
+            reason="pinned",
+            until=None,
+            target=512 << 20,
+            pid=None,
+        )
+    }
     return PersistedState(controller=controller.to_dict(), holds=holds)
 
 
@@ -70,9 +78,15 @@ def test_a_huge_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_garbage_controller_entries_are_dropped_not_fatal(tmp_path: Path) -> None:
-    (tmp_path / "state.json").write_text(json.dumps(
-        {"version": 1, "controller": {"version": 1, "domains": {"u": {"strikes": "x"}}},
-         "holds": {}}))  # fmt: skip
+    (tmp_path / "state.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "controller": {"version": 1, "domains": {"u": {"strikes": "x"}}},
+                "holds": {},
+            }
+        )
+    )
     host = sim_host()
     daemon = make_daemon(lambda: Recording(host), clock=host.now, state_dir=tmp_path)
     assert daemon.controller_state().domains == {}

@@ -27,9 +27,10 @@ class PeriodHost(Recording):
         listed: list[DomainSnapshot] = self.inner.domains()
         return [
             replace(d, stats=replace(d.stats, last_update=None))
-            if d.name in self.off and d.stats is not None else d
+            if d.name in self.off and d.stats is not None
+            else d
             for d in listed
-        ]  # fmt: skip
+        ]
 
     def ensure_stats_period(self, name: str, seconds: int) -> None:
         self.periods.append((name, seconds))
@@ -112,6 +113,12 @@ def _decide_at(daemon: Any, snapshot: Any, now: float) -> Any:
     without_reports = replace(
         snapshot, domains=tuple(replace(d, report=None) for d in snapshot.domains)
     )
-    return decide(without_reports, matcher_for(daemon.policies.current).select,
-                  ControllerState.empty(), reserve=daemon.reserve, holds={}, now=now,
-                  stale_after=daemon.settings.stale_seconds)  # fmt: skip
+    return decide(
+        without_reports,
+        matcher_for(daemon.policies.current).select,
+        ControllerState.empty(),
+        reserve=daemon.reserve,
+        holds={},
+        now=now,
+        stale_after=daemon.settings.stale_seconds,
+    )

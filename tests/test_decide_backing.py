@@ -40,9 +40,14 @@ def held(name: str, current: int, rss: int | None, **kw: object) -> tuple[Domain
     return d, Hold(d.uuid, owner="test", reason="", until=None)
 
 
-def budget_with(rss: int | None, *, free: int = RESERVE + GiB, current: int = 512 * MiB,
-                maxmem: int = 4 * GiB, state: DomainState = DomainState.RUNNING
-                ) -> int:  # fmt: skip
+def budget_with(
+    rss: int | None,
+    *,
+    free: int = RESERVE + GiB,
+    current: int = 512 * MiB,
+    maxmem: int = 4 * GiB,
+    state: DomainState = DomainState.RUNNING,
+) -> int:
     d, hold = held("idle", current, rss, maxmem=maxmem, state=state)
     decision, _ = run(d, free=free, reserve=RESERVE, holds={d.uuid: hold})
     return decision.budget
@@ -82,11 +87,14 @@ def test_only_alive_domains_count() -> None:
 def test_growth_is_cut_by_the_untouched_part_of_another_balloon() -> None:
     idle, hold = held("idle", 512 * MiB, 300 * MiB)
     hungry = dom("hungry", GiB, rep=report(2 * GiB))
-    before, _ = run(dataclasses.replace(idle, stats=dataclasses.replace(idle.stats, rss=None)),
-                    hungry, free=RESERVE + 300 * MiB, reserve=RESERVE,
-                    holds={idle.uuid: hold})  # type: ignore[arg-type]  # fmt: skip
-    after, _ = run(idle, hungry, free=RESERVE + 300 * MiB, reserve=RESERVE,
-                   holds={idle.uuid: hold})  # fmt: skip
+    before, _ = run(
+        dataclasses.replace(idle, stats=dataclasses.replace(idle.stats, rss=None)),
+        hungry,
+        free=RESERVE + 300 * MiB,
+        reserve=RESERVE,
+        holds={idle.uuid: hold},
+    )  # type: ignore[arg-type]
+    after, _ = run(idle, hungry, free=RESERVE + 300 * MiB, reserve=RESERVE, holds={idle.uuid: hold})
     assert by_name(before)["hungry"].target == GiB + 300 * MiB
     grown = by_name(after)["hungry"]
     assert grown.act and grown.target == GiB + 88 * MiB
@@ -102,8 +110,9 @@ def test_a_guest_touching_granted_memory_is_not_granted_again() -> None:
     other = dom("o", 512 * MiB, rep=report(2 * GiB))
     free = RESERVE + 200 * MiB  # the 200 MiB just granted to g, still counted free by the host
     blind, _ = run(grown, other, free=free, reserve=RESERVE)
-    seeing, _ = run(with_rss(grown, 512 * MiB), with_rss(other, 512 * MiB), free=free,
-                    reserve=RESERVE)  # fmt: skip
+    seeing, _ = run(
+        with_rss(grown, 512 * MiB), with_rss(other, 512 * MiB), free=free, reserve=RESERVE
+    )
     assert by_name(blind)["o"].target > 512 * MiB  # promised the same memory twice
     assert by_name(seeing)["o"].target == 512 * MiB and not by_name(seeing)["o"].act
     assert seeing.budget == 0
@@ -119,18 +128,24 @@ def test_a_deficit_is_still_judged_on_what_the_host_has_now() -> None:
 
 
 @st.composite
-def rss_fleets(draw: st.DrawFn) -> tuple[tuple[DomainSnapshot, ...], ControllerState,
-                                         dict[str, Hold]]:  # fmt: skip
+def rss_fleets(
+    draw: st.DrawFn,
+) -> tuple[tuple[DomainSnapshot, ...], ControllerState, dict[str, Hold]]:
     domains, state, holds = draw(fleets())
     out = []
     for d in domains:
         rss = draw(st.none() | st.integers(-GiB, d.maxmem + 2 * RSS_SLACK))
         out.append(with_rss(d, rss))
     # Overheads learned earlier, some for the process running now, some for an older one.
-    learned = {d.uuid: Backing(draw(st.sampled_from([d.id, None, 7])),
-                               draw(st.integers(0, OVERHEAD_BASE + d.maxmem)),
-                               draw(st.sampled_from([d.current, d.current + MiB])))
-               for d in out if draw(st.booleans())}  # fmt: skip
+    learned = {
+        d.uuid: Backing(
+            draw(st.sampled_from([d.id, None, 7])),
+            draw(st.integers(0, OVERHEAD_BASE + d.maxmem)),
+            draw(st.sampled_from([d.current, d.current + MiB])),
+        )
+        for d in out
+        if draw(st.booleans())
+    }
     return tuple(out), ControllerState.of(dict(state.domains), learned), holds
 
 
@@ -143,8 +158,9 @@ def test_reserve_and_untouched_balloons_are_never_promised_away(
     reserve: int,
 ) -> None:
     domains, state, holds = fleet
-    decision, after = run(*domains, free=free, reserve=reserve, policy=policy, state=state,
-                          holds=holds)  # type: ignore[arg-type]  # fmt: skip
+    decision, after = run(
+        *domains, free=free, reserve=reserve, policy=policy, state=state, holds=holds
+    )  # type: ignore[arg-type]
     before = commitments(decision, state, holds)
     room = free - reserve - sum(untouched(d, after.backing.get(d.uuid)) for d in domains)
     assert commitments(decision, after, holds) <= max(before, room)
@@ -157,8 +173,13 @@ def test_reserve_and_untouched_balloons_are_never_promised_away(
 OVERHEAD = 100 * MiB  # what the lab's TCG QEMU keeps for itself next to a 512 MiB guest
 
 
-def qemu(current: int, rss: int | None, *, dom_id: int | None = 5,
-         state: DomainState = DomainState.RUNNING) -> DomainSnapshot:  # fmt: skip
+def qemu(
+    current: int,
+    rss: int | None,
+    *,
+    dom_id: int | None = 5,
+    state: DomainState = DomainState.RUNNING,
+) -> DomainSnapshot:
     return with_rss(dom("q", current, maxmem=512 * MiB, state=state, id=dom_id), rss)
 
 
@@ -217,11 +238,11 @@ def test_a_grant_to_a_full_guest_is_counted_taken_until_it_is_touched() -> None:
     blind, _ = run(granted, hungry, free=free, reserve=RESERVE, holds=hold)
     assert by_name(blind)["c2"].target == 256 * MiB + 170 * MiB  # 200 - (386 - 356)
     assert by_name(seeing)["c2"].target == 256 * MiB + 70 * MiB  # 200 - 130
-    touched = dataclasses.replace(granted, stats=dataclasses.replace(
-        granted.stats, rss=386 * MiB + OVERHEAD))  # type: ignore[arg-type]  # fmt: skip
+    touched = dataclasses.replace(
+        granted, stats=dataclasses.replace(granted.stats, rss=386 * MiB + OVERHEAD)
+    )  # type: ignore[arg-type]
     # The guest touched its grant and host free fell by as much: the same room, no more.
-    after, _ = run(touched, hungry, free=free - 130 * MiB, reserve=RESERVE, state=state,
-                   holds=hold)  # fmt: skip
+    after, _ = run(touched, hungry, free=free - 130 * MiB, reserve=RESERVE, state=state, holds=hold)
     assert by_name(after)["c2"].target == 256 * MiB + 70 * MiB
 
 
@@ -229,8 +250,15 @@ def test_learned_overheads_survive_a_restart_and_garbage_is_dropped() -> None:
     state = ControllerState.of({}, {"u1": Backing(5, OVERHEAD, GiB), "u2": Backing(None, MiB, 0)})
     data = state.to_dict()
     assert ControllerState.from_dict(data).backing == state.backing
-    data["backing"] = {"u1": [5, -1, 0], "u2": "x", "u3": [True, 1, 1], "u4": [1, 2], 5: [1, 1, 1],
-                       "u6": [1, 1, 2**70], "u5": [3, 64 * MiB, GiB]}  # fmt: skip
+    data["backing"] = {
+        "u1": [5, -1, 0],
+        "u2": "x",
+        "u3": [True, 1, 1],
+        "u4": [1, 2],
+        5: [1, 1, 1],
+        "u6": [1, 1, 2**70],
+        "u5": [3, 64 * MiB, GiB],
+    }
     assert dict(ControllerState.from_dict(data).backing) == {"u5": Backing(3, 64 * MiB, GiB)}
     assert ControllerState.from_dict({"domains": {}, "backing": []}).backing == {}
     assert "u1" not in state.forget("u1").backing
@@ -238,15 +266,21 @@ def test_learned_overheads_survive_a_restart_and_garbage_is_dropped() -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.integers(-GiB, 2 * GiB), st.none() | st.integers(-GiB, 3 * GiB + RSS_SLACK),
-       st.sampled_from([DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTOFF]),
-       st.sampled_from([None, 5, 6]),
-       st.none() | st.tuples(st.sampled_from([None, 5, 6]), st.integers(0, GiB),
-                             st.integers(0, 2 * GiB)))  # fmt: skip
+@given(
+    st.integers(-GiB, 2 * GiB),
+    st.none() | st.integers(-GiB, 3 * GiB + RSS_SLACK),
+    st.sampled_from([DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTOFF]),
+    st.sampled_from([None, 5, 6]),
+    st.none()
+    | st.tuples(st.sampled_from([None, 5, 6]), st.integers(0, GiB), st.integers(0, 2 * GiB)),
+)
 def test_the_one_pass_account_is_learn_then_untouched(
-    current: int, rss: int | None, state: DomainState, dom_id: int | None,
+    current: int,
+    rss: int | None,
+    state: DomainState,
+    dom_id: int | None,
     known: tuple[int | None, int, int] | None,
-) -> None:  # fmt: skip
+) -> None:
     d = with_rss(dom("a", current, maxmem=GiB, state=state, id=dom_id), rss)
     before = None if known is None else Backing(*known)
     learned = learn(d, before)

@@ -33,16 +33,40 @@ def _text(size: int, word: str) -> str:
 
 def test_the_text_is_built_on_first_read_only_and_then_kept() -> None:
     calls.clear()
-    d = decided("web1", "u1", "web", Reason.STEADY, GiB, GiB, 0, 2 * GiB,
-                (_text, (GiB, "steady")), 5, 0.1, False)  # fmt: skip
+    d = decided(
+        "web1",
+        "u1",
+        "web",
+        Reason.STEADY,
+        GiB,
+        GiB,
+        0,
+        2 * GiB,
+        (_text, (GiB, "steady")),
+        5,
+        0.1,
+        False,
+    )
     assert calls == []
     assert d.explanation == f"steady at {GiB}" == d.explanation
     assert calls == [(GiB, "steady")]
 
 
 def test_a_deferred_decision_is_a_frozen_domain_decision_equal_to_an_eager_one() -> None:
-    lazy = decided("web1", "u1", "web", Reason.STEADY, GiB, GiB, 0, 2 * GiB,
-                   (_text, (1, "steady")), None, None, False)  # fmt: skip
+    lazy = decided(
+        "web1",
+        "u1",
+        "web",
+        Reason.STEADY,
+        GiB,
+        GiB,
+        0,
+        2 * GiB,
+        (_text, (1, "steady")),
+        None,
+        None,
+        False,
+    )
     eager = DomainDecision("web1", "u1", "web", Reason.STEADY, GiB, GiB, 0, 2 * GiB, "steady at 1")
     assert isinstance(lazy, DomainDecision) and isinstance(lazy, DeferredDecision)
     assert dataclasses.astuple(lazy) == dataclasses.astuple(eager)
@@ -63,13 +87,17 @@ def test_every_domain_of_a_tick_still_explains_itself() -> None:
     for i in range(40):
         stats = MemoryStats(total=GiB, available=GiB - (100 + 20 * i) * MiB, last_update=NOW)
         report = GuestReport(seq=1, received_at=NOW, psi_some=0.05) if i % 3 == 0 else None
-        domains.append(DomainSnapshot(name=f"vm{i}", uuid=f"u{i}", current=GiB, maxmem=2 * GiB,
-                                      stats=stats, report=report))  # fmt: skip
+        domains.append(
+            DomainSnapshot(
+                name=f"vm{i}", uuid=f"u{i}", current=GiB, maxmem=2 * GiB, stats=stats, report=report
+            )
+        )
     snapshot = Snapshot(NOW, HostSnapshot(total=64 * GiB, free=3 * GiB), tuple(domains))
     state = ControllerState.empty()
     for tick in range(3):
-        decision, state = decide(snapshot, lambda d: Policy(name="default"), state,
-                                 reserve=GiB, holds={}, now=NOW + tick)  # fmt: skip
+        decision, state = decide(
+            snapshot, lambda d: Policy(name="default"), state, reserve=GiB, holds={}, now=NOW + tick
+        )
     reasons = {d.reason for d in decision.domains}
     assert len(reasons) >= 2, reasons
     for d in decision.domains:

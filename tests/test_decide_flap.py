@@ -25,18 +25,19 @@ OVERHEAD = 54 * MiB + 400 * 1024
 UUID = "uuid-d1"
 
 
-def lab(current: int, used: int, gap: int, *, age: float = 1.0,
-        at: float = NOW) -> DomainSnapshot:  # fmt: skip
+def lab(current: int, used: int, gap: int, *, age: float = 1.0, at: float = NOW) -> DomainSnapshot:
     """The lab guest at `current`, using `used`, with MemTotal `gap` below the balloon; its
     statistics sampled `age` seconds before `at`."""
     st = stats(used, current - gap, age=age + (NOW - at))
     return dom("d1", current, maxmem=MAXMEM, st=st)
 
 
-def tick(current: int, used: int, gap: int, state: ControllerState,
-         at: float) -> tuple[DomainDecision, ControllerState]:  # fmt: skip
-    decision, state = run(lab(current, used, gap, at=at), free=4 * GiB, policy=LAB, state=state,
-                          now=at)  # fmt: skip
+def tick(
+    current: int, used: int, gap: int, state: ControllerState, at: float
+) -> tuple[DomainDecision, ControllerState]:
+    decision, state = run(
+        lab(current, used, gap, at=at), free=4 * GiB, policy=LAB, state=state, now=at
+    )
     return decision.domains[0], state
 
 
@@ -49,34 +50,78 @@ _LEARNED = DomainMemo(overhead=OVERHEAD, overhead_seen=60 * MiB)
     ("memo", "current", "stats_at", "observed", "used", "learned"),
     [
         # balloon seen at this size last tick, statistics sampled after: learn what is seen
-        (DomainMemo(seen_current=286 * MiB, current_since=NOW - 5), 286 * MiB, NOW - 1,
-         OVERHEAD, OVERHEAD, OVERHEAD),
+        (
+            DomainMemo(seen_current=286 * MiB, current_since=NOW - 5),
+            286 * MiB,
+            NOW - 1,
+            OVERHEAD,
+            OVERHEAD,
+            OVERHEAD,
+        ),
         # ... also when the target in force is reached (within the reach tolerance)
-        (DomainMemo(seen_current=286 * MiB, current_since=NOW - 5, target=286 * MiB + 4096),
-         286 * MiB, NOW - 1, OVERHEAD, OVERHEAD, OVERHEAD),
+        (
+            DomainMemo(seen_current=286 * MiB, current_since=NOW - 5, target=286 * MiB + 4096),
+            286 * MiB,
+            NOW - 1,
+            OVERHEAD,
+            OVERHEAD,
+            OVERHEAD,
+        ),
         # balloon moved since the last tick: the learned value stands, the reading is not learned
-        (_LEARNED._replace(seen_current=280 * MiB, current_since=NOW - 5), 286 * MiB, NOW - 1,
-         20 * MiB, OVERHEAD, OVERHEAD),
+        (
+            _LEARNED._replace(seen_current=280 * MiB, current_since=NOW - 5),
+            286 * MiB,
+            NOW - 1,
+            20 * MiB,
+            OVERHEAD,
+            OVERHEAD,
+        ),
         # statistics older than the balloon's arrival at this size: not learned
-        (_LEARNED._replace(seen_current=286 * MiB, current_since=NOW - 5), 286 * MiB, NOW - 6,
-         20 * MiB, OVERHEAD, OVERHEAD),
+        (
+            _LEARNED._replace(seen_current=286 * MiB, current_since=NOW - 5),
+            286 * MiB,
+            NOW - 6,
+            20 * MiB,
+            OVERHEAD,
+            OVERHEAD,
+        ),
         # a grow in flight (target in force far away): not settled
-        (_LEARNED._replace(seen_current=286 * MiB, current_since=NOW - 5, target=295 * MiB),
-         286 * MiB, NOW - 1, 36 * MiB, OVERHEAD, OVERHEAD),
+        (
+            _LEARNED._replace(seen_current=286 * MiB, current_since=NOW - 5, target=295 * MiB),
+            286 * MiB,
+            NOW - 1,
+            36 * MiB,
+            OVERHEAD,
+            OVERHEAD,
+        ),
         # nothing learned yet: the largest plausible gap seen, not this tick's smaller one
         (DomainMemo(overhead_seen=OVERHEAD), 286 * MiB, NOW - 1, 20 * MiB, OVERHEAD, None),
         (DomainMemo(overhead_seen=20 * MiB), 286 * MiB, NOW - 1, OVERHEAD, OVERHEAD, None),
         # an implausible gap (0 from `_overhead`) is never learned and keeps what was learned
-        (_LEARNED._replace(seen_current=286 * MiB, current_since=NOW - 5), 286 * MiB, NOW - 1,
-         0, OVERHEAD, OVERHEAD),
+        (
+            _LEARNED._replace(seen_current=286 * MiB, current_since=NOW - 5),
+            286 * MiB,
+            NOW - 1,
+            0,
+            OVERHEAD,
+            OVERHEAD,
+        ),
         (DomainMemo(), 286 * MiB, NOW - 1, 0, 0, None),
     ],
-)  # fmt: skip
-def test_overhead_table(memo: DomainMemo, current: int, stats_at: float, observed: int,
-                        used: int, learned: int | None) -> None:  # fmt: skip
+)
+def test_overhead_table(
+    memo: DomainMemo, current: int, stats_at: float, observed: int, used: int, learned: int | None
+) -> None:
     got_used, got_learned, got_seen = overhead_for(
-        observed, memo.overhead, memo.overhead_seen, memo.seen_current, current,
-        memo.current_since, memo.target, stats_at)  # fmt: skip
+        observed,
+        memo.overhead,
+        memo.overhead_seen,
+        memo.seen_current,
+        current,
+        memo.current_since,
+        memo.target,
+        stats_at,
+    )
     assert (got_used, got_learned) == (used, learned)
     assert got_seen == (max(memo.overhead_seen or 0, observed) or None)
 
@@ -94,8 +139,11 @@ def test_the_lab_sequence_keeps_the_grow_in_flight() -> None:
     assert d.act and d.reason is Reason.GROW_DEMAND, d.explanation
     grown = d.target
     assert grown == int(200 * MiB * 1.2) + OVERHEAD
-    for at, current, gap in ((NOW - 8, 250 * MiB, 36 * MiB), (NOW - 6, 286 * MiB, 45 * MiB),
-                             (NOW - 4, 286 * MiB, 36 * MiB)):  # fmt: skip
+    for at, current, gap in (
+        (NOW - 8, 250 * MiB, 36 * MiB),
+        (NOW - 6, 286 * MiB, 45 * MiB),
+        (NOW - 4, 286 * MiB, 36 * MiB),
+    ):
         d, state = tick(current, 200 * MiB, gap, state, at)
         assert not d.act, d.explanation
         assert d.target == grown and state.memo(UUID).target == grown, d.explanation
@@ -106,8 +154,13 @@ def test_the_lab_sequence_keeps_the_grow_in_flight() -> None:
 
 
 def _grown(current: int, target: int, ago: float) -> ControllerState:
-    memo = DomainMemo(target=target, target_at=NOW - ago, grown_at=NOW - ago,
-                      seen_current=current, current_since=NOW - ago)  # fmt: skip
+    memo = DomainMemo(
+        target=target,
+        target_at=NOW - ago,
+        grown_at=NOW - ago,
+        seen_current=current,
+        current_since=NOW - ago,
+    )
     return ControllerState.of({UUID: memo})
 
 
@@ -123,13 +176,18 @@ def _grown(current: int, target: int, ago: float) -> ControllerState:
         # the host is below its reserve: it needs memory back, cooldown or not
         (300 * MiB, 300 * MiB, 10.0, 512 * MiB, True, 256 * MiB),
     ],
-)  # fmt: skip
-def test_cooldown_table(current: int, in_force: int, ago: float, free: int, act: bool,
-                        target: int) -> None:  # fmt: skip
+)
+def test_cooldown_table(
+    current: int, in_force: int, ago: float, free: int, act: bool, target: int
+) -> None:
     # MemTotal is the balloon (no overhead) and demand is 100 MiB: wants its floor, 256 MiB.
-    decision, _ = run(dom("d1", current, maxmem=MAXMEM, st=stats(100 * MiB, current)),
-                      free=free, policy=LAB, state=_grown(current, in_force, ago),
-                      now=NOW)  # fmt: skip
+    decision, _ = run(
+        dom("d1", current, maxmem=MAXMEM, st=stats(100 * MiB, current)),
+        free=free,
+        policy=LAB,
+        state=_grown(current, in_force, ago),
+        now=NOW,
+    )
     d = decision.domains[0]
     assert (d.act, d.target) == (act, target), d.explanation
     if not act:
@@ -160,10 +218,11 @@ def test_a_grow_for_demand_starts_the_cooldown_and_a_shrink_does_not() -> None:
         # raising a grow in flight: made
         (286 * MiB, 295 * MiB, 305 * MiB, True),
     ],
-)  # fmt: skip
+)
 def test_deadband_of_the_balloon_table(current: int, in_force: int, want: int, act: bool) -> None:
-    memo = DomainMemo(target=in_force, target_at=NOW - 2, seen_current=current,
-                      current_since=NOW - 2)  # fmt: skip
+    memo = DomainMemo(
+        target=in_force, target_at=NOW - 2, seen_current=current, current_since=NOW - 2
+    )
     policy = Policy(
         name="lab",
         floor=Amount(ratio=0.5),
@@ -172,8 +231,12 @@ def test_deadband_of_the_balloon_table(current: int, in_force: int, want: int, a
         max_shrink_step=Amount(ratio=1.0),
     )
     used = int(want / 1.2) + 1
-    decision, _ = run(dom("d1", current, maxmem=MAXMEM, st=stats(used, current)), policy=policy,
-                      state=ControllerState.of({UUID: memo}), now=NOW)  # fmt: skip
+    decision, _ = run(
+        dom("d1", current, maxmem=MAXMEM, st=stats(used, current)),
+        policy=policy,
+        state=ControllerState.of({UUID: memo}),
+        now=NOW,
+    )
     d = decision.domains[0]
     assert d.act is act, d.explanation
     assert d.target == (int(used * 1.2) if act else in_force), d.explanation
@@ -198,12 +261,24 @@ def test_the_cooldown_does_not_stop_sharing_by_weight() -> None:
         deadband=Amount(size=8 * MiB),
         max_shrink_step=Amount(size=64 * MiB),
     )
-    memo = {f"uuid-{n}": DomainMemo(target=384 * MiB, target_at=NOW - 10, grown_at=NOW - 10,
-                                    seen_current=384 * MiB, current_since=NOW - 10)
-            for n in ("h", "l")}  # fmt: skip
+    memo = {
+        f"uuid-{n}": DomainMemo(
+            target=384 * MiB,
+            target_at=NOW - 10,
+            grown_at=NOW - 10,
+            seen_current=384 * MiB,
+            current_since=NOW - 10,
+        )
+        for n in ("h", "l")
+    }
     doms = [dom(n, 384 * MiB, maxmem=MAXMEM, st=stats(380 * MiB, 384 * MiB)) for n in ("h", "l")]
-    decision, _ = run(*doms, free=1 * GiB + 16 * MiB, policy={"h": heavy, "l": light},
-                      state=ControllerState.of(memo), now=NOW)  # fmt: skip
+    decision, _ = run(
+        *doms,
+        free=1 * GiB + 16 * MiB,
+        policy={"h": heavy, "l": light},
+        state=ControllerState.of(memo),
+        now=NOW,
+    )
     h, lt = decision.domains
     assert h.target > 384 * MiB and h.reason is Reason.CONTENTION, h.explanation
     assert lt.act and lt.target < 384 * MiB and lt.reason is Reason.CONTENTION, lt.explanation
@@ -219,11 +294,16 @@ def test_the_cooldown_does_not_stop_sharing_by_weight() -> None:
         # demand itself beyond the balloon: grown on demand, as ever
         (300 * MiB, 300 * MiB, 290 * MiB, True, int(290 * MiB * 1.2)),
     ],
-)  # fmt: skip
-def test_the_held_peak_holds_but_never_grows(current: int, peak: int, used: int, act: bool,
-                                              target: int) -> None:  # fmt: skip
+)
+def test_the_held_peak_holds_but_never_grows(
+    current: int, peak: int, used: int, act: bool, target: int
+) -> None:
     memo = DomainMemo(peak=peak, peak_at=NOW - 5, seen_current=current, current_since=NOW - 5)
-    decision, _ = run(dom("d1", current, maxmem=MAXMEM, st=stats(used, current)), policy=LAB,
-                      state=ControllerState.of({UUID: memo}), now=NOW)  # fmt: skip
+    decision, _ = run(
+        dom("d1", current, maxmem=MAXMEM, st=stats(used, current)),
+        policy=LAB,
+        state=ControllerState.of({UUID: memo}),
+        now=NOW,
+    )
     d = decision.domains[0]
     assert (d.act, d.target) == (act, target), d.explanation

@@ -15,16 +15,21 @@ from balloond.core.state import DomainMemo
 from balloond.model import GuestReport, MemoryStats
 
 
-def est(report: GuestReport | None = None, st: MemoryStats | None = None,
-        memo: DomainMemo | None = None, current: int = 2 * GiB) -> Estimate:  # fmt: skip
+def est(
+    report: GuestReport | None = None,
+    st: MemoryStats | None = None,
+    memo: DomainMemo | None = None,
+    current: int = 2 * GiB,
+) -> Estimate:
     d = dom("a", current, rep=report, st=st or stats(GiB, current))
     return estimate(d, DEFAULT, memo or DomainMemo(), NOW, 15.0, NOW)
 
 
 @pytest.mark.parametrize("rate", [-1.0, math.nan, math.inf, 1e15, 2e15])
 def test_a_garbage_agent_rate_is_no_rate(rate: float) -> None:
-    rep = GuestReport(seq=1, received_at=NOW, demand=GiB, psi_some=0.0, swap_in_rate=rate,
-                      major_fault_rate=rate)  # fmt: skip
+    rep = GuestReport(
+        seq=1, received_at=NOW, demand=GiB, psi_some=0.0, swap_in_rate=rate, major_fault_rate=rate
+    )
     e = est(rep, memo=DomainMemo(swap_in=0, major_faults=0, counters_at=NOW - 10))
     assert (e.swap_in_rate, e.major_fault_rate) == (None, None)  # not even the counters' rate
 
@@ -76,15 +81,15 @@ def test_the_overhead_is_what_a_kernel_plausibly_reserves(
 def test_statistics_without_a_believable_clock_are_taken_as_sampled_now(
     last_update: float | None,
 ) -> None:
-    st = MemoryStats(total=2 * GiB, available=GiB, swap_in=4096, major_faults=7,
-                     last_update=last_update)  # fmt: skip
+    st = MemoryStats(
+        total=2 * GiB, available=GiB, swap_in=4096, major_faults=7, last_update=last_update
+    )
     _, state = run(dom("a", 2 * GiB, st=st))
     assert state.memo("uuid-a").counters_at == NOW
 
 
 def test_negative_counters_are_not_carried_to_the_next_tick() -> None:
-    st = MemoryStats(total=2 * GiB, available=GiB, swap_in=-1, major_faults=-1,
-                     last_update=NOW - 1)  # fmt: skip
+    st = MemoryStats(total=2 * GiB, available=GiB, swap_in=-1, major_faults=-1, last_update=NOW - 1)
     _, state = run(dom("a", 2 * GiB, st=st))
     memo = state.memo("uuid-a")
     assert (memo.swap_in, memo.major_faults, memo.counters_at) == (None, None, None)

@@ -13,13 +13,15 @@ LOW_FLOOR = Policy(name="low-floor", floor=Amount(size=128 * MiB))
 
 def _stats(faults: int, at: float) -> MemoryStats:
     # 1 GiB guest: 524 MiB used (MemTotal - MemAvailable), 490 MiB of cache, 10 MiB free.
-    return MemoryStats(total=GiB, available=500 * MiB, unused=10 * MiB, major_faults=faults,
-                       last_update=at)  # fmt: skip
+    return MemoryStats(
+        total=GiB, available=500 * MiB, unused=10 * MiB, major_faults=faults, last_update=at
+    )
 
 
 def _tick(state: ControllerState, faults: int, at: float) -> tuple[DomainDecision, ControllerState]:
-    decision, state = run(dom("legacy", GiB, st=_stats(faults, at)), policy=LOW_FLOOR,
-                          state=state, now=at)  # fmt: skip
+    decision, state = run(
+        dom("legacy", GiB, st=_stats(faults, at)), policy=LOW_FLOOR, state=state, now=at
+    )
     return decision.domains[0], state
 
 

@@ -17,8 +17,7 @@ SMALL = Policy(name="small", floor=Amount(ratio=0.5), max_grow_step=None)
 def test_a_growing_small_guest_gets_its_buffer_inside_memtotal() -> None:
     # The lab's guest: 512 MiB maxmem, balloon 295 MiB, MemTotal 50 MiB less, 235 MiB used.
     current, overhead, used = 295 * MiB, 50 * MiB, 235 * MiB
-    d = one(dom("lab", current, maxmem=512 * MiB, st=stats(used, current - overhead)),
-            policy=SMALL)  # fmt: skip
+    d = one(dom("lab", current, maxmem=512 * MiB, st=stats(used, current - overhead)), policy=SMALL)
     assert d.reason is Reason.GROW_DEMAND and d.act
     assert d.target == int(used * 1.2) + overhead
     available_after = d.target - overhead - used
@@ -47,8 +46,7 @@ def test_statistics_from_before_a_grow_do_not_grow_the_guest_on_its_own_growth()
     # kernel reserves that much: only the plausible cap (64 MiB + maxmem/32) is added.
     current, used = 4915 * MiB, 3 * GiB
     fast = Policy(name="p", floor=Amount(size=0), max_shrink_step=Amount(ratio=1.0))
-    d = one(dom("grown", current, maxmem=8 * GiB, st=stats(used, 4 * GiB - 100 * MiB)),
-            policy=fast)  # fmt: skip
+    d = one(dom("grown", current, maxmem=8 * GiB, st=stats(used, 4 * GiB - 100 * MiB)), policy=fast)
     cap = 64 * MiB + 8 * GiB // 32
     assert d.target == int(used * 1.2) + cap, d.explanation
     assert f"+ {sz(cap)} not in MemTotal" in d.explanation, d.explanation

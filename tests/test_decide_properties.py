@@ -99,11 +99,13 @@ def any_domain(draw: st.DrawFn, index: int) -> DomainSnapshot:
     maxmem = draw(sizes)
     current = draw(st.integers(1, maxmem + GiB))  # may exceed maxmem briefly
     used = draw(st.integers(0, current))
-    stats = draw(st.sampled_from([None, MemoryStats(total=current, available=current - used,
-                                                    last_update=NOW - 1)]))  # fmt: skip
+    stats = draw(
+        st.sampled_from(
+            [None, MemoryStats(total=current, available=current - used, last_update=NOW - 1)]
+        )
+    )
     state = draw(st.sampled_from([DomainState.RUNNING] * 4 + [DomainState.PAUSED]))
-    return dom(f"d{index}", current, maxmem=maxmem, st=stats, rep=draw(any_report()),
-               state=state)  # fmt: skip
+    return dom(f"d{index}", current, maxmem=maxmem, st=stats, rep=draw(any_report()), state=state)
 
 
 policies = st.builds(
@@ -127,8 +129,9 @@ def fleets(draw: st.DrawFn) -> tuple[tuple[DomainSnapshot, ...], ControllerState
     holds = {}
     for d in domains:
         if draw(st.booleans()):
-            memos[d.uuid] = DomainMemo(target=draw(sizes), mark_current=d.current,
-                                       mark_at=NOW - draw(st.floats(0, 60)))  # fmt: skip
+            memos[d.uuid] = DomainMemo(
+                target=draw(sizes), mark_current=d.current, mark_at=NOW - draw(st.floats(0, 60))
+            )
         if draw(st.integers(0, 4)) == 0:
             holds[d.uuid] = Hold(d.uuid, "test", "", target=draw(st.none() | sizes))
     return domains, ControllerState.of(memos), holds
@@ -143,8 +146,9 @@ def test_reserve_is_never_promised_away(
     reserve: int,
 ) -> None:
     domains, state, holds = fleet
-    decision, after = run(*domains, free=free, reserve=reserve, policy=policy, state=state,
-                          holds=holds)  # fmt: skip
+    decision, after = run(
+        *domains, free=free, reserve=reserve, policy=policy, state=state, holds=holds
+    )
     before = commitments(decision, state, holds)
     assert commitments(decision, after, holds) <= max(before, free - reserve)
     assert decision.budget >= 0
@@ -193,8 +197,9 @@ def test_reserve_holds_over_many_ticks_as_balloons_move(
     targets: dict[str, int] = {}
     for move in moves:
         free = total - sum(d.current for d in domains)
-        decision, state = run(*domains, free=free, reserve=reserve, policy=policy, state=state,
-                              now=now)  # fmt: skip
+        decision, state = run(
+            *domains, free=free, reserve=reserve, policy=policy, state=state, now=now
+        )
         for action in decision.actions:
             targets[action.uuid] = action.target
         now += 5.0
@@ -205,8 +210,7 @@ def test_reserve_holds_over_many_ticks_as_balloons_move(
             # The guests keep saying what they said, freshly dated.
             rep = d.report and dataclasses.replace(d.report, received_at=now)
             stats = d.stats and dataclasses.replace(d.stats, last_update=now)
-            moved.append(dataclasses.replace(d, current=d.current + step, report=rep,
-                                             stats=stats))  # fmt: skip
+            moved.append(dataclasses.replace(d, current=d.current + step, report=rep, stats=stats))
         domains = tuple(moved)
         # Growth only ever comes out of memory above the reserve that nobody else was promised.
         assert total - sum(d.current for d in domains) >= min(reserve, free)

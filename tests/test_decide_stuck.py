@@ -15,8 +15,9 @@ GREEDY = Policy(name="g", max_shrink_step=Amount(ratio=1.0), floor=Amount(size=2
 def _tick(
     current: int, state: ControllerState, at: float, demand: int = 500 * MiB
 ) -> tuple[DomainDecision, ControllerState]:
-    decision, state = run(dom("s", current, rep=report(demand, at=at)), policy=GREEDY, state=state,
-                          now=at)  # fmt: skip
+    decision, state = run(
+        dom("s", current, rep=report(demand, at=at)), policy=GREEDY, state=state, now=at
+    )
     return decision.domains[0], state
 
 

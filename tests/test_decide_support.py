@@ -25,26 +25,59 @@ NOW = 1_800_000_000.0
 DEFAULT = Policy(name="default")
 
 
-def stats(used: int, total: int, *, age: float = 1.0, swap_in: int | None = None,
-          faults: int | None = None) -> MemoryStats:  # fmt: skip
+def stats(
+    used: int,
+    total: int,
+    *,
+    age: float = 1.0,
+    swap_in: int | None = None,
+    faults: int | None = None,
+) -> MemoryStats:
     """Balloon statistics of a guest using `used` bytes (non-reclaimable) of `total`."""
-    return MemoryStats(total=total, available=total - used, swap_in=swap_in,
-                       major_faults=faults, last_update=NOW - age)  # fmt: skip
+    return MemoryStats(
+        total=total,
+        available=total - used,
+        swap_in=swap_in,
+        major_faults=faults,
+        last_update=NOW - age,
+    )
 
 
-def report(demand: int | None, *, psi: float | None = 0.0, age: float = 1.0,
-           requested: int | None = None, swap_in_rate: float | None = 0.0,
-           swap_total: int | None = None, swap_free: int | None = None,
-           at: float = NOW) -> GuestReport:  # fmt: skip
+def report(
+    demand: int | None,
+    *,
+    psi: float | None = 0.0,
+    age: float = 1.0,
+    requested: int | None = None,
+    swap_in_rate: float | None = 0.0,
+    swap_total: int | None = None,
+    swap_free: int | None = None,
+    at: float = NOW,
+) -> GuestReport:
     """A guest-agent report received `age` seconds before `at`."""
-    return GuestReport(seq=1, received_at=at - age, demand=demand, psi_some=psi,
-                       requested_target=requested, swap_in_rate=swap_in_rate,
-                       swap_total=swap_total, swap_free=swap_free)  # fmt: skip
+    return GuestReport(
+        seq=1,
+        received_at=at - age,
+        demand=demand,
+        psi_some=psi,
+        requested_target=requested,
+        swap_in_rate=swap_in_rate,
+        swap_total=swap_total,
+        swap_free=swap_free,
+    )
 
 
-def dom(name: str, current: int, *, maxmem: int = 4 * GiB, used: int | None = None,
-        rep: GuestReport | None = None, st: MemoryStats | None = None,
-        state: DomainState = DomainState.RUNNING, **kw: object) -> DomainSnapshot:  # fmt: skip
+def dom(
+    name: str,
+    current: int,
+    *,
+    maxmem: int = 4 * GiB,
+    used: int | None = None,
+    rep: GuestReport | None = None,
+    st: MemoryStats | None = None,
+    state: DomainState = DomainState.RUNNING,
+    **kw: object,
+) -> DomainSnapshot:
     """A domain; `used` gives it fresh balloon statistics showing that demand."""
     if st is None and used is not None:
         st = stats(used, current)
@@ -78,8 +111,15 @@ def run(
         return policy.get(d.name, DEFAULT)
 
     snap = Snapshot(taken_at=now, host=HostSnapshot(total=64 * GiB, free=free), domains=domains)
-    return decide(snap, policy_for, state or ControllerState.empty(), reserve=reserve,
-                  holds=holds or {}, now=now, stuck_after=stuck_after)  # fmt: skip
+    return decide(
+        snap,
+        policy_for,
+        state or ControllerState.empty(),
+        reserve=reserve,
+        holds=holds or {},
+        now=now,
+        stuck_after=stuck_after,
+    )
 
 
 def one(*domains: DomainSnapshot, **kw: object) -> DomainDecision:

@@ -174,11 +174,17 @@ def test_swap_guard_blocks_shrinking_a_swapping_guest() -> None:
 
 def test_swap_guard_from_balloon_counters_between_ticks() -> None:
     # MemFree is plentiful: the guest pages old memory back in, it is not short of any.
-    calm = MemoryStats(total=2 * GiB, available=1700 * MiB, unused=1700 * MiB, swap_in=0,
-                       last_update=NOW - 11)  # fmt: skip
+    calm = MemoryStats(
+        total=2 * GiB, available=1700 * MiB, unused=1700 * MiB, swap_in=0, last_update=NOW - 11
+    )
     _, state = run(dom("s", 2 * GiB, st=calm), policy=LOW_FLOOR, now=NOW - 10)
-    swapping = MemoryStats(total=2 * GiB, available=1700 * MiB, unused=1700 * MiB,
-                           swap_in=100 * 1024, last_update=NOW - 1)  # 10 KiB/s  # fmt: skip
+    swapping = MemoryStats(
+        total=2 * GiB,
+        available=1700 * MiB,
+        unused=1700 * MiB,
+        swap_in=100 * 1024,
+        last_update=NOW - 1,
+    )  # 10 KiB/s
     second = dom("s", 2 * GiB, st=swapping)
     d = one(second, policy=LOW_FLOOR, state=state)
     # The shrink issued on the first tick is called off: the target goes back to current.
@@ -223,8 +229,10 @@ def test_contention_shares_growth_by_weight() -> None:
     decision, _ = run(
         dom("a", 1 * GiB, rep=report(500 * MiB, requested=4 * GiB)),
         dom("b", 1 * GiB, rep=report(500 * MiB, requested=4 * GiB)),
-        free=3 * GiB, reserve=1 * GiB, policy={"a": heavy, "b": light},
-    )  # fmt: skip
+        free=3 * GiB,
+        reserve=1 * GiB,
+        policy={"a": heavy, "b": light},
+    )
     a, b = by_name(decision)["a"], by_name(decision)["b"]
     # Pool: 2 GiB spare + 2 GiB held; floors 1 GiB each; the other 2 GiB split 3:1.
     assert (a.target, b.target) == (1 * GiB + 1536 * MiB, 1 * GiB + 512 * MiB)
@@ -236,8 +244,9 @@ def test_water_filling_gives_leftovers_to_the_hungry() -> None:
     decision, _ = run(
         dom("small", 1 * GiB, rep=report(1 * GiB, requested=1200 * MiB)),
         dom("big", 1 * GiB, rep=report(1 * GiB, requested=4 * GiB)),
-        free=3 * GiB, reserve=1 * GiB,
-    )  # fmt: skip
+        free=3 * GiB,
+        reserve=1 * GiB,
+    )
     small, big = by_name(decision)["small"], by_name(decision)["big"]
     assert small.target == 1200 * MiB and small.reason is Reason.GUEST_REQUEST
     assert big.target == 4 * GiB - 1200 * MiB and big.reason is Reason.CONTENTION
@@ -247,8 +256,10 @@ def test_host_below_reserve_shrinks_idle_guests_at_once_and_grows_nobody() -> No
     decision, _ = run(
         dom("idle", 4 * GiB, maxmem=8 * GiB, rep=report(1 * GiB)),
         dom("hungry", 1 * GiB, rep=report(1 * GiB, psi=0.05)),
-        free=512 * MiB, reserve=1 * GiB, policy=LOW_FLOOR,
-    )  # fmt: skip
+        free=512 * MiB,
+        reserve=1 * GiB,
+        policy=LOW_FLOOR,
+    )
     idle, hungry = by_name(decision)["idle"], by_name(decision)["hungry"]
     assert (idle.act, idle.target) == (True, int(1 * GiB * 1.2))  # no 5% step
     assert hungry.act is False and hungry.reason is Reason.CONTENTION
@@ -260,7 +271,7 @@ def test_shrinks_are_listed_before_grows() -> None:
         dom("grow", 1 * GiB, rep=report(1 * GiB, psi=0.05)),
         dom("shrink", 3 * GiB, rep=report(200 * MiB)),
         policy=LOW_FLOOR,
-    )  # fmt: skip
+    )
     assert [a.name for a in decision.actions] == ["shrink", "grow"]
 
 
@@ -301,7 +312,7 @@ def test_every_decision_has_an_explanation() -> None:
         dom("c", 2 * GiB),
         dom("d", 2 * GiB, state=DomainState.PAUSED),
         policy=DEFAULT,
-    )  # fmt: skip
+    )
     for d in decision.domains:
         assert d.explanation and d.name
 

@@ -141,10 +141,12 @@ def test_lie_is_measured_against_what_the_guest_occupies() -> None:
 
 
 def test_committed_as_witnesses_the_need_of_a_stalled_guest() -> None:
-    rep = GuestReport(seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.006,
-                      committed_as=1800 * MiB)  # fmt: skip
+    rep = GuestReport(
+        seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.006, committed_as=1800 * MiB
+    )
     # Barely over the target (boost 10%) but Committed_AS shows 1.8 GiB really in use.
     assert est(dom("a", 1 * GiB, rep=rep)).demand == 1800 * MiB
-    calm = GuestReport(seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.0,
-                       committed_as=1800 * MiB)  # fmt: skip
+    calm = GuestReport(
+        seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.0, committed_as=1800 * MiB
+    )
     assert est(dom("a", 1 * GiB, rep=calm)).demand == 900 * MiB  # not short: not evidence

@@ -67,8 +67,9 @@ class Prometheus:
 
     def ready(self) -> bool | None:
         if self.process.poll() is not None:
-            pytest.fail(f"prometheus exited with {self.process.returncode}: "
-                        f"{self.log.read_text()[-2000:]}")  # fmt: skip
+            pytest.fail(
+                f"prometheus exited with {self.process.returncode}: {self.log.read_text()[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as answer:
                 return True if answer.status == 200 else None
@@ -84,9 +85,14 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     folder = tmp_path_factory.mktemp("prometheus")
     host = open_simulated("sim://default?clock=manual")
     daemon = build_daemon(
-        "sim://default", LoopSettings(interval=10.0, reserve=512 * MiB), None,
-        clock=host.now, connect=lambda: host, channels=False, policy_dir_required=False,
-    )  # fmt: skip
+        "sim://default",
+        LoopSettings(interval=10.0, reserve=512 * MiB),
+        None,
+        clock=host.now,
+        connect=lambda: host,
+        channels=False,
+        policy_dir_required=False,
+    )
     for _ in range(4):
         host.advance(10.0)
         daemon.tick()
@@ -102,21 +108,28 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
-        "scrape_configs": [{
-            "job_name": "balloond",
-            "static_configs": [{"targets": [f"127.0.0.1:{metrics.port}"]}],
-        }],
-    }  # fmt: skip
+        "scrape_configs": [
+            {
+                "job_name": "balloond",
+                "static_configs": [{"targets": [f"127.0.0.1:{metrics.port}"]}],
+            }
+        ],
+    }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     log = folder / "prometheus.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [binary, f"--config.file={folder / 'prometheus.yml'}",
-             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     server = Prometheus(f"http://127.0.0.1:{port}", process, log)
     try:
         wait_for("prometheus to be ready", server.ready)
@@ -147,8 +160,11 @@ def test_prometheus_loads_every_alert_rule(prometheus: Prometheus) -> None:
     assert all(rule["health"] != "err" for rule in loaded.values())
 
 
-@pytest.mark.parametrize(("panel", "ref", "expr"), dashboard_targets(),
-                         ids=[f"{p}/{r}" for p, r, _ in dashboard_targets()])  # fmt: skip
+@pytest.mark.parametrize(
+    ("panel", "ref", "expr"),
+    dashboard_targets(),
+    ids=[f"{p}/{r}" for p, r, _ in dashboard_targets()],
+)
 def test_dashboard_query_returns_data(
     prometheus: Prometheus, panel: str, ref: str, expr: str
 ) -> None:

@@ -31,9 +31,20 @@ GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$instance": ".*", "$domain": ".*
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 _PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-    "unless", "offset", "inf", "nan",
-}  # fmt: skip
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -58,8 +69,12 @@ def metric_names(expr: str) -> set[str]:
 def test_metric_names_extractor() -> None:
     assert metric_names('sum by (domain, le) (rate(a_total{x="b{c}"}[5m])) > 0') == {"a_total"}
     assert metric_names("time() - b_seconds") == {"b_seconds"}
-    assert metric_names('c > 0.1 and on(job) d >= e or absent(up{job="x"})') == {"c", "d", "e",
-                                                                              "up"}  # fmt: skip
+    assert metric_names('c > 0.1 and on(job) d >= e or absent(up{job="x"})') == {
+        "c",
+        "d",
+        "e",
+        "up",
+    }
     assert metric_names("histogram_quantile(0.99, sum by (le) (rate(h_bucket[1m])))") == {
         "h_bucket"
     }
@@ -110,18 +125,25 @@ def test_every_metric_in_the_dashboard_and_the_alerts_is_exported() -> None:
             wanted.setdefault(name, f"alert {rule['alert']}")
     assert len(wanted) > 25  # the extractor found the expressions' names, not nothing
     exported = rich_scrape_names()
-    missing = {name: where for name, where in wanted.items()
-               if name not in exported and name not in PROMETHEUS_OWN}  # fmt: skip
+    missing = {
+        name: where
+        for name, where in wanted.items()
+        if name not in exported and name not in PROMETHEUS_OWN
+    }
     assert not missing
 
 
 def test_the_issue_asks_for_these_alerts() -> None:
     names = {rule["alert"] for rule in alert_rules()}
     assert {
-        "BalloondDown", "BalloondTicksStale", "BalloondLibvirtUnreachable",
-        "BalloondGuestPressureAtCeiling", "BalloondHostFreeBelowReserve", "BalloondBalloonStuck",
+        "BalloondDown",
+        "BalloondTicksStale",
+        "BalloondLibvirtUnreachable",
+        "BalloondGuestPressureAtCeiling",
+        "BalloondHostFreeBelowReserve",
+        "BalloondBalloonStuck",
         "BalloondReportChannelSilent",
-    } <= names  # fmt: skip
+    } <= names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
@@ -191,8 +213,9 @@ def test_dashboard_variables() -> None:
     assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
     domain = variables["domain"]
     assert domain["type"] == "query"
-    assert re.fullmatch(r"label_values\(balloond_domain_info(\{[^}]*\})?, domain\)",
-                        domain["query"]["query"])  # fmt: skip
+    assert re.fullmatch(
+        r"label_values\(balloond_domain_info(\{[^}]*\})?, domain\)", domain["query"]["query"]
+    )
     assert domain["multi"] and domain["includeAll"]
 
 

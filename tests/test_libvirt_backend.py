@@ -192,12 +192,15 @@ def test_tags_refresh_after_metadata_change(host: LibvirtBackend) -> None:
 
 
 def test_hold_of_a_dead_command_has_expired(host: LibvirtBackend) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = int(dead.stdout)
     host.put_hold("web1", Hold(domain="x", owner="balloonctl save", reason="r", pid=pid))
-    host.put_hold("batch1", Hold(domain="x", owner="balloonctl save", reason="r",
-                                 pid=os.getpid()))  # fmt: skip
+    host.put_hold("batch1", Hold(domain="x", owner="balloonctl save", reason="r", pid=os.getpid()))
     holds = {h.owner + str(h.pid): h for h in host.holds().values()}
     now = time.time()
     assert not holds[f"balloonctl save{pid}"].active(now)
@@ -217,8 +220,9 @@ def test_hold_from_another_host_is_not_judged_by_our_pids(host: LibvirtBackend) 
 def test_garbage_hold_metadata_is_ignored(host: LibvirtBackend) -> None:
     dom = host._conn.lookupByName("web1")
     flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
-    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, "<hold until='tomorrow'/>", HOLD_KEY,
-                    HOLD_NS, flags)  # fmt: skip
+    dom.setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT, "<hold until='tomorrow'/>", HOLD_KEY, HOLD_NS, flags
+    )
     assert host.holds() == {}
     assert host.get_hold("web1") is None
 
@@ -275,8 +279,13 @@ def test_xml_facts_are_cached_between_ticks_without_events(host: LibvirtBackend)
     assert {d.name: d for d in host.domains()}["batch1"].tags == {"batch"}
     dom = host._conn.lookupByName("batch1")
     both = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
-    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, "<tags>nightly</tags>", "balloond",
-                    "https://balloond.dev/xmlns/1", both)  # fmt: skip
+    dom.setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        "<tags>nightly</tags>",
+        "balloond",
+        "https://balloond.dev/xmlns/1",
+        both,
+    )
     assert {d.name: d for d in host.domains()}["batch1"].tags == {"batch"}
     dom.destroy()
     dom.create()
@@ -334,10 +343,15 @@ def test_a_watching_daemon_reads_holds_from_its_cache_and_sees_every_change(
     host.put_hold("web1", Hold(domain=uuid, owner="balloonctl balloon", reason="r", target=GiB))
     assert wait_for(lambda: uuid in host.holds())
     assert host.holds()[uuid].target == GiB
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    host.put_hold("web1", Hold(domain=uuid, owner="balloonctl save", reason="r",
-                               pid=int(dead.stdout)))  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    host.put_hold(
+        "web1", Hold(domain=uuid, owner="balloonctl save", reason="r", pid=int(dead.stdout))
+    )
     assert wait_for(lambda: host.holds()[uuid].owner == "balloonctl save")
     assert not host.holds()[uuid].active(time.time())  # its command died here: expired
     host.clear_hold("web1")

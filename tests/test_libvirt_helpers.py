@@ -88,9 +88,14 @@ def test_an_ordinary_error_on_a_dead_connection_is_connection_lost() -> None:
 
 @pytest.mark.parametrize(
     ("uri", "local"),
-    [("qemu:///system", True), ("test:///default", True), ("qemu+ssh://node2/system", False),
-     ("qemu+tcp://127.0.0.1:16510/system", False), ("xen:///", True)],
-)  # fmt: skip
+    [
+        ("qemu:///system", True),
+        ("test:///default", True),
+        ("qemu+ssh://node2/system", False),
+        ("qemu+tcp://127.0.0.1:16510/system", False),
+        ("xen:///", True),
+    ],
+)
 def test_is_local(uri: str, local: bool) -> None:
     backend = LibvirtBackend.__new__(LibvirtBackend)  # no connection needed for the URI rule
     backend._uri = uri

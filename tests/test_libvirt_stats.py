@@ -20,10 +20,18 @@ NOW = 1_800_000_000.0
 
 # What QEMU returned for a 512 MiB guest in the real-VM lab (values in KiB).
 QEMU = {
-    "actual": 524288, "swap_in": 12, "swap_out": 40, "major_fault": 321, "minor_fault": 9000,
-    "unused": 300000, "available": 468000, "usable": 380000, "last_update": 1764200000,
-    "disk_caches": 60000, "rss": 200000,
-}  # fmt: skip
+    "actual": 524288,
+    "swap_in": 12,
+    "swap_out": 40,
+    "major_fault": 321,
+    "minor_fault": 9000,
+    "unused": 300000,
+    "available": 468000,
+    "usable": 380000,
+    "last_update": 1764200000,
+    "disk_caches": 60000,
+    "rss": 200000,
+}
 
 
 def test_kib_become_bytes_and_names_are_untangled() -> None:
@@ -76,10 +84,17 @@ def test_job_kinds() -> None:
 
 
 def test_progress_from_job_stats() -> None:
-    progress = job_progress({
-        "type": 2, "memory_processed": 300, "memory_remaining": 700, "memory_total": 1000,
-        "memory_dirty_rate": 10, "memory_page_size": 4096, "time_elapsed": 2500,
-    })  # fmt: skip
+    progress = job_progress(
+        {
+            "type": 2,
+            "memory_processed": 300,
+            "memory_remaining": 700,
+            "memory_total": 1000,
+            "memory_dirty_rate": 10,
+            "memory_page_size": 4096,
+            "time_elapsed": 2500,
+        }
+    )
     assert progress is not None
     assert (progress.processed, progress.remaining, progress.total) == (300, 700, 1000)
     assert progress.dirty_rate == 40960  # pages/s to bytes/s
@@ -107,19 +122,30 @@ def test_job_kinds_from_the_older_job_info() -> None:
 # The shape of virDomainGetJobStats on the source during a `virsh migrate --live` that
 # balloond did not start (field names as libvirt 9.0 gives them; values illustrative).
 HAND_MIGRATION = {
-    "type": 2, "operation": 5, "time_elapsed": 1830, "data_total": 545259520,
-    "data_processed": 91226112, "data_remaining": 454033408, "memory_total": 545259520,
-    "memory_processed": 91226112, "memory_remaining": 454033408, "memory_dirty_rate": 0,
+    "type": 2,
+    "operation": 5,
+    "time_elapsed": 1830,
+    "data_total": 545259520,
+    "data_processed": 91226112,
+    "data_remaining": 454033408,
+    "memory_total": 545259520,
+    "memory_processed": 91226112,
+    "memory_remaining": 454033408,
+    "memory_dirty_rate": 0,
     "memory_page_size": 4096,
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(
     ("stats", "kind"),
-    [(HAND_MIGRATION, JobKind.MIGRATION), ({**HAND_MIGRATION, "operation": 4}, JobKind.MIGRATION),
-     ({"type": 2, "operation": 2}, JobKind.SAVE), ({"type": 2, "operation": 8}, JobKind.DUMP),
-     ({"type": 0}, None)],
-)  # fmt: skip
+    [
+        (HAND_MIGRATION, JobKind.MIGRATION),
+        ({**HAND_MIGRATION, "operation": 4}, JobKind.MIGRATION),
+        ({"type": 2, "operation": 2}, JobKind.SAVE),
+        ({"type": 2, "operation": 8}, JobKind.DUMP),
+        ({"type": 0}, None),
+    ],
+)
 def test_a_job_nobody_told_the_daemon_about_makes_the_domain_busy(
     stats: dict[str, object], kind: JobKind | None
 ) -> None:
@@ -127,13 +153,18 @@ def test_a_job_nobody_told_the_daemon_about_makes_the_domain_busy(
     even far below its floor (growing it mid-migration would fight the copy)."""
     job = job_kind(stats)
     assert job == kind
-    dom = DomainSnapshot(name="m1", uuid="u-m1", current=256 * MiB, maxmem=4 * GiB, job=job,
-                         stats=MemoryStats(total=256 * MiB, available=8 * MiB,
-                                           last_update=NOW - 1))  # fmt: skip
-    snap = Snapshot(taken_at=NOW, host=HostSnapshot(total=64 * GiB, free=32 * GiB),
-                    domains=(dom,))  # fmt: skip
-    decision, _ = decide(snap, lambda _d: Policy(name="p"), ControllerState.empty(),
-                         reserve=GiB, holds={}, now=NOW)  # fmt: skip
+    dom = DomainSnapshot(
+        name="m1",
+        uuid="u-m1",
+        current=256 * MiB,
+        maxmem=4 * GiB,
+        job=job,
+        stats=MemoryStats(total=256 * MiB, available=8 * MiB, last_update=NOW - 1),
+    )
+    snap = Snapshot(taken_at=NOW, host=HostSnapshot(total=64 * GiB, free=32 * GiB), domains=(dom,))
+    decision, _ = decide(
+        snap, lambda _d: Policy(name="p"), ControllerState.empty(), reserve=GiB, holds={}, now=NOW
+    )
     (decided,) = decision.domains
     if kind is None:
         assert decided.reason != Reason.BUSY and decided.act

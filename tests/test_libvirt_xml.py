@@ -62,15 +62,22 @@ def test_domain_without_extras() -> None:
     )
 
 
-@pytest.mark.parametrize("bad", ["<memory unit='parsecs'>4</memory>", "<memory>-4</memory>",
-                                 "<memory>four</memory>"])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad", ["<memory unit='parsecs'>4</memory>", "<memory>-4</memory>", "<memory>four</memory>"]
+)
 def test_unreadable_memory_is_none(bad: str) -> None:
     assert parse_domain_xml(f"<domain><name>a</name>{bad}</domain>").maxmem is None
 
 
 def test_hold_round_trip() -> None:
-    hold = Hold(domain="u1", owner="balloonctl balloon", reason="ops <&> \"quoted\"",
-                until=1_700_000_000.25, target=768 * MiB, pid=4242)  # fmt: skip
+    hold = Hold(
+        domain="u1",
+        owner="balloonctl balloon",
+        reason='ops <&> "quoted"',
+        until=1_700_000_000.25,
+        target=768 * MiB,
+        pid=4242,
+    )
     stored = parse_hold(hold_element(hold, "node1"), "u1")
     assert stored is not None
     assert stored.hold == hold
@@ -113,8 +120,16 @@ def test_saved_image_facts_prefers_the_balloon_size() -> None:
     assert saved_image_facts(DOMAIN) == ("web1", GiB)
 
 
-@pytest.mark.parametrize("bad", ["", "<network><name>n</name></network>", "<domain/>",
-                                 "<domain><name>x</name></domain>", "<<<"])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "<network><name>n</name></network>",
+        "<domain/>",
+        "<domain><name>x</name></domain>",
+        "<<<",
+    ],
+)
 def test_saved_image_facts_rejects_non_domains(bad: str) -> None:
     with pytest.raises(ValueError):
         saved_image_facts(bad)

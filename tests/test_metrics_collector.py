@@ -34,25 +34,47 @@ NOW = 1_000_000.0
 
 # Every family the issue asks for; a scrape of a busy view must contain each one.
 EXPECTED = {
-    "balloond_domain_current_bytes", "balloond_domain_target_bytes",
-    "balloond_domain_floor_bytes", "balloond_domain_ceiling_bytes",
-    "balloond_domain_maxmem_bytes", "balloond_domain_demand_bytes",
-    "balloond_domain_available_bytes", "balloond_domain_pressure_some_ratio",
-    "balloond_domain_pressure_full_ratio", "balloond_domain_swap_in_bytes_total",
-    "balloond_domain_swap_out_bytes_total", "balloond_domain_major_faults_total",
-    "balloond_domain_report_age_seconds", "balloond_domain_info", "balloond_domain_state",
-    "balloond_domain_held", "balloond_domain_stuck", "balloond_domain_decision_reason",
-    "balloond_adjustments_total", "balloond_adjusted_bytes_total",
-    "balloond_adjustment_failures_total", "balloond_host_total_bytes",
-    "balloond_host_free_bytes", "balloond_host_reserve_bytes", "balloond_host_targets_bytes",
-    "balloond_host_reclaimed_bytes", "balloond_host_overcommit_ratio",
-    "balloond_tick_duration_seconds_bucket", "balloond_tick_duration_seconds_count",
-    "balloond_tick_duration_seconds_sum", "balloond_last_tick_timestamp_seconds",
-    "balloond_libvirt_up", "balloond_libvirt_reconnects_total", "balloond_policy_reloads_total",
-    "balloond_policy_errors_total", "balloond_reports_accepted_total",
-    "balloond_reports_rejected_total", "balloond_operations_total",
-    "balloond_migration_last_duration_seconds", "balloond_migration_last_downtime_seconds",
-}  # fmt: skip
+    "balloond_domain_current_bytes",
+    "balloond_domain_target_bytes",
+    "balloond_domain_floor_bytes",
+    "balloond_domain_ceiling_bytes",
+    "balloond_domain_maxmem_bytes",
+    "balloond_domain_demand_bytes",
+    "balloond_domain_available_bytes",
+    "balloond_domain_pressure_some_ratio",
+    "balloond_domain_pressure_full_ratio",
+    "balloond_domain_swap_in_bytes_total",
+    "balloond_domain_swap_out_bytes_total",
+    "balloond_domain_major_faults_total",
+    "balloond_domain_report_age_seconds",
+    "balloond_domain_info",
+    "balloond_domain_state",
+    "balloond_domain_held",
+    "balloond_domain_stuck",
+    "balloond_domain_decision_reason",
+    "balloond_adjustments_total",
+    "balloond_adjusted_bytes_total",
+    "balloond_adjustment_failures_total",
+    "balloond_host_total_bytes",
+    "balloond_host_free_bytes",
+    "balloond_host_reserve_bytes",
+    "balloond_host_targets_bytes",
+    "balloond_host_reclaimed_bytes",
+    "balloond_host_overcommit_ratio",
+    "balloond_tick_duration_seconds_bucket",
+    "balloond_tick_duration_seconds_count",
+    "balloond_tick_duration_seconds_sum",
+    "balloond_last_tick_timestamp_seconds",
+    "balloond_libvirt_up",
+    "balloond_libvirt_reconnects_total",
+    "balloond_policy_reloads_total",
+    "balloond_policy_errors_total",
+    "balloond_reports_accepted_total",
+    "balloond_reports_rejected_total",
+    "balloond_operations_total",
+    "balloond_migration_last_duration_seconds",
+    "balloond_migration_last_downtime_seconds",
+}
 
 
 def samples(body: bytes) -> list[Sample]:
@@ -76,27 +98,65 @@ def names(body: bytes) -> set[str]:
 def hand_made_view(**overrides: object) -> StaticView:
     """Two domains: web1 shrinking (held), db1 growing under pressure (stuck)."""
     web1 = DomainSnapshot(
-        "web1", "u-web1", current=2 * GiB, maxmem=4 * GiB, id=3,
+        "web1",
+        "u-web1",
+        current=2 * GiB,
+        maxmem=4 * GiB,
+        id=3,
         stats=MemoryStats(available=GiB, swap_in=4096, swap_out=8192, major_faults=7),
-    )  # fmt: skip
+    )
     db1 = DomainSnapshot(
-        "db1", "u-db1", current=3 * GiB, maxmem=4 * GiB, state=DomainState.PAUSED,
-        report=GuestReport(seq=1, received_at=NOW - 100, mem_available=GiB, demand=GiB,
-                           psi_some=0.25, psi_full=0.05),
-    )  # fmt: skip
+        "db1",
+        "u-db1",
+        current=3 * GiB,
+        maxmem=4 * GiB,
+        state=DomainState.PAUSED,
+        report=GuestReport(
+            seq=1,
+            received_at=NOW - 100,
+            mem_available=GiB,
+            demand=GiB,
+            psi_some=0.25,
+            psi_full=0.05,
+        ),
+    )
     snapshot = Snapshot(NOW, HostSnapshot(total=16 * GiB, free=6 * GiB), (web1, db1))
     decision = Decision(
         NOW,
         (
-            DomainDecision("web1", "u-web1", "web", Reason.SHRINK_IDLE, 2 * GiB, 1536 * MiB,
-                           GiB, 4 * GiB, "shrink web1", act=True),
-            DomainDecision("db1", "u-db1", "db", Reason.GROW_PRESSURE, 3 * GiB, 4 * GiB,
-                           GiB, 4 * GiB, "grow db1", demand=2 * GiB, pressure=0.25, act=True),
+            DomainDecision(
+                "web1",
+                "u-web1",
+                "web",
+                Reason.SHRINK_IDLE,
+                2 * GiB,
+                1536 * MiB,
+                GiB,
+                4 * GiB,
+                "shrink web1",
+                act=True,
+            ),
+            DomainDecision(
+                "db1",
+                "u-db1",
+                "db",
+                Reason.GROW_PRESSURE,
+                3 * GiB,
+                4 * GiB,
+                GiB,
+                4 * GiB,
+                "grow db1",
+                demand=2 * GiB,
+                pressure=0.25,
+                act=True,
+            ),
             # A domain the snapshot no longer has: must not produce series.
             DomainDecision("gone", "u-gone", "web", Reason.STEADY, GiB, GiB, GiB, GiB, "-"),
         ),
-        host_free=6 * GiB, reserve=GiB, budget=2 * GiB,
-    )  # fmt: skip
+        host_free=6 * GiB,
+        reserve=GiB,
+        budget=2 * GiB,
+    )
     telemetry = Telemetry(started_at=NOW - 3600)
     telemetry.record_connection(True, NOW - 3600)
     telemetry.record_connection(False, NOW - 1000)
@@ -114,10 +174,14 @@ def hand_made_view(**overrides: object) -> StaticView:
     telemetry.record_operation("migrate", "ok", duration=4.0, downtime=0.5)
     telemetry.record_operation("save", "failed")
     fields: dict[str, object] = {
-        "uri": "test:///default", "reserve": GiB, "snapshot": snapshot, "decision": decision,
-        "counters": telemetry, "held": {"u-web1": Hold("u-web1", "balloonctl balloon", "ops")},
+        "uri": "test:///default",
+        "reserve": GiB,
+        "snapshot": snapshot,
+        "decision": decision,
+        "counters": telemetry,
+        "held": {"u-web1": Hold("u-web1", "balloonctl balloon", "ops")},
         "stuck_until": {"u-db1": NOW + 60},
-    }  # fmt: skip
+    }
     fields.update(overrides)
     return StaticView(**fields)  # type: ignore[arg-type]
 
@@ -159,8 +223,7 @@ def test_per_domain_values() -> None:
     assert value(body, "balloond_domain_report_age_seconds", domain="db1") == 100
     assert value(body, "balloond_domain_info", domain="db1", uuid="u-db1", policy="db") == 1
     assert value(body, "balloond_domain_state", domain="db1", state="paused") == 1
-    assert value(body, "balloond_domain_decision_reason", domain="db1",
-                 reason="grow_pressure") == 1  # fmt: skip
+    assert value(body, "balloond_domain_decision_reason", domain="db1", reason="grow_pressure") == 1
     assert value(body, "balloond_domain_held", domain="web1") == 1
     assert value(body, "balloond_domain_held", domain="db1") == 0
     assert value(body, "balloond_domain_stuck", domain="db1") == 1
@@ -170,11 +233,17 @@ def test_per_domain_values() -> None:
 
 def test_missing_guest_data_gives_no_sample_rather_than_a_fake_zero() -> None:
     body = scrape(hand_made_view())
-    sampled = {s.labels.get("domain") for s in samples(body)
-               if s.name == "balloond_domain_pressure_some_ratio"}  # fmt: skip
+    sampled = {
+        s.labels.get("domain")
+        for s in samples(body)
+        if s.name == "balloond_domain_pressure_some_ratio"
+    }
     assert sampled == {"db1"}  # web1 has no report
-    swap = {s.labels.get("domain") for s in samples(body)
-            if s.name == "balloond_domain_swap_in_bytes_total"}  # fmt: skip
+    swap = {
+        s.labels.get("domain")
+        for s in samples(body)
+        if s.name == "balloond_domain_swap_in_bytes_total"
+    }
     assert swap == {"web1"}  # db1 has no balloon statistics
 
 
@@ -215,8 +284,11 @@ def test_decision_and_daemon_counters() -> None:
 
 def test_tick_histogram_is_cumulative_and_ends_at_the_count() -> None:
     body = scrape(hand_made_view())
-    buckets = [(s.labels["le"], s.value) for s in samples(body)
-               if s.name == "balloond_tick_duration_seconds_bucket"]  # fmt: skip
+    buckets = [
+        (s.labels["le"], s.value)
+        for s in samples(body)
+        if s.name == "balloond_tick_duration_seconds_bucket"
+    ]
     assert [float(le) for le, _ in buckets] == [*TICK_BUCKETS, math.inf]
     counts = [v for _, v in buckets]
     assert counts == sorted(counts)
@@ -285,15 +357,18 @@ def test_collector_reads_the_view_at_scrape_time() -> None:
     registry = make_registry(view, clock=lambda: NOW)
     first = generate_latest(registry)
     assert view.snapshot is not None
-    grown = Snapshot(NOW, view.snapshot.host, (
-        DomainSnapshot("web1", "u-web1", current=3 * GiB, maxmem=4 * GiB),
-    ))  # fmt: skip
+    grown = Snapshot(
+        NOW,
+        view.snapshot.host,
+        (DomainSnapshot("web1", "u-web1", current=3 * GiB, maxmem=4 * GiB),),
+    )
     object.__setattr__(view, "snapshot", grown)
     second = generate_latest(registry)
     assert value(first, "balloond_domain_current_bytes", domain="web1") == 2 * GiB
     assert value(second, "balloond_domain_current_bytes", domain="web1") == 3 * GiB
-    current = {s.labels["domain"] for s in samples(second)
-               if s.name == "balloond_domain_current_bytes"}  # fmt: skip
+    current = {
+        s.labels["domain"] for s in samples(second) if s.name == "balloond_domain_current_bytes"
+    }
     assert current == {"web1"}
 
 
@@ -361,9 +436,17 @@ def test_fast_openmetrics_rendering_parses_and_matches() -> None:
 
 @pytest.mark.parametrize(
     ("number", "text"),
-    [(1, "1"), (0, "0"), (2.5, "2.5"), (1e-05, "1e-05"), (math.inf, "+Inf"),
-     (-math.inf, "-Inf"), (math.nan, "NaN"), (2**62, "4611686018427387904")],
-)  # fmt: skip
+    [
+        (1, "1"),
+        (0, "0"),
+        (2.5, "2.5"),
+        (1e-05, "1e-05"),
+        (math.inf, "+Inf"),
+        (-math.inf, "-Inf"),
+        (math.nan, "NaN"),
+        (2**62, "4611686018427387904"),
+    ],
+)
 def test_value_format(number: float, text: str) -> None:
     from balloond.metrics.families import format_value
 
@@ -385,5 +468,7 @@ def test_ages_use_the_views_own_clock_when_none_is_given() -> None:
     base = hand_made_view()
     view = Clocked(**{f: getattr(base, f) for f in base.__dataclass_fields__})
     assert value(render(view), "balloond_domain_report_age_seconds", domain="db1") == 105
-    assert value(render(view, clock=lambda: NOW), "balloond_domain_report_age_seconds",
-                 domain="db1") == 100  # fmt: skip
+    assert (
+        value(render(view, clock=lambda: NOW), "balloond_domain_report_age_seconds", domain="db1")
+        == 100
+    )

@@ -28,9 +28,14 @@ URI = "sim://default?clock=manual"
 def daemon() -> Iterator[tuple[Daemon, SimulatedHost]]:
     host = open_simulated(URI)
     running = build_daemon(
-        "sim://default", LoopSettings(interval=10.0, reserve=512 * MiB), None,
-        clock=host.now, connect=lambda: host, channels=False, policy_dir_required=False,
-    )  # fmt: skip
+        "sim://default",
+        LoopSettings(interval=10.0, reserve=512 * MiB),
+        None,
+        clock=host.now,
+        connect=lambda: host,
+        channels=False,
+        policy_dir_required=False,
+    )
     for _ in range(4):
         host.advance(10.0)
         running.tick()
@@ -69,16 +74,16 @@ def test_scrape_of_the_real_daemon(daemon: tuple[Daemon, SimulatedHost]) -> None
     assert all(0 <= age <= 60 for age in ages)
 
 
-def test_textfile_of_the_real_daemon(daemon: tuple[Daemon, SimulatedHost],
-                                     tmp_path: Path) -> None:  # fmt: skip
+def test_textfile_of_the_real_daemon(daemon: tuple[Daemon, SimulatedHost], tmp_path: Path) -> None:
     running, _ = daemon
     target = tmp_path / "balloond.prom"
     write_textfile(running, target)
     assert "balloond_host_reclaimed_bytes" in parse(target.read_bytes())
 
 
-def test_top_over_the_real_control_socket(daemon: tuple[Daemon, SimulatedHost],
-                                          tmp_path: Path) -> None:  # fmt: skip
+def test_top_over_the_real_control_socket(
+    daemon: tuple[Daemon, SimulatedHost], tmp_path: Path
+) -> None:
     running, _ = daemon
     path = tmp_path / "control.sock"
     server = ControlServer(path, handlers(running, lambda: {}))

@@ -33,9 +33,10 @@ CLIENT_TIMEOUT = 20  # only so a broken server fails the test instead of hanging
 def view() -> StaticView:
     dom = DomainSnapshot("web1", "u-web1", current=GiB, maxmem=2 * GiB)
     return StaticView(
-        uri="test:///default", reserve=GiB,
+        uri="test:///default",
+        reserve=GiB,
         snapshot=Snapshot(NOW, HostSnapshot(total=8 * GiB, free=4 * GiB), (dom,)),
-    )  # fmt: skip
+    )
 
 
 def get(
@@ -230,11 +231,28 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return str(cert), str(key)
 
 
@@ -297,8 +315,7 @@ def test_unreadable_certificate_is_a_config_error_naming_it(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match=r"cert\.pem"):
         serve(view(), "127.0.0.1", 0, tls_cert=str(bogus), tls_key=str(bogus))
     with pytest.raises(ConfigError, match=r"missing\.pem"):
-        serve(view(), "127.0.0.1", 0, tls_cert=str(tmp_path / "missing.pem"),
-              tls_key=str(bogus))  # fmt: skip
+        serve(view(), "127.0.0.1", 0, tls_cert=str(tmp_path / "missing.pem"), tls_key=str(bogus))
 
 
 # -- textfile -----------------------------------------------------------------------------

@@ -28,16 +28,37 @@ from balloond.daemon.control import ControlServer
 from balloond.errors import ControlError
 from balloond.units import GiB, MiB
 
-STATUS = {"uri": "qemu:///system", "connected": True, "host_total": 64 * GiB,
-          "host_free": 3 * GiB, "reserve": 4 * GiB, "budget": 0, "last_tick_at": NOW - 7,
-          "holds": 1, "stuck": 1}  # fmt: skip
+STATUS = {
+    "uri": "qemu:///system",
+    "connected": True,
+    "host_total": 64 * GiB,
+    "host_free": 3 * GiB,
+    "reserve": 4 * GiB,
+    "budget": 0,
+    "last_tick_at": NOW - 7,
+    "holds": 1,
+    "stuck": 1,
+}
 
 
-def row(name: str, mem: int, target: int | None, pressure: float | None, **extra: Any
-        ) -> dict[str, Any]:  # fmt: skip
-    return {"name": name, "state": "r", "mem": mem, "maxmem": 4 * GiB, "target": target,
-            "floor": GiB, "ceiling": 4 * GiB, "pressure": pressure, "reason": "steady",
-            "hold": None, "stuck_until": None, "report_age": 3.0, **extra}  # fmt: skip
+def row(
+    name: str, mem: int, target: int | None, pressure: float | None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "state": "r",
+        "mem": mem,
+        "maxmem": 4 * GiB,
+        "target": target,
+        "floor": GiB,
+        "ceiling": 4 * GiB,
+        "pressure": pressure,
+        "reason": "steady",
+        "hold": None,
+        "stuck_until": None,
+        "report_age": 3.0,
+        **extra,
+    }
 
 
 ROWS = [
@@ -77,10 +98,12 @@ def test_default_order_is_highest_pressure_first() -> None:
 
 @pytest.mark.parametrize(
     ("sort", "expected"),
-    [("name", ["batch1", "db1", "idle1", "web1"]),
-     ("current", ["idle1", "web1", "db1", "batch1"]),
-     ("delta", ["web1", "idle1", "db1", "batch1"])],
-)  # fmt: skip
+    [
+        ("name", ["batch1", "db1", "idle1", "web1"]),
+        ("current", ["idle1", "web1", "db1", "batch1"]),
+        ("delta", ["web1", "idle1", "db1", "batch1"]),
+    ],
+)
 def test_sort_orders(sort: str, expected: list[str]) -> None:
     text = text_of(Frame(STATUS, ROWS, taken_at=NOW), sort=sort)
     assert order(text, expected) == expected
@@ -159,10 +182,13 @@ def test_view_fetch_renders_a_daemon_view() -> None:
 def socket_path(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "run" / "control.sock"
     path.parent.mkdir(mode=0o700)
-    server = ControlServer(path, {
-        "status": lambda _req: STATUS,
-        "list": lambda _req: {"uri": STATUS["uri"], "rows": ROWS},
-    })  # fmt: skip
+    server = ControlServer(
+        path,
+        {
+            "status": lambda _req: STATUS,
+            "list": lambda _req: {"uri": STATUS["uri"], "rows": ROWS},
+        },
+    )
     try:
         yield path
     finally:

@@ -354,8 +354,9 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
 
 def test_all_files_are_checked_and_nothing_is_half_loaded(tmp_path: Path) -> None:
     good = write(tmp_path, "a.yaml", "policies:\n  - name: a\n    match: {names: [a]}\n")
-    bad1 = write(tmp_path, "b.yaml", "policies:\n  - name: b\n    match: {names: [b]}\n"
-                 "    weight: -3\n")  # fmt: skip
+    bad1 = write(
+        tmp_path, "b.yaml", "policies:\n  - name: b\n    match: {names: [b]}\n    weight: -3\n"
+    )
     bad2 = write(tmp_path, "c.yaml", "policies:\n  - name: a\n    match: {names: [c]}\n")
     with pytest.raises(PolicyLoadErrors) as info:
         load_policy_files([good, bad1, bad2])
@@ -415,9 +416,13 @@ def test_config_error_subclass_is_policy_error() -> None:
 # Fuzz: whatever the bytes, the loader answers with a PolicySet or a PolicyError. -----------
 
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=12),
     st.sampled_from(["1GiB", "20%", "-1G", "unlimited", "web-*", "tier=web", "0", "1e9"]),
-)  # fmt: skip
+)
 _KEYS = st.sampled_from(
     [
         "name",

@@ -151,10 +151,26 @@ json_value = st.recursive(
     max_leaves=20,
 )
 FIELDS = [
-    "v", "type", "seq", "agent", "mem_total", "mem_available", "committed_as", "cached",
-    "shmem", "swap_total", "swap_free", "demand", "request", "psi_some", "psi_full",
-    "psi_some_avg10", "swap_in_rate", "swap_out_rate", "major_fault_rate",
-]  # fmt: skip
+    "v",
+    "type",
+    "seq",
+    "agent",
+    "mem_total",
+    "mem_available",
+    "committed_as",
+    "cached",
+    "shmem",
+    "swap_total",
+    "swap_free",
+    "demand",
+    "request",
+    "psi_some",
+    "psi_full",
+    "psi_some_avg10",
+    "swap_in_rate",
+    "swap_out_rate",
+    "major_fault_rate",
+]
 
 
 def _check_outcome(line: bytes, maxmem: int) -> None:
@@ -162,9 +178,14 @@ def _check_outcome(line: bytes, maxmem: int) -> None:
         report = parse_report(line, maxmem=maxmem, now=1.0, previous_seq=None)
     except ReportRejected as rejected:
         assert rejected.reason in {
-            "too_long", "bad_encoding", "bad_json", "bad_field", "version", "out_of_range",
+            "too_long",
+            "bad_encoding",
+            "bad_json",
+            "bad_field",
+            "version",
+            "out_of_range",
             "stale_seq",
-        }  # fmt: skip
+        }
         return
     for name in ("mem_total", "mem_available", "cached", "shmem", "demand", "requested_target"):
         value = getattr(report, name)

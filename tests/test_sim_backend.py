@@ -61,9 +61,17 @@ def test_file_and_fleet_uris(tmp_path: Path) -> None:
     fleet.close()
 
 
-@pytest.mark.parametrize("uri", ["sim://nowhere", "sim://default?clock=sundial",
-                                 "sim://default?speed=-1", "sim://default?colour=red",
-                                 "sim://x?guests=many", "sim:///does/not/exist.yaml"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sim://nowhere",
+        "sim://default?clock=sundial",
+        "sim://default?speed=-1",
+        "sim://default?colour=red",
+        "sim://x?guests=many",
+        "sim:///does/not/exist.yaml",
+    ],
+)
 def test_bad_uris(uri: str) -> None:
     with pytest.raises(ConfigError):
         open_simulated(uri)

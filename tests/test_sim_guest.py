@@ -12,8 +12,11 @@ from balloond.units import GiB, MiB
 
 def make_guest(**overrides: object) -> SimGuest:
     fields: dict[str, object] = {
-        "name": "g", "maxmem": 4 * GiB, "anon": Trace.constant(1 * GiB),
-        "file": Trace.constant(256 * MiB), "cache_fill": 0,
+        "name": "g",
+        "maxmem": 4 * GiB,
+        "anon": Trace.constant(1 * GiB),
+        "file": Trace.constant(256 * MiB),
+        "cache_fill": 0,
     }
     fields.update(overrides)
     return SimGuest(GuestSpec(**fields), "test", domain_id=1)  # type: ignore[arg-type]
@@ -130,19 +133,24 @@ def test_demand_rise_is_swapped_back_in_once_memory_returns() -> None:
     run(guest, 60, start=10)
     assert guest.truth.swapped == 0 and guest.truth.stall_some == 0.0
 
+
 sizes = st.integers(min_value=0, max_value=6 * GiB)
 
 
 @settings(max_examples=60, deadline=None)
-@given(anon=st.lists(sizes, min_size=1, max_size=5), file=sizes,
-       targets=st.lists(st.integers(min_value=0, max_value=8 * GiB), min_size=1, max_size=6),
-       behaviour=st.sampled_from(["ideal", "stuck", "slow", "lies"]))
+@given(
+    anon=st.lists(sizes, min_size=1, max_size=5),
+    file=sizes,
+    targets=st.lists(st.integers(min_value=0, max_value=8 * GiB), min_size=1, max_size=6),
+    behaviour=st.sampled_from(["ideal", "stuck", "slow", "lies"]),
+)
 def test_invariants_hold_for_any_workload_and_targets(
     anon: list[int], file: int, targets: list[int], behaviour: str
 ) -> None:
     trace = Trace(tuple((i * 10.0, a) for i, a in enumerate(anon)))
-    guest = make_guest(anon=trace, file=Trace.constant(file), behaviour=behaviour,
-                       cache_fill=4 * MiB)
+    guest = make_guest(
+        anon=trace, file=Trace.constant(file), behaviour=behaviour, cache_fill=4 * MiB
+    )
     swap_in = 0
     for i, target in enumerate(targets):
         guest.set_target(target)

@@ -46,9 +46,11 @@ def test_trace_interpolates_and_peaks() -> None:
 
 
 def test_optional_fields_and_decimals() -> None:
-    text = EXAMPLE.replace("    weight: 1000           # optional\n",
-                           "    start: 30s\n    behaviour: stuck\n    agent: false\n"
-                           "    swap: 1.5GiB\n    initial: 700MiB\n")
+    text = EXAMPLE.replace(
+        "    weight: 1000           # optional\n",
+        "    start: 30s\n    behaviour: stuck\n    agent: false\n"
+        "    swap: 1.5GiB\n    initial: 700MiB\n",
+    )
     (web,) = parse_scenario(text).guests
     assert (web.start, web.behaviour, web.agent) == (30.0, "stuck", False)
     assert web.swap == int(1.5 * GiB) and web.initial == 700 * MiB
@@ -65,8 +67,12 @@ def test_optional_fields_and_decimals() -> None:
         ("[310, 3GiB]", "[200, 3GiB]", 11, "must increase"),
         ("[310, 3GiB]", "[310]", 11, "[seconds, size]"),
         ("duration: 900s", "duration: forever", 3, "duration"),
-        ("host: {memory: 16GiB, reserve: 1GiB}", "host: {memory: 1GiB, reserve: 1GiB}", 2,
-         "leaves nothing"),
+        (
+            "host: {memory: 16GiB, reserve: 1GiB}",
+            "host: {memory: 1GiB, reserve: 1GiB}",
+            2,
+            "leaves nothing",
+        ),
         ("  - name: web1", "  - name: [web1]", 6, "name"),
         ("      file: [[0, 256MiB]]", "      cache: [[0, 256MiB]]", 12, "unknown key"),
     ],
@@ -83,8 +89,16 @@ def test_errors_name_file_line_and_key(old: str, new: str, line: int, needle: st
 
 @pytest.mark.parametrize(
     "text",
-    ["", "- a\n- b\n", "name: x\n", "name: x\nhost: 3\nguests: []\n", ": : :\n", "\t\x00",
-     "name: x\nhost: {memory: 4GiB}\nguests: [1, 2]\n", "name: x\nname: y\n"],
+    [
+        "",
+        "- a\n- b\n",
+        "name: x\n",
+        "name: x\nhost: 3\nguests: []\n",
+        ": : :\n",
+        "\t\x00",
+        "name: x\nhost: {memory: 4GiB}\nguests: [1, 2]\n",
+        "name: x\nname: y\n",
+    ],
 )
 def test_malformed_documents_are_config_errors(text: str) -> None:
     with pytest.raises(ConfigError):

@@ -352,8 +352,9 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
         self._emit_for(EventKind.JOB_COMPLETED, dom)
 
     def _emit_for(self, kind: EventKind, dom: Any) -> None:
-        self._emit(DomainEvent(kind=kind, name=str(dom.name()), uuid=str(dom.UUIDString()),
-                               at=time.time()))  # fmt: skip
+        self._emit(
+            DomainEvent(kind=kind, name=str(dom.name()), uuid=str(dom.UUIDString()), at=time.time())
+        )
 
     def _on_metadata(self, _conn: Any, dom: Any, *_args: Any) -> None:
         self._forget(str(dom.UUIDString()))

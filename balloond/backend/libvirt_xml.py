@@ -27,10 +27,21 @@ HOLD_KEY = "hold"  # libvirt's `key`: the namespace prefix it writes the element
 AGENT_CHANNEL = "org.balloond.agent.0"
 
 _UNITS = {
-    "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000**2, "m": 1024**2,
-    "mib": 1024**2, "gb": 1000**3, "g": 1024**3, "gib": 1024**3, "tb": 1000**4,
-    "t": 1024**4, "tib": 1024**4,
-}  # fmt: skip
+    "b": 1,
+    "bytes": 1,
+    "kb": 1000,
+    "k": 1024,
+    "kib": 1024,
+    "mb": 1000**2,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "tb": 1000**4,
+    "t": 1024**4,
+    "tib": 1024**4,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,8 +74,10 @@ def open_simulated(uri: str) -> SimulatedHost:
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     unknown = set(query) - {"clock", "speed", "guests", "seed"}
     if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(sorted(unknown))} in {uri!r} "
-                          "(allowed: clock, speed, guests, seed)")
+        raise ConfigError(
+            f"unknown option(s) {', '.join(sorted(unknown))} in {uri!r} "
+            "(allowed: clock, speed, guests, seed)"
+        )
     scenario = _scenario_for(parts.netloc, parts.path, query, uri)
     clock = query.get("clock", "wall")
     if clock not in ("wall", "manual"):
@@ -87,23 +89,29 @@ def open_simulated(uri: str) -> SimulatedHost:
     if not 0 < speed <= 10_000:
         raise ConfigError(f"speed must be between 0 and 10000, got: {speed:g} in {uri!r}")
     base = f"sim://{parts.netloc}{parts.path}"
-    return SimulatedHost(scenario, uri=base, clock="wall" if clock == "wall" else "manual",
-                         speed=speed)
+    return SimulatedHost(
+        scenario, uri=base, clock="wall" if clock == "wall" else "manual", speed=speed
+    )
 
 
 def _scenario_for(netloc: str, path: str, query: dict[str, str], uri: str) -> Scenario:
     if "guests" in query:
         try:
-            return generate_fleet(netloc or "fleet", int(query["guests"]),
-                                  seed=int(query["seed"]) if "seed" in query else None)
+            return generate_fleet(
+                netloc or "fleet",
+                int(query["guests"]),
+                seed=int(query["seed"]) if "seed" in query else None,
+            )
         except ValueError as exc:
             raise ConfigError(f"{exc} in {uri!r}") from None
     if path and path != "/":
         return load_scenario(path)
     if netloc in ("", "default"):
         return demo_scenario()
-    raise ConfigError(f"unknown simulated host {netloc!r} in {uri!r}: use sim://default, "
-                      "sim:///path/to/scenario.yaml or sim://NAME?guests=N")
+    raise ConfigError(
+        f"unknown simulated host {netloc!r} in {uri!r}: use sim://default, "
+        "sim:///path/to/scenario.yaml or sim://NAME?guests=N"
+    )
 
 
 class SimulatedHost:
@@ -202,9 +210,17 @@ class SimulatedHost:
         stats = guest.stats() if guest.seq else None
         stats = self._stats_override.get(name, stats)
         return DomainSnapshot(
-            name=name, uuid=guest.uuid, current=guest.current, maxmem=guest.maxmem,
-            state=guest.state, id=guest.id, job=guest.job, vcpus=2,
-            cpu_time=guest.seq * 0.05, stats=stats, tags=guest.tags,
+            name=name,
+            uuid=guest.uuid,
+            current=guest.current,
+            maxmem=guest.maxmem,
+            state=guest.state,
+            id=guest.id,
+            job=guest.job,
+            vcpus=2,
+            cpu_time=guest.seq * 0.05,
+            stats=stats,
+            tags=guest.tags,
             hypervisor="sim",
         )
 
@@ -216,7 +232,8 @@ class SimulatedHost:
             if target < MIN_TARGET or target > guest.maxmem:
                 raise OperationFailed(
                     f"domain '{name}': target {format_size(target)} is outside "
-                    f"{format_size(MIN_TARGET)}..{format_size(guest.maxmem)} (maxmem)")
+                    f"{format_size(MIN_TARGET)}..{format_size(guest.maxmem)} (maxmem)"
+                )
             guest.set_target(target)
 
     def set_maxmem(self, name: str, size: int, *, live: bool) -> bool:
@@ -225,8 +242,10 @@ class SimulatedHost:
             guest = self._guest(name)
             self._maybe_fail(name, "set_maxmem")
             if size < MIN_TARGET:
-                raise OperationFailed(f"domain '{name}': maxmem {format_size(size)} is below "
-                                      f"{format_size(MIN_TARGET)}")
+                raise OperationFailed(
+                    f"domain '{name}': maxmem {format_size(size)} is below "
+                    f"{format_size(MIN_TARGET)}"
+                )
             guest.set_maxmem(size)  # Xen-like: maxmem changes live as well as in the config
             return live
 
@@ -261,8 +280,9 @@ class SimulatedHost:
     def reports(self) -> Mapping[str, GuestReport]:
         with self._lock:
             self._sync()
-            found = ((g.uuid, g.report()) for g in self.sim.active()
-                     if g.state == DomainState.RUNNING)
+            found = (
+                (g.uuid, g.report()) for g in self.sim.active() if g.state == DomainState.RUNNING
+            )
             return {uuid: report for uuid, report in found if report is not None}
 
     def holds(self) -> dict[str, Hold]:
@@ -270,9 +290,13 @@ class SimulatedHost:
         other) has died is returned as expired."""
         with self._lock:
             active = {g.uuid for g in self.sim.active()}
-            return {uuid: replace(hold, until=0.0)
-                    if hold.pid is not None and not pid_alive(hold.pid) else hold
-                    for uuid, hold in self._holds.items() if uuid in active}  # fmt: skip
+            return {
+                uuid: replace(hold, until=0.0)
+                if hold.pid is not None and not pid_alive(hold.pid)
+                else hold
+                for uuid, hold in self._holds.items()
+                if uuid in active
+            }
 
     def put_hold(self, name: str, hold: Hold) -> None:
         with self._lock:
@@ -314,8 +338,10 @@ class SimulatedHost:
     def _need_room(self, name: str, size: int) -> None:
         free = self.sim.free
         if free < size:
-            raise OperationFailed(f"domain '{name}': needs {format_size(size)} but "
-                                  f"{self._uri} has only {format_size(max(0, free))} free")
+            raise OperationFailed(
+                f"domain '{name}': needs {format_size(size)} but "
+                f"{self._uri} has only {format_size(max(0, free))} free"
+            )
 
     def migrate(
         self,

@@ -32,15 +32,45 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "bench" / "scenarios"
 
 def digest_tick(digest: hashlib._Hash, decision: Decision, state: ControllerState) -> None:
     for d in decision.domains:
-        digest.update(repr((d.name, d.uuid, d.policy, d.reason.value, d.current, d.target,
-                            d.floor, d.ceiling, d.explanation, d.demand, d.pressure,
-                            d.act)).encode())  # fmt: skip
-    digest.update(repr((decision.taken_at, decision.host_free, decision.reserve,
-                        decision.budget, decision.notes,
-                        [a.uuid for a in decision.actions])).encode())  # fmt: skip
+        digest.update(
+            repr(
+                (
+                    d.name,
+                    d.uuid,
+                    d.policy,
+                    d.reason.value,
+                    d.current,
+                    d.target,
+                    d.floor,
+                    d.ceiling,
+                    d.explanation,
+                    d.demand,
+                    d.pressure,
+                    d.act,
+                )
+            ).encode()
+        )
+    digest.update(
+        repr(
+            (
+                decision.taken_at,
+                decision.host_free,
+                decision.reserve,
+                decision.budget,
+                decision.notes,
+                [a.uuid for a in decision.actions],
+            )
+        ).encode()
+    )
     saved = state.to_dict()
-    digest.update(repr(sorted((key, sorted(value.items()) if isinstance(value, dict) else value)
-                              for key, value in saved.items())).encode())  # fmt: skip
+    digest.update(
+        repr(
+            sorted(
+                (key, sorted(value.items()) if isinstance(value, dict) else value)
+                for key, value in saved.items()
+            )
+        ).encode()
+    )
 
 
 def scenario_digest(path: Path, limit: int | None = None) -> str:

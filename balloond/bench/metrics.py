@@ -67,8 +67,7 @@ class Recorder:
     def __init__(self, sim: SimHost) -> None:
         self.sim = sim
         self.guests: list[SimGuest] = [*sim.guests.values(), *sim.pending]
-        self.series: dict[str, Series] = {g.spec.name: Series(maxmem=g.maxmem)
-                                          for g in self.guests}
+        self.series: dict[str, Series] = {g.spec.name: Series(maxmem=g.maxmem) for g in self.guests}
         self.steps = 0
         self.reclaimed_sum = 0.0
         self.stall_sum = 0.0
@@ -98,12 +97,14 @@ class Recorder:
 
     def figures(self, scenario: str, contender: str) -> Figures:
         steps = max(1, self.steps)
-        worst = max((sum(s.stall) / len(s.stall) for s in self.series.values() if s.stall),
-                    default=0.0)
+        worst = max(
+            (sum(s.stall) / len(s.stall) for s in self.series.values() if s.stall), default=0.0
+        )
         reactions = [r for s in self.series.values() for r in reaction_times(s, self.sim)]
         hours = self.guest_seconds / 3600.0
         return Figures(
-            scenario=scenario, contender=contender,
+            scenario=scenario,
+            contender=contender,
             reclaimed_ratio=round(self.reclaimed_sum / steps, 4),
             stall_mean_ratio=round(self.stall_sum / steps, 5),
             stall_worst_ratio=round(worst, 5),
@@ -142,8 +143,7 @@ def rises(series: Series, step: float) -> list[tuple[int, int]]:
 
 def reaction_times(series: Series, sim: SimHost) -> list[float]:
     step = sim.scenario.step
-    return [(_caught_up(series, start, end) - start) * step
-            for start, end in rises(series, step)]
+    return [(_caught_up(series, start, end) - start) * step for start, end in rises(series, step)]
 
 
 def _covered(series: Series, k: int, level: int) -> bool:

@@ -20,18 +20,40 @@ def plot_scenario(path: Path, scenario: str, runs: Mapping[str, Mapping[str, Ser
 
     contenders = list(runs)
     guests = list(next(iter(runs.values())))
-    fig, axes = plt.subplots(len(guests), len(contenders), squeeze=False, sharex=True,
-                             figsize=(5.0 * len(contenders), 1.5 * len(guests) + 0.8), dpi=72)
+    fig, axes = plt.subplots(
+        len(guests),
+        len(contenders),
+        squeeze=False,
+        sharex=True,
+        figsize=(5.0 * len(contenders), 1.5 * len(guests) + 0.8),
+        dpi=72,
+    )
     for col, contender in enumerate(contenders):
         for row, guest in enumerate(guests):
             ax = axes[row][col]
             series = runs[contender][guest]
-            ax.plot(series.t, [v / GiB for v in series.need], color="black", lw=1.0,
-                    label="need (demand)")
-            ax.plot(series.t, [v / GiB for v in series.current], color="tab:blue", lw=1.2,
-                    label="current")
-            ax.plot(series.t, [v / GiB for v in series.target], color="tab:orange", lw=0.8,
-                    ls="--", label="target")
+            ax.plot(
+                series.t,
+                [v / GiB for v in series.need],
+                color="black",
+                lw=1.0,
+                label="need (demand)",
+            )
+            ax.plot(
+                series.t,
+                [v / GiB for v in series.current],
+                color="tab:blue",
+                lw=1.2,
+                label="current",
+            )
+            ax.plot(
+                series.t,
+                [v / GiB for v in series.target],
+                color="tab:orange",
+                lw=0.8,
+                ls="--",
+                label="target",
+            )
             ax.set_ylim(bottom=0, top=series.maxmem / GiB * 1.05)
             ax.tick_params(labelsize=7)
             ax.set_ylabel(f"{guest}\nGiB", fontsize=7)

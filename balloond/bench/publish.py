@@ -32,8 +32,7 @@ def publish(results: Results, out: Path | None, *, plots: bool) -> str:
     if out is not None:
         (out / "overall.md").write_text(overall + "\n", encoding="utf-8")
         records = [f.to_json() for f in all_rows]
-        (out / "results.json").write_text(json.dumps(records, indent=1) + "\n",
-                                          encoding="utf-8")
+        (out / "results.json").write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
     return "\n".join([*sections, overall])
 
 

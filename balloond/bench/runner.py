@@ -38,13 +38,13 @@ def observe(host: SimulatedHost, contender: Contender) -> Observation:
         domains = [dataclasses.replace(d, report=reports.get(d.uuid)) for d in domains]
     now = host.now()
     snapshot = Snapshot(taken_at=now, host=host.host(), domains=tuple(domains))
-    return Observation(now=now, t=host.sim.t, snapshot=snapshot,
-                       reserve=host.scenario.host.reserve)
+    return Observation(now=now, t=host.sim.t, snapshot=snapshot, reserve=host.scenario.host.reserve)
 
 
 def run(scenario: Scenario, contender_name: str) -> Run:
-    host = SimulatedHost.from_scenario(scenario, clock="manual", epoch=EPOCH,
-                                       uri=f"sim://bench-{scenario.name}-{contender_name}")
+    host = SimulatedHost.from_scenario(
+        scenario, clock="manual", epoch=EPOCH, uri=f"sim://bench-{scenario.name}-{contender_name}"
+    )
     try:
         contender = make(contender_name, scenario, host.sim)
         recorder = Recorder(host.sim)
@@ -69,8 +69,11 @@ def act(host: SimulatedHost, contender: Contender, obs: Observation) -> tuple[in
     targets = contender.decide(obs)
     by_name = {d.name: d for d in obs.snapshot.domains}
     ops = failed = 0
-    order = sorted((target - by_name[name].current, name, target)
-                   for name, target in targets.items() if name in by_name)
+    order = sorted(
+        (target - by_name[name].current, name, target)
+        for name, target in targets.items()
+        if name in by_name
+    )
     for _, name, target in order:  # shrinks first: memory is freed before it is promised
         dom = by_name[name]
         target = max(MIN_TARGET, min(int(target), dom.maxmem))

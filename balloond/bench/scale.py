@@ -55,8 +55,9 @@ class ScaleFleet:
     Used by the scale figures, the behaviour fingerprint and bench/decide_replay.py."""
 
     def __init__(self, domains: int, epoch: float | None = None) -> None:
-        self.host = SimulatedHost.from_scenario(generate_fleet("scale", domains),
-                                                clock="manual", epoch=epoch)  # fmt: skip
+        self.host = SimulatedHost.from_scenario(
+            generate_fleet("scale", domains), clock="manual", epoch=epoch
+        )
         self.policy_for = matcher_for(shipped_policies()).select  # as the daemon's loop passes it
         self.reserve = self.host.scenario.host.reserve
         self.state = ControllerState.empty()
@@ -64,15 +65,22 @@ class ScaleFleet:
 
     def collect(self) -> Snapshot:
         reports = self.host.reports()
-        doms = tuple(dataclasses.replace(d, report=reports.get(d.uuid))
-                     for d in self.host.domains())  # fmt: skip
+        doms = tuple(
+            dataclasses.replace(d, report=reports.get(d.uuid)) for d in self.host.domains()
+        )
         return Snapshot(taken_at=self.host.now(), host=self.host.host(), domains=doms)
 
     def decide(self, snapshot: Snapshot, state: ControllerState | None = None) -> Decision:
         """Decide on `snapshot` from `state` (default: the fleet's own, which moves on)."""
-        decision, after = decide(snapshot, self.policy_for, self.state if state is None else state,
-                                 reserve=self.reserve, holds={}, now=snapshot.taken_at,
-                                 stale_after=STALE_AFTER)  # fmt: skip
+        decision, after = decide(
+            snapshot,
+            self.policy_for,
+            self.state if state is None else state,
+            reserve=self.reserve,
+            holds={},
+            now=snapshot.taken_at,
+            stale_after=STALE_AFTER,
+        )
         if state is None:
             self.state = after
         return decision

@@ -25,8 +25,10 @@ RECLAIMS_ANYTHING = 0.01
 ORACLE_SHARE = 0.90
 ORACLE_SCENARIOS = ("idle", "steady")
 
-_HEADER = ("| contender | reclaimed | stall mean | stall worst | OOM | swap-in | reaction p50/p95 "
-           "| ops/guest·h | reserve viol. |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+_HEADER = (
+    "| contender | reclaimed | stall mean | stall worst | OOM | swap-in | reaction p50/p95 "
+    "| ops/guest·h | reserve viol. |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +54,19 @@ def _reaction(f: Figures) -> str:
 
 def _row(f: Figures) -> str:
     name = f"**{f.contender}**" if f.contender == "balloond" else f.contender
-    return (f"| {name} | {pct(f.reclaimed_ratio)} | {pct(f.stall_mean_ratio)} | "
-            f"{pct(f.stall_worst_ratio)} | {f.oom_events} | {_gib(f.swap_in_bytes)} | "
-            f"{_reaction(f)} | {f.ops_per_guest_hour:.0f} | {f.reserve_violations} |")
+    return (
+        f"| {name} | {pct(f.reclaimed_ratio)} | {pct(f.stall_mean_ratio)} | "
+        f"{pct(f.stall_worst_ratio)} | {f.oom_events} | {_gib(f.swap_in_bytes)} | "
+        f"{_reaction(f)} | {f.ops_per_guest_hour:.0f} | {f.reserve_violations} |"
+    )
 
 
 def valid_baselines(rows: Sequence[Figures]) -> list[Figures]:
-    return [f for f in rows if f.contender in BASELINES and f.oom_events == 0
-            and f.reserve_violations == 0]
+    return [
+        f
+        for f in rows
+        if f.contender in BASELINES and f.oom_events == 0 and f.reserve_violations == 0
+    ]
 
 
 def best_baseline(rows: Sequence[Figures]) -> Figures | None:
@@ -81,30 +88,44 @@ def checks(rows: Sequence[Figures]) -> list[Check]:
     ours = next((f for f in rows if f.contender == "balloond"), None)
     if ours is None:
         return []
-    found = [Check("no OOM, no reserve violation",
-                   ours.oom_events == 0 and ours.reserve_violations == 0,
-                   f"{ours.oom_events} OOM, {ours.reserve_violations} violations")]
+    found = [
+        Check(
+            "no OOM, no reserve violation",
+            ours.oom_events == 0 and ours.reserve_violations == 0,
+            f"{ours.oom_events} OOM, {ours.reserve_violations} violations",
+        )
+    ]
     valid = valid_baselines(rows)
     reclaiming = [f for f in valid if f.reclaimed_ratio >= RECLAIMS_ANYTHING]
     if reclaiming:
         calmest = min(reclaiming, key=lambda f: f.stall_mean_ratio)
-        found.append(Check(
-            "stall ≤ lowest-stall baseline that reclaims",
-            ours.stall_mean_ratio <= calmest.stall_mean_ratio + STALL_SLACK,
-            f"{pct(ours.stall_mean_ratio)} vs {calmest.contender} {pct(calmest.stall_mean_ratio)}"))
+        found.append(
+            Check(
+                "stall ≤ lowest-stall baseline that reclaims",
+                ours.stall_mean_ratio <= calmest.stall_mean_ratio + STALL_SLACK,
+                f"{pct(ours.stall_mean_ratio)} vs {calmest.contender} "
+                f"{pct(calmest.stall_mean_ratio)}",
+            )
+        )
     calm = [f for f in valid if f.stall_mean_ratio <= ours.stall_mean_ratio + STALL_SLACK]
     if calm:
         best = max(calm, key=lambda f: f.reclaimed_ratio)
-        found.append(Check(
-            "reclaimed ≥ best baseline at equal or lower stall",
-            ours.reclaimed_ratio >= best.reclaimed_ratio,
-            f"{pct(ours.reclaimed_ratio)} vs {best.contender} {pct(best.reclaimed_ratio)}"))
+        found.append(
+            Check(
+                "reclaimed ≥ best baseline at equal or lower stall",
+                ours.reclaimed_ratio >= best.reclaimed_ratio,
+                f"{pct(ours.reclaimed_ratio)} vs {best.contender} {pct(best.reclaimed_ratio)}",
+            )
+        )
     oracle = next((f for f in rows if f.contender == "oracle"), None)
     if oracle is not None and any(word in ours.scenario for word in ORACLE_SCENARIOS):
-        found.append(Check(
-            "reclaimed within 10 % of the oracle",
-            ours.reclaimed_ratio >= ORACLE_SHARE * oracle.reclaimed_ratio,
-            f"{pct(ours.reclaimed_ratio)} vs oracle {pct(oracle.reclaimed_ratio)}"))
+        found.append(
+            Check(
+                "reclaimed within 10 % of the oracle",
+                ours.reclaimed_ratio >= ORACLE_SHARE * oracle.reclaimed_ratio,
+                f"{pct(ours.reclaimed_ratio)} vs oracle {pct(oracle.reclaimed_ratio)}",
+            )
+        )
     return found
 
 
@@ -127,24 +148,34 @@ def overall_markdown(all_rows: Sequence[Figures]) -> str:
     totals of OOM, swap-in and violations, median p50 and worst p95 reaction, mean churn."""
     names = list(dict.fromkeys(f.contender for f in all_rows))
     scenarios = list(dict.fromkeys(f.scenario for f in all_rows))
-    lines = [f"Over {len(scenarios)} scenarios: means of reclaimed, stall and ops; the worst "
-             "guest's stall and p95 reaction; totals of OOM, swap-in and reserve violations; "
-             "median of p50 reactions.", "", _HEADER]
+    lines = [
+        f"Over {len(scenarios)} scenarios: means of reclaimed, stall and ops; the worst "
+        "guest's stall and p95 reaction; totals of OOM, swap-in and reserve violations; "
+        "median of p50 reactions.",
+        "",
+        _HEADER,
+    ]
     for name in names:
         rows = [f for f in all_rows if f.contender == name]
         p50s = [f.reaction_p50_s for f in rows if f.reaction_p50_s is not None]
         p95s = [f.reaction_p95_s for f in rows if f.reaction_p95_s is not None]
-        lines.append(_row(Figures(
-            scenario="overall", contender=name,
-            reclaimed_ratio=statistics.fmean(f.reclaimed_ratio for f in rows),
-            stall_mean_ratio=statistics.fmean(f.stall_mean_ratio for f in rows),
-            stall_worst_ratio=max(f.stall_worst_ratio for f in rows),
-            oom_events=sum(f.oom_events for f in rows),
-            swap_in_bytes=sum(f.swap_in_bytes for f in rows),
-            reaction_p50_s=statistics.median(p50s) if p50s else None,
-            reaction_p95_s=max(p95s) if p95s else None,
-            ops_per_guest_hour=statistics.fmean(f.ops_per_guest_hour for f in rows),
-            reserve_violations=sum(f.reserve_violations for f in rows))))
+        lines.append(
+            _row(
+                Figures(
+                    scenario="overall",
+                    contender=name,
+                    reclaimed_ratio=statistics.fmean(f.reclaimed_ratio for f in rows),
+                    stall_mean_ratio=statistics.fmean(f.stall_mean_ratio for f in rows),
+                    stall_worst_ratio=max(f.stall_worst_ratio for f in rows),
+                    oom_events=sum(f.oom_events for f in rows),
+                    swap_in_bytes=sum(f.swap_in_bytes for f in rows),
+                    reaction_p50_s=statistics.median(p50s) if p50s else None,
+                    reaction_p95_s=max(p95s) if p95s else None,
+                    ops_per_guest_hour=statistics.fmean(f.ops_per_guest_hour for f in rows),
+                    reserve_violations=sum(f.reserve_violations for f in rows),
+                )
+            )
+        )
     lines.append("")
     lines += _goal_summary(all_rows, scenarios)
     return "\n".join(lines)
@@ -157,8 +188,11 @@ def _goal_summary(all_rows: Sequence[Figures], scenarios: list[str]) -> list[str
         missed = [c for c in found if not c.met]
         if not found:
             continue
-        verdict = "all goals met" if not missed else "missed: " + "; ".join(
-            f"{c.goal} ({c.detail})" for c in missed)
+        verdict = (
+            "all goals met"
+            if not missed
+            else "missed: " + "; ".join(f"{c.goal} ({c.detail})" for c in missed)
+        )
         lines.append(f"- {scenario}: {verdict}")
     if lines:
         lines = ["balloond against issue 7's goals:", "", *lines, ""]

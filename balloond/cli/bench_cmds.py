@@ -21,22 +21,39 @@ With --out DIR it also writes DIR/<scenario>.md, DIR/overall.md, DIR/results.jso
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "bench", help="benchmark balloond against today's balancing laws",
-        description=_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help="scenario files (YAML, see docs/simulator.md)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON record per scenario and contender")
+        "bench",
+        help="benchmark balloond against today's balancing laws",
+        description=_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help="scenario files (YAML, see docs/simulator.md)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON record per scenario and contender"
+    )
     parser.add_argument("--out", metavar="DIR", help="also write Markdown, JSON and plots here")
-    parser.add_argument("--contenders", metavar="A,B",
-                        help="comma-separated contenders (default: all: static, mom, squeezed,"
-                             " qmemman, proxmox, selfballoon, oracle, balloond)")
-    parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=None,
-                        help="write PNG plots (needs matplotlib and --out; default: on with"
-                             " --out)")
-    parser.add_argument("--scale", action="store_true",
-                        help="also time decide() and a full simulated tick at 100, 1,000 and"
-                             " 10,000 domains (about a minute; bench/scale.py does only this)")
+    parser.add_argument(
+        "--contenders",
+        metavar="A,B",
+        help="comma-separated contenders (default: all: static, mom, squeezed,"
+        " qmemman, proxmox, selfballoon, oracle, balloond)",
+    )
+    parser.add_argument(
+        "--plots",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write PNG plots (needs matplotlib and --out; default: on with --out)",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also time decide() and a full simulated tick at 100, 1,000 and"
+        " 10,000 domains (about a minute; bench/scale.py does only this)",
+    )
     parser.set_defaults(func=_bench)
 
 
@@ -48,8 +65,10 @@ def _contenders(text: str | None) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in NAMES]
     if unknown or not names:
-        raise ConfigError(f"unknown contender(s) {', '.join(unknown) or repr(text)}; "
-                          f"known: {', '.join(NAMES)}", key="--contenders")
+        raise ConfigError(
+            f"unknown contender(s) {', '.join(unknown) or repr(text)}; known: {', '.join(NAMES)}",
+            key="--contenders",
+        )
     return list(dict.fromkeys(names))
 
 
@@ -67,8 +86,10 @@ def _bench(args: argparse.Namespace) -> int:
     scenarios = [load_scenario(path) for path in args.scenarios]
     results = []
     for scenario in scenarios:
-        print(f"bench: {scenario.name} ({len(scenario.guests)} guests, "
-              f"{scenario.duration:g} s)", file=sys.stderr)
+        print(
+            f"bench: {scenario.name} ({len(scenario.guests)} guests, {scenario.duration:g} s)",
+            file=sys.stderr,
+        )
         runs = {name: run(scenario, name) for name in contenders}
         results.append((scenario, runs))
         if args.json:

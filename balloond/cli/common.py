@@ -60,8 +60,12 @@ def run_cli(
     )
     if leading_options:
         for flags, dest, metavar, text in LEADING_OPTIONS:
-            parser.add_argument(*flags, dest="leading_" + dest, metavar=metavar,
-                                help=text + " (the same option after COMMAND wins)")  # fmt: skip
+            parser.add_argument(
+                *flags,
+                dest="leading_" + dest,
+                metavar=metavar,
+                help=text + " (the same option after COMMAND wins)",
+            )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in modules:
         module.register(subparsers)
@@ -79,8 +83,9 @@ def run_cli(
         return 130
 
 
-def _apply_leading(parser: argparse.ArgumentParser, command: argparse.ArgumentParser,
-                   args: argparse.Namespace) -> None:  # fmt: skip
+def _apply_leading(
+    parser: argparse.ArgumentParser, command: argparse.ArgumentParser, args: argparse.Namespace
+) -> None:
     """Hand the options given before the command to the command, unless it was given the
     same option itself; one it does not take is an error, not silently dropped."""
     for flags, dest, _, _ in LEADING_OPTIONS:

@@ -18,5 +18,10 @@ _MODULES = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     modules = [importlib.import_module(name) for name in _MODULES]
-    return run_cli("balloonctl", "Operate balloond and the domains it balances.", modules, argv,
-                   leading_options=True)  # fmt: skip
+    return run_cli(
+        "balloonctl",
+        "Operate balloond and the domains it balances.",
+        modules,
+        argv,
+        leading_options=True,
+    )

@@ -72,8 +72,11 @@ def apply(virsh: str, uri: str, domain: str, xml: str, live: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    xml = (socket_xml(args.channel_socket) if args.channel_socket
-           else channel_xml(args.domain, args.socket_dir))  # fmt: skip
+    xml = (
+        socket_xml(args.channel_socket)
+        if args.channel_socket
+        else channel_xml(args.domain, args.socket_dir)
+    )
     print(xml, end="")
     if args.apply:
         if args.channel_socket is None:
@@ -99,8 +102,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="directory for the host-side socket, named DOMAIN.sock (default %(default)s)",
     )
     # Its own dest: `balloonctl --socket PATH` before a command is the daemon's control socket.
-    parser.add_argument("--socket", dest="channel_socket", default=None, metavar="PATH",
-                        help="exact host socket path instead")  # fmt: skip
+    parser.add_argument(
+        "--socket",
+        dest="channel_socket",
+        default=None,
+        metavar="PATH",
+        help="exact host socket path instead",
+    )
     parser.add_argument("--apply", action="store_true", help="attach it with virsh --config")
     parser.add_argument("--live", action="store_true", help="with --apply: also attach it now")
     parser.add_argument(

@@ -69,13 +69,17 @@ def view_fetch(view: DaemonView, clock: Callable[[], float] = time.time) -> Fetc
         snapshot, decision = view.last_snapshot(), view.last_decision()
         telemetry = view.telemetry()
         status = {
-            "uri": view.uri, "connected": telemetry.libvirt_up, "ticks": telemetry.ticks,
-            "last_tick_at": telemetry.last_tick_at, "reserve": view.reserve,
+            "uri": view.uri,
+            "connected": telemetry.libvirt_up,
+            "ticks": telemetry.ticks,
+            "last_tick_at": telemetry.last_tick_at,
+            "reserve": view.reserve,
             "host_total": snapshot.host.total if snapshot else None,
             "host_free": snapshot.host.free if snapshot else None,
             "budget": decision.budget if decision else None,
-            "holds": len(view.holds()), "stuck": len(view.stuck()),
-        }  # fmt: skip
+            "holds": len(view.holds()),
+            "stuck": len(view.stuck()),
+        }
         return Frame(status, present.list_rows(view, now), taken_at=now)
 
     return fetch
@@ -115,8 +119,9 @@ def size_bar(row: Mapping[str, Any], width: int = BAR_WIDTH) -> Text:
     bar = Text()
     for i in range(width):
         beyond = i > cell(ceiling)
-        bar.append("█" if i < filled else ("·" if beyond else "░"),
-                   style=colour if i < filled else "dim")  # fmt: skip
+        bar.append(
+            "█" if i < filled else ("·" if beyond else "░"), style=colour if i < filled else "dim"
+        )
     if target is not None:
         at = cell(target)
         bar = bar[:at] + Text("┃", style="bold magenta") + bar[at + 1 :]
@@ -143,8 +148,10 @@ def decision_cell(row: Mapping[str, Any]) -> Text:
     text = Text(str(reason) if reason else "-")
     if target is not None and current is not None and target != current:
         arrow = "▲" if target > current else "▼"
-        text.append(f" {arrow}{format_size(abs(target - current))}",
-                    style="cyan" if target > current else "yellow")  # fmt: skip
+        text.append(
+            f" {arrow}{format_size(abs(target - current))}",
+            style="cyan" if target > current else "yellow",
+        )
     return text
 
 
@@ -175,19 +182,36 @@ def _sort_key(sort: str) -> Callable[[Mapping[str, Any]], Any]:
     return by_pressure
 
 
-def domain_table(rows: Sequence[Mapping[str, Any]], *, sort: str = "pressure",
-                 limit: int | None = None, compact: bool = False) -> Table:  # fmt: skip
+def domain_table(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    sort: str = "pressure",
+    limit: int | None = None,
+    compact: bool = False,
+) -> Table:
     """`compact` (narrow terminals): shorter bars and no floor–ceiling column."""
     table = Table(expand=False, pad_edge=False, header_style="bold")
-    columns = [("Domain", "left"), ("St", "center"), ("Current", "right"),
-               ("Size of maxmem (┃ target)", "left"), ("Target", "right"),
-               ("Floor–Ceiling", "right"), ("Pressure", "left"), ("Last decision", "left"),
-               ("", "left")]  # fmt: skip
+    columns = [
+        ("Domain", "left"),
+        ("St", "center"),
+        ("Current", "right"),
+        ("Size of maxmem (┃ target)", "left"),
+        ("Target", "right"),
+        ("Floor–Ceiling", "right"),
+        ("Pressure", "left"),
+        ("Last decision", "left"),
+        ("", "left"),
+    ]
     if compact:
         columns[3] = ("Size ┃target", "left")
         del columns[5]
-    table.add_column(columns[0][0], min_width=6, max_width=20 if compact else 32, no_wrap=True,
-                     overflow="ellipsis")  # fmt: skip
+    table.add_column(
+        columns[0][0],
+        min_width=6,
+        max_width=20 if compact else 32,
+        no_wrap=True,
+        overflow="ellipsis",
+    )
     for title, justify in columns[1:]:
         table.add_column(title, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     ordered = sorted(rows, key=_sort_key(sort))
@@ -234,8 +258,9 @@ def header(frame: Frame) -> Text:
     return text
 
 
-def render(frame: Frame, *, sort: str = "pressure", limit: int | None = None,
-           width: int | None = None) -> RenderableType:  # fmt: skip
+def render(
+    frame: Frame, *, sort: str = "pressure", limit: int | None = None, width: int | None = None
+) -> RenderableType:
     """`width`: the console's, when known; below 150 columns the table goes compact."""
     compact = width is not None and width < COMPACT_BELOW
     return Group(header(frame), domain_table(frame.rows, sort=sort, limit=limit, compact=compact))
@@ -246,21 +271,38 @@ def render(frame: Frame, *, sort: str = "pressure", limit: int | None = None,
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "top", help="live table of domains: sizes, targets, pressure, last decision",
+        "top",
+        help="live table of domains: sizes, targets, pressure, last decision",
         description="A live, refreshing table of the running daemon's domains: current size "
         "against target and maxmem, pressure, and each domain's last decision. Reads the "
         "daemon's control socket; Ctrl-C quits.",
-    )  # fmt: skip
-    parser.add_argument("--socket", metavar="PATH",
-                        help="the daemon's control socket (default: the config's "
-                        "`control_socket`, /run/balloond/control.sock)")  # fmt: skip
-    parser.add_argument("--config", metavar="FILE",
-                        help="daemon config to read the socket path from (default: "
-                        "/etc/balloond/balloond.yaml if it exists)")  # fmt: skip
-    parser.add_argument("--interval", "-d", type=_positive, default=2.0, metavar="SECONDS",
-                        help="seconds between refreshes (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--sort", choices=SORTS, default="pressure",
-                        help="row order (default: %(default)s, highest first)")  # fmt: skip
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the daemon's control socket (default: the config's "
+        "`control_socket`, /run/balloond/control.sock)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="daemon config to read the socket path from (default: "
+        "/etc/balloond/balloond.yaml if it exists)",
+    )
+    parser.add_argument(
+        "--interval",
+        "-d",
+        type=_positive,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between refreshes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sort",
+        choices=SORTS,
+        default="pressure",
+        help="row order (default: %(default)s, highest first)",
+    )
     parser.add_argument(
         "--limit",
         "-n",
@@ -300,8 +342,15 @@ def cmd_top(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_live(fetch: Fetch, console: Console, *, interval: float, sort: str,
-             limit: int | None, frames: int | None = None) -> None:  # fmt: skip
+def run_live(
+    fetch: Fetch,
+    console: Console,
+    *,
+    interval: float,
+    sort: str,
+    limit: int | None,
+    frames: int | None = None,
+) -> None:
     """Refresh every `interval` seconds until Ctrl-C (or `frames` refreshes, for tests). A
     daemon that stops answering shows as an error line over the last good table."""
     last = Frame({}, [])

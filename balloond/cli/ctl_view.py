@@ -29,59 +29,85 @@ COMPUTED_NOW = "daemon not running; computed now"
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "list", help="list domains: xm list columns plus target, policy and pressure",
+        "list",
+        help="list domains: xm list columns plus target, policy and pressure",
         description="List every active domain with xm list's columns (Name, ID, Mem(MiB), "
         "VCPUs, State, Time(s)) plus maxmem, target, floor, ceiling, policy, pressure, hold "
-        "and the age of the last guest report.")  # fmt: skip
+        "and the age of the last guest report.",
+    )
     _common(parser, json_help="print the rows as JSON (sizes in bytes)")
     parser.set_defaults(func=cmd_list)
 
     parser = subparsers.add_parser(
-        "explain", help="why a domain's target is what it is",
+        "explain",
+        help="why a domain's target is what it is",
         description="Show a domain's inputs (balloon statistics, guest report), the policy "
-        "that governs it and the selector that chose it, and why its target is what it is.")
+        "that governs it and the selector that chose it, and why its target is what it is.",
+    )
     parser.add_argument("domain", metavar="DOMAIN", help="domain name, UUID or id")
     _common(parser, json_help="print the explanation as JSON (sizes in bytes)")
     parser.set_defaults(func=cmd_explain)
 
-    parser = subparsers.add_parser("status", help="is the daemon running, and how is it doing",
-                                   description="The running daemon's health: connection, "
-                                   "ticks, policies, holds, failures. Exits 4 if it is not "
-                                   "running.")  # fmt: skip
+    parser = subparsers.add_parser(
+        "status",
+        help="is the daemon running, and how is it doing",
+        description="The running daemon's health: connection, "
+        "ticks, policies, holds, failures. Exits 4 if it is not "
+        "running.",
+    )
     _common(parser, json_help="print the status as JSON")
     parser.set_defaults(func=cmd_status)
 
-    parser = subparsers.add_parser("holds", help="list domains the daemon leaves alone",
-                                   description="Active holds: domains the daemon must not "
-                                   "move (an explicit balloon, a save or migration in "
-                                   "progress, an operator's hold).")  # fmt: skip
+    parser = subparsers.add_parser(
+        "holds",
+        help="list domains the daemon leaves alone",
+        description="Active holds: domains the daemon must not "
+        "move (an explicit balloon, a save or migration in "
+        "progress, an operator's hold).",
+    )
     _common(parser, json_help="print the holds as JSON")
     parser.set_defaults(func=cmd_holds)
 
-    parser = subparsers.add_parser("release", help="clear a domain's hold",
-                                   description="Clear a domain's hold, so the daemon manages "
-                                   "it again at its next tick (which runs at once).")
+    parser = subparsers.add_parser(
+        "release",
+        help="clear a domain's hold",
+        description="Clear a domain's hold, so the daemon manages "
+        "it again at its next tick (which runs at once).",
+    )
     parser.add_argument("domain", metavar="DOMAIN", help="domain name, UUID or id")
     _common(parser, json_help=None)
     parser.set_defaults(func=cmd_release)
 
 
 def _common(parser: argparse.ArgumentParser, *, json_help: str | None) -> None:
-    parser.add_argument("--connect", "-c", metavar="URI",
-                        help="hypervisor URI as virsh takes it (default: the config's `uri`, "
-                        "qemu:///system); used when the daemon is not running or manages "
-                        "another URI")
-    parser.add_argument("--config", metavar="FILE",
-                        help="daemon config to read defaults from (default: $BALLOOND_CONFIG, "
-                        "else /etc/balloond/balloond.yaml if it exists)")
-    parser.add_argument("--socket", metavar="PATH",
-                        help="the daemon's control socket (default: the config's "
-                        "`control_socket`, /run/balloond/control.sock)")
-    parser.add_argument("--policy-dir", metavar="DIR",
-                        help="policies to use when computing without the daemon (default: "
-                        "the config's `policy_dir`)")
+    parser.add_argument(
+        "--connect",
+        "-c",
+        metavar="URI",
+        help="hypervisor URI as virsh takes it (default: the config's `uri`, "
+        "qemu:///system); used when the daemon is not running or manages "
+        "another URI",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="daemon config to read defaults from (default: $BALLOOND_CONFIG, "
+        "else /etc/balloond/balloond.yaml if it exists)",
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the daemon's control socket (default: the config's "
+        "`control_socket`, /run/balloond/control.sock)",
+    )
+    parser.add_argument(
+        "--policy-dir",
+        metavar="DIR",
+        help="policies to use when computing without the daemon (default: "
+        "the config's `policy_dir`)",
+    )
     if json_help is not None:
-        parser.add_argument("--json", action="store_true", help=json_help)  # fmt: skip
+        parser.add_argument("--json", action="store_true", help=json_help)
 
 
 # -- where the answer comes from --------------------------------------------------------------
@@ -116,8 +142,12 @@ class Source:
         return result if isinstance(result, dict) else None
 
     def compute(self) -> Daemon:
-        return compute_once(self.uri, self.policy_dir, loop_settings(self.config),
-                            policy_dir_required=self.policy_dir_given)
+        return compute_once(
+            self.uri,
+            self.policy_dir,
+            loop_settings(self.config),
+            policy_dir_required=self.policy_dir_given,
+        )
 
 
 Local = Callable[[Daemon], dict[str, Any]]

@@ -16,8 +16,22 @@ from balloond.units import MiB, format_size
 # xm list shows six state flags, each in its own position: r b p s c d.
 _FLAG_POSITIONS = "rbpscd"
 
-LIST_COLUMNS = ("Name", "ID", "Mem(MiB)", "MaxMem", "Target", "VCPUs", "State", "Time(s)",
-                "Policy", "Pressure", "Floor", "Ceiling", "Hold", "Report")  # fmt: skip
+LIST_COLUMNS = (
+    "Name",
+    "ID",
+    "Mem(MiB)",
+    "MaxMem",
+    "Target",
+    "VCPUs",
+    "State",
+    "Time(s)",
+    "Policy",
+    "Pressure",
+    "Floor",
+    "Ceiling",
+    "Hold",
+    "Report",
+)
 
 
 def mib(size: object) -> str:
@@ -63,20 +77,26 @@ def list_table(rows: Sequence[Mapping[str, Any]]) -> str:
     table = [LIST_COLUMNS]
     for row in sorted(rows, key=_by_id):  # as xm list: by domain id
         job = f" ({row['job']})" if row.get("job") else ""
-        table.append((
-            str(row.get("name", "?")),
-            "-" if row.get("id") is None else str(row["id"]),
-            mib(row.get("mem")), mib(row.get("maxmem")), mib(row.get("target")),
-            str(row.get("vcpus", "-")),
-            state_flags(row.get("state")) + job,
-            f"{row.get('time', 0.0):.1f}" if isinstance(row.get("time"), int | float) else "-",
-            str(row.get("policy") or "-"),
-            pct(row.get("pressure")),
-            mib(row.get("floor")), mib(row.get("ceiling")),
-            hold_text(row.get("hold")) if row.get("hold") else
-            ("stuck" if row.get("stuck_until") else "-"),
-            age(row.get("report_age")),
-        ))  # fmt: skip
+        table.append(
+            (
+                str(row.get("name", "?")),
+                "-" if row.get("id") is None else str(row["id"]),
+                mib(row.get("mem")),
+                mib(row.get("maxmem")),
+                mib(row.get("target")),
+                str(row.get("vcpus", "-")),
+                state_flags(row.get("state")) + job,
+                f"{row.get('time', 0.0):.1f}" if isinstance(row.get("time"), int | float) else "-",
+                str(row.get("policy") or "-"),
+                pct(row.get("pressure")),
+                mib(row.get("floor")),
+                mib(row.get("ceiling")),
+                hold_text(row.get("hold"))
+                if row.get("hold")
+                else ("stuck" if row.get("stuck_until") else "-"),
+                age(row.get("report_age")),
+            )
+        )
     return _columns(table, numeric={1, 2, 3, 4, 5, 7, 9, 10, 11})
 
 
@@ -122,33 +142,46 @@ def explanation(answer: Mapping[str, Any]) -> str:
 def _stats_lines(stats: object) -> list[str]:
     if not isinstance(stats, Mapping):
         return ["  balloon statistics: none (no virtio-balloon stats: period off?)"]
-    fields = [f"{label} {size(stats.get(key))}" for key, label in (
-        ("total", "total"), ("available", "available"), ("unused", "free"),
-        ("disk_caches", "cache"))]  # fmt: skip
-    counters = (f"swap in {stats.get('swap_in', '-')}, swap out {stats.get('swap_out', '-')}, "
-                f"major faults {stats.get('major_faults', '-')} (cumulative)")  # fmt: skip
-    return [f"  balloon statistics (age {age(stats.get('age'))}): {', '.join(fields)}",
-            f"    {counters}"]  # fmt: skip
+    fields = [
+        f"{label} {size(stats.get(key))}"
+        for key, label in (
+            ("total", "total"),
+            ("available", "available"),
+            ("unused", "free"),
+            ("disk_caches", "cache"),
+        )
+    ]
+    counters = (
+        f"swap in {stats.get('swap_in', '-')}, swap out {stats.get('swap_out', '-')}, "
+        f"major faults {stats.get('major_faults', '-')} (cumulative)"
+    )
+    return [
+        f"  balloon statistics (age {age(stats.get('age'))}): {', '.join(fields)}",
+        f"    {counters}",
+    ]
 
 
 def _report_lines(report: object) -> list[str]:
     if not isinstance(report, Mapping):
         return ["  guest report: none (no guest agent, or it is silent)"]
-    parts = [f"demand {size(report.get('demand'))}",
-             f"available {size(report.get('mem_available'))}",
-             f"PSI some {pct(report.get('psi_some'))}"]  # fmt: skip
+    parts = [
+        f"demand {size(report.get('demand'))}",
+        f"available {size(report.get('mem_available'))}",
+        f"PSI some {pct(report.get('psi_some'))}",
+    ]
     if report.get("requested_target") is not None:
         parts.append(f"asks for {size(report.get('requested_target'))}")
-    return [f"  guest report #{report.get('seq')} (age {age(report.get('age'))}, agent "
-            f"{report.get('agent_version') or '?'}): {', '.join(parts)}"]  # fmt: skip
+    return [
+        f"  guest report #{report.get('seq')} (age {age(report.get('age'))}, agent "
+        f"{report.get('agent_version') or '?'}): {', '.join(parts)}"
+    ]
 
 
 def _policy_lines(policy: Mapping[str, Any]) -> list[str]:
     knobs = policy.get("knobs") or {}
     knob_text = ", ".join(f"{k} {v}" for k, v in knobs.items())
     return [
-        f"Policy {policy.get('name')} ({policy.get('source')}), chosen by "
-        f"{policy.get('selector')}",
+        f"Policy {policy.get('name')} ({policy.get('source')}), chosen by {policy.get('selector')}",
         *textwrap.wrap(knob_text, width=96, initial_indent="  ", subsequent_indent="  "),
     ]
 
@@ -173,8 +206,10 @@ def _decision_lines(answer: Mapping[str, Any]) -> list[str]:
         lines.append(f"Stuck: excluded until {_clock(answer['stuck_until'])}")
     host = answer.get("host")
     if isinstance(host, Mapping):
-        lines.append(f"Host: free {size(host.get('free'))}, reserve {size(host.get('reserve'))}"
-                     f", left to grant after this tick {size(host.get('budget'))}")  # fmt: skip
+        lines.append(
+            f"Host: free {size(host.get('free'))}, reserve {size(host.get('reserve'))}"
+            f", left to grant after this tick {size(host.get('budget'))}"
+        )
         lines += [f"  note: {note}" for note in host.get("notes") or ()]
     return lines
 
@@ -202,11 +237,16 @@ def holds_table(holds: Sequence[Mapping[str, Any]]) -> str:
     table = [("Name", "Owner", "Pinned(MiB)", "Left", "Pid", "Reason")]
     for hold in holds:
         left = hold.get("remaining")
-        table.append((
-            str(hold.get("name") or hold.get("uuid")), str(hold.get("owner") or "-"),
-            mib(hold.get("target")), "until released" if left is None else age(left),
-            str(hold.get("pid") or "-"), str(hold.get("reason") or "-"),
-        ))  # fmt: skip
+        table.append(
+            (
+                str(hold.get("name") or hold.get("uuid")),
+                str(hold.get("owner") or "-"),
+                mib(hold.get("target")),
+                "until released" if left is None else age(left),
+                str(hold.get("pid") or "-"),
+                str(hold.get("reason") or "-"),
+            )
+        )
     return _columns(table, numeric={2})
 
 

@@ -34,57 +34,94 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _register_run(subparsers: argparse._SubParsersAction[Any]) -> None:
     run = subparsers.add_parser(
-        "run", help="run the daemon (in the foreground; systemd runs it as a service)",
+        "run",
+        help="run the daemon (in the foreground; systemd runs it as a service)",
         description="Balance the memory of every domain on a hypervisor host, tick after "
         "tick: collect each domain's size and pressure, decide targets with the policies, "
         "set them, export metrics. SIGHUP (or any change in the policy folder) reloads the "
         "policies; SIGTERM/SIGINT stop gracefully.",
-    )  # fmt: skip
-    run.add_argument("--config", metavar="FILE",
-                     help="daemon config (default: $BALLOOND_CONFIG, else "
-                     "/etc/balloond/balloond.yaml if it exists, else built-in defaults)")
-    run.add_argument("--connect", metavar="URI",
-                     help="hypervisor URI, as virsh takes it (default: the config's `uri`, "
-                     "qemu:///system); sim://default is the simulated host")
-    run.add_argument("--dry-run", action="store_true",
-                     help="decide and print what would change, but change nothing")
-    run.add_argument("--policy-dir", metavar="DIR",
-                     help="folder of YAML policy files (default: the config's `policy_dir`)")
-    run.add_argument("--interval", metavar="DUR",
-                     help="time between ticks, e.g. 10s (default: the config's `interval`, "
-                     "2s unless set); pressure reported by a guest agent also ticks early")
-    run.add_argument("--once", action="store_true",
-                     help="run a single tick, print its decision and exit (no socket, "
-                     "no metrics server)")
-    run.set_defaults(func=cmd_run)  # fmt: skip
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="daemon config (default: $BALLOOND_CONFIG, else "
+        "/etc/balloond/balloond.yaml if it exists, else built-in defaults)",
+    )
+    run.add_argument(
+        "--connect",
+        metavar="URI",
+        help="hypervisor URI, as virsh takes it (default: the config's `uri`, "
+        "qemu:///system); sim://default is the simulated host",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and print what would change, but change nothing",
+    )
+    run.add_argument(
+        "--policy-dir",
+        metavar="DIR",
+        help="folder of YAML policy files (default: the config's `policy_dir`)",
+    )
+    run.add_argument(
+        "--interval",
+        metavar="DUR",
+        help="time between ticks, e.g. 10s (default: the config's `interval`, "
+        "2s unless set); pressure reported by a guest agent also ticks early",
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="run a single tick, print its decision and exit (no socket, no metrics server)",
+    )
+    run.set_defaults(func=cmd_run)
 
 
 def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
     demo = subparsers.add_parser(
-        "demo", help="watch the daemon balance a simulated host (no hypervisor needed)",
+        "demo",
+        help="watch the daemon balance a simulated host (no hypervisor needed)",
         description="Run the real daemon loop on the simulated host sim://default (six "
         "guests with varied workloads on a 16 GiB host), print what it decides, and serve "
         "metrics, until Ctrl-C or --duration. Uses the shipped policies/ folder when run "
         "from the source tree, else the built-in default policy.",
-    )  # fmt: skip
-    demo.add_argument("--duration", metavar="DUR",
-                      help="stop by itself after this long, e.g. 30s (default: run until "
-                      "Ctrl-C)")
-    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
-                      help=f"metrics port on 127.0.0.1 (default: {DEFAULT_PORT}; 0 picks "
-                      "a free one)")
-    demo.add_argument("--speed", type=float, default=10.0,
-                      help="simulated seconds per real second (default: 10, so the "
-                      "ten-minute workload cycle shows within a minute)")
-    demo.add_argument("--interval", metavar="DUR", default="1s",
-                      help="time between ticks, in real time (default: 1s)")
-    demo.add_argument("--policy-dir", metavar="DIR",
-                      help="folder of YAML policies (default: policies/ of the source tree, "
-                      "else the built-in default)")
-    demo.add_argument("--socket", metavar="PATH",
-                      help="control socket for balloonctl (default: a fresh temporary "
-                      "folder, printed at start)")
-    demo.set_defaults(func=cmd_demo)  # fmt: skip
+    )
+    demo.add_argument(
+        "--duration",
+        metavar="DUR",
+        help="stop by itself after this long, e.g. 30s (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"metrics port on 127.0.0.1 (default: {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=10.0,
+        help="simulated seconds per real second (default: 10, so the "
+        "ten-minute workload cycle shows within a minute)",
+    )
+    demo.add_argument(
+        "--interval",
+        metavar="DUR",
+        default="1s",
+        help="time between ticks, in real time (default: 1s)",
+    )
+    demo.add_argument(
+        "--policy-dir",
+        metavar="DIR",
+        help="folder of YAML policies (default: policies/ of the source tree, "
+        "else the built-in default)",
+    )
+    demo.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="control socket for balloonctl (default: a fresh temporary folder, printed at start)",
+    )
+    demo.set_defaults(func=cmd_demo)
 
 
 def setup_logging(*, timestamps: bool) -> None:
@@ -141,22 +178,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_banner(daemon: Daemon, host: SimulatedHost, policy_dir: Path | str | None,
-                  url: str, socket_path: Path, speed: float) -> None:  # fmt: skip
+def _print_banner(
+    daemon: Daemon,
+    host: SimulatedHost,
+    policy_dir: Path | str | None,
+    url: str,
+    socket_path: Path,
+    speed: float,
+) -> None:
     scenario = host.scenario
-    print(f"balloond demo: {scenario.description or scenario.name} ({DEMO_URI}, "
-          f"{speed:g}x speed)")
-    print(f"  policies: {policy_dir or 'built-in default'}; reserve "
-          f"{format_size(daemon.reserve)}; a tick every {daemon.settings.interval:g} s")
+    print(f"balloond demo: {scenario.description or scenario.name} ({DEMO_URI}, {speed:g}x speed)")
+    print(
+        f"  policies: {policy_dir or 'built-in default'}; reserve "
+        f"{format_size(daemon.reserve)}; a tick every {daemon.settings.interval:g} s"
+    )
     print(f"  metrics:  {url}")
     print(f"  control:  balloonctl list --socket {socket_path}")
-    print("  Ctrl-C stops.", flush=True)  # fmt: skip
+    print("  Ctrl-C stops.", flush=True)
 
 
 def _print_summary(daemon: Daemon) -> None:
     telemetry = daemon.telemetry()
-    print(f"balloond: stopped after {telemetry.ticks} ticks, "
-          f"{sum(telemetry.adjustments.values())} adjustments", flush=True)
+    print(
+        f"balloond: stopped after {telemetry.ticks} ticks, "
+        f"{sum(telemetry.adjustments.values())} adjustments",
+        flush=True,
+    )
 
 
 def _run_until_stopped(runner: Runner, duration: float | None) -> None:
@@ -170,8 +217,9 @@ def _run_until_stopped(runner: Runner, duration: float | None) -> None:
         runner.shutdown()
 
 
-def _extra_status(daemon: Daemon, policy_dir: Path | str | None, socket_path: Path
-                  ) -> Callable[[], dict[str, Any]]:
+def _extra_status(
+    daemon: Daemon, policy_dir: Path | str | None, socket_path: Path
+) -> Callable[[], dict[str, Any]]:
     def extra() -> dict[str, Any]:
         return {
             "dry_run": daemon.settings.dry_run,
@@ -189,9 +237,13 @@ def _extra_status(daemon: Daemon, policy_dir: Path | str | None, socket_path: Pa
 def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig.from_args(args)
     setup_logging(timestamps=sys.stdout.isatty())
-    daemon = build_daemon(config.uri, config.settings, config.policy_dir,
-                          state_dir=config.state_dir,
-                          policy_dir_required=args.policy_dir is not None)  # fmt: skip
+    daemon = build_daemon(
+        config.uri,
+        config.settings,
+        config.policy_dir,
+        state_dir=config.state_dir,
+        policy_dir_required=args.policy_dir is not None,
+    )
     if args.once:
         return _run_once(daemon)
     extra = _extra_status(daemon, config.policy_dir, config.control_socket)
@@ -200,8 +252,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         opened.callback(ControlServer(config.control_socket, handlers(daemon, extra)).close)
         metrics = opened.enter_context(config.serve_metrics(daemon))
         log.info("metrics on %s", metrics.url)
-        log.info("balloond on %s: a tick every %g s%s", config.uri, config.settings.interval,
-                 " (dry run: nothing will change)" if config.settings.dry_run else "")  # fmt: skip
+        log.info(
+            "balloond on %s: a tick every %g s%s",
+            config.uri,
+            config.settings.interval,
+            " (dry run: nothing will change)" if config.settings.dry_run else "",
+        )
         _run_until_stopped(Runner(daemon, after_tick=config.after_tick_hooks(daemon)), None)
     return 0
 

@@ -29,21 +29,33 @@ examples:
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     check = subparsers.add_parser(
-        "check-policy", formatter_class=fmt, epilog=_CHECK_EPILOG,
+        "check-policy",
+        formatter_class=fmt,
+        epilog=_CHECK_EPILOG,
         help="validate policy files without running the daemon",
         description="Validate policy files (or folders of *.yaml/*.yml files, read in name "
         "order, as the daemon reads its policy_dir) and report every error.",
-    )  # fmt: skip
-    check.add_argument("paths", nargs="*", metavar="FILE_OR_DIR",
-                       help="policy files or folders, loaded in the order given as one set "
-                       "(default: policy_dir of the daemon config)")  # fmt: skip
-    check.add_argument("--config", metavar="FILE",
-                       help="daemon config whose policy_dir to check when no FILE_OR_DIR is "
-                       f"given (default: $BALLOOND_CONFIG, else {DEFAULT_CONFIG_PATH} if it "
-                       "exists)")  # fmt: skip
-    check.add_argument("--domain", metavar="NAME",
-                       help="also show which policy would govern a domain of this name, and "
-                       "through which selector")  # fmt: skip
+    )
+    check.add_argument(
+        "paths",
+        nargs="*",
+        metavar="FILE_OR_DIR",
+        help="policy files or folders, loaded in the order given as one set "
+        "(default: policy_dir of the daemon config)",
+    )
+    check.add_argument(
+        "--config",
+        metavar="FILE",
+        help="daemon config whose policy_dir to check when no FILE_OR_DIR is "
+        f"given (default: $BALLOOND_CONFIG, else {DEFAULT_CONFIG_PATH} if it "
+        "exists)",
+    )
+    check.add_argument(
+        "--domain",
+        metavar="NAME",
+        help="also show which policy would govern a domain of this name, and "
+        "through which selector",
+    )
     check.add_argument(
         "--uuid", default="", metavar="UUID", help="the domain's UUID, for --domain (default: none)"
     )
@@ -63,10 +75,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     check.set_defaults(func=_check_policy)
 
     config = subparsers.add_parser(
-        "check-config", help="validate a daemon config file",
+        "check-config",
+        help="validate a daemon config file",
         description="Validate a daemon config (balloond.yaml) and print the settings it "
         "gives. Exit 0 when valid, 2 (every error on stderr) when not.",
-    )  # fmt: skip
+    )
     config.add_argument(
         "file",
         nargs="?",
@@ -76,10 +89,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     config.set_defaults(func=_check_config)
 
     schema = subparsers.add_parser(
-        "policy-schema", help="print the JSON Schema of policy files (for editors)",
+        "policy-schema",
+        help="print the JSON Schema of policy files (for editors)",
         description="Print the JSON Schema (draft 2020-12) of the policy file format. "
         "Point your editor's YAML language server at it for completion and checks.",
-    )  # fmt: skip
+    )
     schema.add_argument(
         "-o", "--output", metavar="FILE", help="write the schema to FILE instead of standard output"
     )
@@ -98,8 +112,9 @@ def _check_policy(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _print_errors([exc])
     if not args.quiet:
-        for line in summarize(policies) or [f"{', '.join(paths)}: no policy files; the "
-                                            "built-in default applies"]:  # fmt: skip
+        for line in summarize(policies) or [
+            f"{', '.join(paths)}: no policy files; the built-in default applies"
+        ]:
             print(line)
     if args.domain is not None:
         print(_which(policies, args.domain, args.uuid, args.tag))

@@ -102,8 +102,12 @@ def limits_for(policy: Policy, maxmem: int) -> Limits:
     maxmem each tick, not once per domain."""
     maxmem = max(maxmem, 0)
     buffer = policy.buffer
-    return (policy.floor_for(maxmem), policy.ceiling_for(maxmem), 1.0 + buffer,
-            1.0 + buffer * CACHE_BUFFER)  # fmt: skip
+    return (
+        policy.floor_for(maxmem),
+        policy.ceiling_for(maxmem),
+        1.0 + buffer,
+        1.0 + buffer * CACHE_BUFFER,
+    )
 
 
 def classify(
@@ -129,24 +133,63 @@ def classify(
     descriptor call): it runs for every domain every tick. Domains left alone take
     `_left_alone`, off the hot path."""
     cur, maxmem, state = dom.current, dom.maxmem, dom.state
-    (swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at, stuck_until,
-     strikes, hidden, hidden_at, shrunk_at, base, learned, seen_gap, seen, since,
-     grown_at) = memo[:]  # fmt: skip
+    (
+        swap_in,
+        faults,
+        counters_at,
+        peak,
+        peak_at,
+        target,
+        target_at,
+        mark,
+        mark_at,
+        stuck_until,
+        strikes,
+        hidden,
+        hidden_at,
+        shrunk_at,
+        base,
+        learned,
+        seen_gap,
+        seen,
+        since,
+        grown_at,
+    ) = memo[:]
     alive = state is RUN or state in ALIVE
     tracked = False  # the marks below are newer than `memo`'s
     if (stuck_until is not None and stuck_until > now + STUCK_BACKOFF_CAP) or (
         target is not None and not alive
     ):  # rare: a stuck mark to cap, or a domain gone (its memo starts again)
         memo = _progress(memo, dom, now, stuck_after)
-        (swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at,
-         stuck_until, strikes, hidden, hidden_at, shrunk_at, base, learned, seen_gap, seen, since,
-         grown_at) = memo  # fmt: skip
+        (
+            swap_in,
+            faults,
+            counters_at,
+            peak,
+            peak_at,
+            target,
+            target_at,
+            mark,
+            mark_at,
+            stuck_until,
+            strikes,
+            hidden,
+            hidden_at,
+            shrunk_at,
+            base,
+            learned,
+            seen_gap,
+            seen,
+            since,
+            grown_at,
+        ) = memo
     elif target is not None and (mark_at is not None or strikes or target != cur):
         # On its way to a target (most domains at boot; most have none later, or have reached
         # it with no mark): the marks are tracked on the locals, which the next memo is built
         # from below, instead of on a memo built for them.
-        mark, mark_at, stuck_until, strikes = marks(target, mark, mark_at, stuck_until, strikes,
-                                                    cur, now, stuck_after)  # fmt: skip
+        mark, mark_at, stuck_until, strikes = marks(
+            target, mark, mark_at, stuck_until, strikes, cur, now, stuck_after
+        )
         tracked = True
     floor, ceiling, grow, cache_grow = limits
     if target is not None and alive:
@@ -163,8 +206,9 @@ def classify(
         or (stuck_until is not None and stuck_until > now)
     ):
         if tracked:  # off the hot path: the memo a domain left alone keeps
-            memo = memo._replace(mark_current=mark, mark_at=mark_at, stuck_until=stuck_until,
-                                 strikes=strikes)  # fmt: skip
+            memo = memo._replace(
+                mark_current=mark, mark_at=mark_at, stuck_until=stuck_until, strikes=strikes
+            )
         fixed = _left_alone(dom, policy, memo, hold, limits, now, in_force, promise)
         if fixed is not None:
             return fixed
@@ -173,11 +217,42 @@ def classify(
     at = stats.last_update if stats is not None else None
     if at is None or not 0.0 < at < INF:  # not isfinite(at) or at <= 0 (NaN fails both)
         at = now
-    values = reading(dom, policy.pressure_target, now, stale_after, at, swap_in, faults,
-                     counters_at, target, hidden, hidden_at, shrunk_at, base, learned, seen_gap,
-                     seen, since)  # fmt: skip
-    (demand, _, _, _, swap_rate, fault_rate, short, requested, why, _, hidden, _, used, learned,
-     seen_gap) = values  # fmt: skip
+    values = reading(
+        dom,
+        policy.pressure_target,
+        now,
+        stale_after,
+        at,
+        swap_in,
+        faults,
+        counters_at,
+        target,
+        hidden,
+        hidden_at,
+        shrunk_at,
+        base,
+        learned,
+        seen_gap,
+        seen,
+        since,
+    )
+    (
+        demand,
+        _,
+        _,
+        _,
+        swap_rate,
+        fault_rate,
+        short,
+        requested,
+        why,
+        _,
+        hidden,
+        _,
+        used,
+        learned,
+        seen_gap,
+    ) = values
     # Carry the guest counters, the held demand peak and the overhead to the next tick.
     above = 0  # the held peak when it is above demand, else 0
     if demand is not None:
@@ -199,12 +274,31 @@ def classify(
             faults = None
     if fault_rate is not None and not (shrunk_at is not None and now - shrunk_at <= SHRINK_BLAME):
         base = fault_rate if base is None else base + (fault_rate - base) * FAULT_BASE_WEIGHT
-    memo = _new_tuple(DomainMemo, (
-        swap_in, faults, at if swap_in is not None or faults is not None else None, peak,
-        peak_at, target, target_at, mark, mark_at, stuck_until, strikes,
-        hidden or None, now if hidden else None, shrunk_at, base, learned, seen_gap, cur,
-        since if seen == cur and since else now, grown_at,
-    ))  # fmt: skip
+    memo = _new_tuple(
+        DomainMemo,
+        (
+            swap_in,
+            faults,
+            at if swap_in is not None or faults is not None else None,
+            peak,
+            peak_at,
+            target,
+            target_at,
+            mark,
+            mark_at,
+            stuck_until,
+            strikes,
+            hidden or None,
+            now if hidden else None,
+            shrunk_at,
+            base,
+            learned,
+            seen_gap,
+            cur,
+            since if seen == cur and since else now,
+            grown_at,
+        ),
+    )
     guard = policy.swap_guard and swap_rate is not None and swap_rate >= SWAP_IN_GUARD
     clamp = ""
     explanation: Text = ""
@@ -245,8 +339,11 @@ def classify(
         if requested is not None and policy.self_adjust:
             want, reason = requested, GUEST_REQUEST
         else:  # the direction of the want from the current size
-            reason = (GROW_PRESSURE if short else GROW_DEMAND) if want > cur else (
-                SHRINK_IDLE if want < cur else STEADY)  # fmt: skip
+            reason = (
+                (GROW_PRESSURE if short else GROW_DEMAND)
+                if want > cur
+                else (SHRINK_IDLE if want < cur else STEADY)
+            )
         # FLOOR / CEILING name the reason only when the bound itself moves the domain; a guest
         # shrinking toward its floor from far above is still shrinking because it is idle.
         # Otherwise the reason is the direction of the bound from the current size, written
@@ -257,8 +354,11 @@ def classify(
             reason = FLOOR if cur < floor else (SHRINK_IDLE if floor < cur else STEADY)
         elif want > ceiling:
             want, clamp = ceiling, "ceiling"
-            reason = CEILING if cur > ceiling else (
-                (GROW_PRESSURE if short else GROW_DEMAND) if ceiling > cur else STEADY)  # fmt: skip
+            reason = (
+                CEILING
+                if cur > ceiling
+                else ((GROW_PRESSURE if short else GROW_DEMAND) if ceiling > cur else STEADY)
+            )
         low = floor
         if guard:  # max(floor, min(cur, ceiling)) spelled out
             low = cur if cur < ceiling else ceiling
@@ -304,8 +404,7 @@ def classify(
     return work
 
 
-def _progress(memo: DomainMemo, dom: DomainSnapshot, now: float,
-              stuck_after: float) -> DomainMemo:  # fmt: skip
+def _progress(memo: DomainMemo, dom: DomainSnapshot, now: float, stuck_after: float) -> DomainMemo:
     """Step 1: the memo with the progress of a target issued earlier tracked (stuck marks,
     `progress.track`)."""
     latest = now + STUCK_BACKOFF_CAP
@@ -333,8 +432,9 @@ def _left_alone(
     """The Work of a domain the core leaves alone this tick, or None when it is a claimant
     after all (its hold has expired)."""
     cur, maxmem = dom.current, dom.maxmem
-    work = Work(dom, policy, memo, limits[0], limits[1], STEADY, cur, promise=promise,
-                in_force=in_force)  # fmt: skip
+    work = Work(
+        dom, policy, memo, limits[0], limits[1], STEADY, cur, promise=promise, in_force=in_force
+    )
     held = hold is not None and hold.active(now)
     if held and hold is not None and hold.target is not None:
         # A pinned size is promised whatever the domain is doing now: a paused guest takes

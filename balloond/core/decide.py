@@ -54,9 +54,17 @@ GROWN = (Reason.GROW_PRESSURE, Reason.GROW_DEMAND, Reason.CONTENTION)
 # Enum members bound once: reading one off its class costs as much as a small function call,
 # and the steps below test them for every claimant every tick.
 CONTENTION, SWAP_GUARD, NO_DATA, STEADY = (
-    Reason.CONTENTION, Reason.SWAP_GUARD, Reason.NO_DATA, Reason.STEADY)  # fmt: skip
+    Reason.CONTENTION,
+    Reason.SWAP_GUARD,
+    Reason.NO_DATA,
+    Reason.STEADY,
+)
 SHRINK_IDLE, GUEST_REQUEST, FLOOR, CEILING = (
-    Reason.SHRINK_IDLE, Reason.GUEST_REQUEST, Reason.FLOOR, Reason.CEILING)  # fmt: skip
+    Reason.SHRINK_IDLE,
+    Reason.GUEST_REQUEST,
+    Reason.FLOOR,
+    Reason.CEILING,
+)
 # A policy's shrink step (size, ratio), grow step and deadband (size, ratio): see `_knobs`.
 Knobs = tuple[int | None, float, Amount | None, int | None, float]
 KEEPS_ITS_TEXT = (NO_DATA, SWAP_GUARD, CONTENTION)  # a steady domain keeps these and their text
@@ -125,8 +133,17 @@ def decide(
         if limits is None:
             limits = by_maxmem[dom.maxmem] = limits_for(policy, dom.maxmem)
         # Steps 1 and 2: the progress of targets issued earlier is tracked there too.
-        work = classify(dom, policy, memo_of(uuid, empty), hold_of(uuid) if any_hold else None,
-                        limits, now, stale_after, stuck_after, cooldown)  # fmt: skip
+        work = classify(
+            dom,
+            policy,
+            memo_of(uuid, empty),
+            hold_of(uuid) if any_hold else None,
+            limits,
+            now,
+            stale_after,
+            stuck_after,
+            cooldown,
+        )
         add(work)
         # Most domains have no promise: no sum of a zero (sizes are multi-digit ints, whose
         # sums the interpreter does not take on its fast path).
@@ -146,18 +163,22 @@ def decide(
     spare = room - fixed_promises - claimed
     notes: list[str] = []
     if unbacked > 0:
-        notes.append(f"{sz(unbacked)} inside guests' balloons is not yet backed by the host "
-                     "(balloon + QEMU overhead - QEMU rss): counted as taken, "
-                     "not free")  # fmt: skip
+        notes.append(
+            f"{sz(unbacked)} inside guests' balloons is not yet backed by the host "
+            "(balloon + QEMU overhead - QEMU rss): counted as taken, "
+            "not free"
+        )
     if deficit:
         notes.append(
             f"host free {sz(host_free)} is below the reserve {sz(reserve)}: "
             "idle guests shrink to demand + buffer at once, nothing grows"
         )
     elif spare < 0:
-        notes.append(f"promises outstanding exceed host free {sz(host_free)} minus the reserve "
-                     f"{sz(reserve)}{' and the untouched balloons' if unbacked else ''}: "
-                     "nothing grows until they are taken")  # fmt: skip
+        notes.append(
+            f"promises outstanding exceed host free {sz(host_free)} minus the reserve "
+            f"{sz(reserve)}{' and the untouched balloons' if unbacked else ''}: "
+            "nothing grows until they are taken"
+        )
     pool = room - fixed_promises + held
     if lows > pool and claimants:
         notes.append(f"floors need {sz(lows)} but only {sz(max(pool, 0))} is available")
@@ -185,8 +206,9 @@ def _share(claimants: list[Work], pool: int) -> None:
     """Set each claimant's `target` to its weighted share of the pool (step 3), when the pool
     does not cover every want."""
     lows = [w.low for w in claimants]
-    alloc = water_fill(lows, [w.want for w in claimants], [w.policy.weight for w in claimants],
-                       pool)  # fmt: skip
+    alloc = water_fill(
+        lows, [w.want for w in claimants], [w.policy.weight for w in claimants], pool
+    )
     for work, share in zip(claimants, alloc, strict=True):
         work.target = share
         if share < work.want:
@@ -221,8 +243,22 @@ def _limit(
         memos[dom.uuid] = work.memo  # as if nothing moves; `_finish` replaces a mover's
         values = work.values
         if values is None:  # left alone: final already
-            add(decided(dom.name, dom.uuid, policy.name, work.reason, cur, work.target,
-                        work.floor, work.ceiling, work.explanation, None, None, False))  # fmt: skip
+            add(
+                decided(
+                    dom.name,
+                    dom.uuid,
+                    policy.name,
+                    work.reason,
+                    cur,
+                    work.target,
+                    work.floor,
+                    work.ceiling,
+                    work.explanation,
+                    None,
+                    None,
+                    False,
+                )
+            )
             continue
         if policy is not last:  # most neighbours share a policy: no lookup for them
             found = knobs.get(id(policy))
@@ -295,8 +331,22 @@ def _limit(
                         # so does why.
                         text = (_moving_text, (work, reason))
                 work.target = in_force
-                add(decided(dom.name, dom.uuid, policy.name, reason, cur, in_force, floor,
-                            ceiling, text, values[0], values[3], False))  # fmt: skip
+                add(
+                    decided(
+                        dom.name,
+                        dom.uuid,
+                        policy.name,
+                        reason,
+                        cur,
+                        in_force,
+                        floor,
+                        ceiling,
+                        text,
+                        values[0],
+                        values[3],
+                        False,
+                    )
+                )
                 continue
         work.target, work.act = new, True
         places.append(len(out))
@@ -319,8 +369,7 @@ def _knobs(policy: Policy) -> Knobs:
     shrink, band = policy.max_shrink_step, policy.deadband
     assert shrink.size is not None or shrink.ratio is not None  # as Amount.resolve asserts
     assert band.size is not None or band.ratio is not None
-    return (shrink.size, shrink.ratio or 0.0, policy.max_grow_step, band.size,
-            band.ratio or 0.0)  # fmt: skip
+    return (shrink.size, shrink.ratio or 0.0, policy.max_grow_step, band.size, band.ratio or 0.0)
 
 
 def _contention(share: int, want: int, weight: int) -> str:
@@ -356,8 +405,7 @@ def _why(work: Work, reason: Reason) -> str:
     return text + (f" ({est.note})" if est.note else "")
 
 
-def _move_text(work: Work, reason: Reason, prior: Text, limit: Amount | None,
-               retried: bool) -> str:  # fmt: skip
+def _move_text(work: Work, reason: Reason, prior: Text, limit: Amount | None, retried: bool) -> str:
     """Why a domain moves; `reason` and `prior` are its reason and explanation before
     `_limit` (a move of a domain without usable data is renamed FLOOR or CEILING there)."""
     cur, target = work.dom.current, work.target
@@ -393,11 +441,17 @@ def _grant(movers: list[Work], spare: int) -> int:
         return room - sum(asks)
     room = max(0, room)
     weights = [w.policy.weight for w in growers]
-    floor_gaps = [min(ask, max(0, w.floor - max(w.dom.current, w.in_force)))
-                  for w, ask in zip(growers, asks, strict=True)]  # fmt: skip
+    floor_gaps = [
+        min(ask, max(0, w.floor - max(w.dom.current, w.in_force)))
+        for w, ask in zip(growers, asks, strict=True)
+    ]
     first = water_fill([0] * len(growers), floor_gaps, weights, room)
-    rest = water_fill([0] * len(growers), [a - f for a, f in zip(asks, first, strict=True)],
-                      weights, room - sum(first))  # fmt: skip
+    rest = water_fill(
+        [0] * len(growers),
+        [a - f for a, f in zip(asks, first, strict=True)],
+        weights,
+        room - sum(first),
+    )
     for work, ask, a, b in zip(growers, asks, first, rest, strict=True):
         _cut_growth(work, ask, a + b)
     return room - sum(first) - sum(rest)
@@ -432,9 +486,20 @@ def _finish(work: Work, now: float, memos: dict[str, DomainMemo]) -> DomainDecis
     dom, values = work.dom, work.values
     assert values is not None  # only claimants move
     cur, target = dom.current, work.target
-    decision = decided(dom.name, dom.uuid, work.policy.name, work.reason, cur, target,
-                       work.floor, work.ceiling, work.explanation, values[0], values[3],
-                       work.act)  # fmt: skip
+    decision = decided(
+        dom.name,
+        dom.uuid,
+        work.policy.name,
+        work.reason,
+        cur,
+        target,
+        work.floor,
+        work.ceiling,
+        work.explanation,
+        values[0],
+        values[3],
+        work.act,
+    )
     # The decision holds the recipe now, and a recipe holds its work: dropping the work's
     # own reference leaves no cycle, so a tick's works and decisions are freed as soon as
     # the decision is dropped instead of piling up for the cyclic GC (its full passes

@@ -24,8 +24,20 @@ Text = str | Recipe
 
 _SLOT = {name: DomainDecision.__dict__[name] for name in DomainDecision.__slots__}
 _EXPLANATION = _SLOT["explanation"]
-_ORDER = ("name", "uuid", "policy", "reason", "current", "target", "floor", "ceiling",
-          "explanation", "demand", "pressure", "act")  # fmt: skip
+_ORDER = (
+    "name",
+    "uuid",
+    "policy",
+    "reason",
+    "current",
+    "target",
+    "floor",
+    "ceiling",
+    "explanation",
+    "demand",
+    "pressure",
+    "act",
+)
 if (
     {f.name for f in fields(DomainDecision)}
     - set(_ORDER)

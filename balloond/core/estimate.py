@@ -128,9 +128,22 @@ def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_afte
 
 # An Estimate's fields as a plain tuple, as `reading` returns them.
 Reading = tuple[
-    int | None, int | None, str, float | None, float | None, float | None, bool, int | None,
-    str, str, int, bool, int, int | None, int | None,
-]  # fmt: skip
+    int | None,
+    int | None,
+    str,
+    float | None,
+    float | None,
+    float | None,
+    bool,
+    int | None,
+    str,
+    str,
+    int,
+    bool,
+    int,
+    int | None,
+    int | None,
+]
 
 
 def estimate(
@@ -143,12 +156,50 @@ def estimate(
 ) -> Estimate:
     """Estimate the demand of one running domain. Pure; never raises on guest data.
     `stats_at` is when the balloon statistics were sampled (their `last_update`, else now)."""
-    (swap_in, faults, counters_at, _, _, target, _, _, _, _, _, hidden, hidden_at, shrunk_at,
-     fault_base, learned, seen, seen_current, since, _) = memo  # fmt: skip
-    return _new_tuple(Estimate, reading(
-        dom, policy.pressure_target, now, stale_after, stats_at, swap_in, faults, counters_at,
-        target, hidden, hidden_at, shrunk_at, fault_base, learned, seen, seen_current, since,
-    ))  # fmt: skip
+    (
+        swap_in,
+        faults,
+        counters_at,
+        _,
+        _,
+        target,
+        _,
+        _,
+        _,
+        _,
+        _,
+        hidden,
+        hidden_at,
+        shrunk_at,
+        fault_base,
+        learned,
+        seen,
+        seen_current,
+        since,
+        _,
+    ) = memo
+    return _new_tuple(
+        Estimate,
+        reading(
+            dom,
+            policy.pressure_target,
+            now,
+            stale_after,
+            stats_at,
+            swap_in,
+            faults,
+            counters_at,
+            target,
+            hidden,
+            hidden_at,
+            shrunk_at,
+            fault_base,
+            learned,
+            seen,
+            seen_current,
+            since,
+        ),
+    )
 
 
 def reading(
@@ -261,12 +312,15 @@ def reading(
             fault_rate is not None
             and shrunk_at is not None  # shrunk within SHRINK_BLAME seconds
             and now - shrunk_at <= SHRINK_BLAME
-            and fault_rate >= (  # max() spelled out
-                blame if (blame := FAULT_BASE_FACTOR * (
-                    fault_base if fault_base is not None else 0.0)) > MAJOR_FAULTS_AFTER_SHRINK
-                else MAJOR_FAULTS_AFTER_SHRINK)
+            and fault_rate
+            >= (  # max() spelled out
+                blame
+                if (blame := FAULT_BASE_FACTOR * (fault_base if fault_base is not None else 0.0))
+                > MAJOR_FAULTS_AFTER_SHRINK
+                else MAJOR_FAULTS_AFTER_SHRINK
+            )
         )
-    )  # fmt: skip
+    )
     # Learned hidden demand, decayed (see _hidden, which learns more of it when touched).
     if hidden is not None and hidden_at is not None:
         age = now - hidden_at
@@ -300,10 +354,26 @@ def reading(
     if raw is None:
         why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
         # What was learned of the overhead is kept for when data comes back.
-        used, learned, seen = overhead_for(0, learned, seen, seen_current, dom.current, since,
-                                           target, stats_at)  # fmt: skip
-        return (None, None, "", pressure, swap_rate, fault_rate, short, requested, why, "", 0,
-                False, used, learned, seen)  # fmt: skip
+        used, learned, seen = overhead_for(
+            0, learned, seen, seen_current, dom.current, since, target, stats_at
+        )
+        return (
+            None,
+            None,
+            "",
+            pressure,
+            swap_rate,
+            fault_rate,
+            short,
+            requested,
+            why,
+            "",
+            0,
+            False,
+            used,
+            learned,
+            seen,
+        )
     # What a reading capped by the balloon is capped at: the guest's MemTotal.
     if stats_total is not None:
         visible = stats_total
@@ -336,10 +406,26 @@ def reading(
             cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)  # >= OVERHEAD_BASE
         ):  # (maxmem > 0 here: raw is a plausible reading)
             overhead = cap
-    used, learned, seen = overhead_for(overhead, learned, seen, seen_current, current, since,
-                                       target, stats_at)  # fmt: skip
-    return (demand, raw, source, pressure, swap_rate, fault_rate, short, requested, "", note,
-            hidden, touched, used, learned, seen)  # fmt: skip
+    used, learned, seen = overhead_for(
+        overhead, learned, seen, seen_current, current, since, target, stats_at
+    )
+    return (
+        demand,
+        raw,
+        source,
+        pressure,
+        swap_rate,
+        fault_rate,
+        short,
+        requested,
+        "",
+        note,
+        hidden,
+        touched,
+        used,
+        learned,
+        seen,
+    )
 
 
 def _hidden(

@@ -39,13 +39,53 @@ def _set(
     # Built directly, not with _replace (several times slower), from one unpacking of the old
     # memo (cheaper than reading its fields by name; `memo[:]` is an exact tuple, which
     # unpacks without the iterator a NamedTuple goes through).
-    (swap_in, faults, counters_at, peak, peak_at, _, _, _, _, _, _, hidden, hidden_at, _, base,
-     overhead, overhead_seen, seen, since, grown_at) = memo[:]  # fmt: skip
-    return _new_tuple(DomainMemo, (
-        swap_in, faults, counters_at, peak, peak_at, target, target_at, mark, mark_at,
-        stuck_until, strikes, hidden, hidden_at, shrunk_at, base, overhead, overhead_seen, seen,
-        since, grown_at,
-    ))  # fmt: skip
+    (
+        swap_in,
+        faults,
+        counters_at,
+        peak,
+        peak_at,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        hidden,
+        hidden_at,
+        _,
+        base,
+        overhead,
+        overhead_seen,
+        seen,
+        since,
+        grown_at,
+    ) = memo[:]
+    return _new_tuple(
+        DomainMemo,
+        (
+            swap_in,
+            faults,
+            counters_at,
+            peak,
+            peak_at,
+            target,
+            target_at,
+            mark,
+            mark_at,
+            stuck_until,
+            strikes,
+            hidden,
+            hidden_at,
+            shrunk_at,
+            base,
+            overhead,
+            overhead_seen,
+            seen,
+            since,
+            grown_at,
+        ),
+    )
 
 
 def track(memo: DomainMemo, current: int, now: float, stuck_after: float) -> DomainMemo:
@@ -103,17 +143,37 @@ def marks(
     return current, now, now + stuck_backoff(strikes), strikes
 
 
-def issued(memo: DomainMemo, current: int, target: int, now: float,
-           grown: bool = False) -> DomainMemo:  # fmt: skip
+def issued(
+    memo: DomainMemo, current: int, target: int, now: float, grown: bool = False
+) -> DomainMemo:
     """Record a target the daemon is about to apply. The mark restarts when the direction
     changes or the domain is being retried after a stuck period, so a retry gets a full
     `stuck_after` to show progress. A shrink is remembered (`shrunk_at`): faults that
     follow it are blamed on it; `grown` True: so is a grow for pressure or demand
     (`grown_at`, the grow cooldown). The memo is unpacked once and built once, as in `_set`:
     this runs for every domain that moves (most of them at boot)."""
-    (swap_in, faults, counters_at, peak, peak_at, old, _, mark, mark_at, stuck_until, strikes,
-     hidden, hidden_at, shrunk_at, base, overhead, overhead_seen, seen, since,
-     grown_at) = memo[:]  # fmt: skip
+    (
+        swap_in,
+        faults,
+        counters_at,
+        peak,
+        peak_at,
+        old,
+        _,
+        mark,
+        mark_at,
+        stuck_until,
+        strikes,
+        hidden,
+        hidden_at,
+        shrunk_at,
+        base,
+        overhead,
+        overhead_seen,
+        seen,
+        since,
+        grown_at,
+    ) = memo[:]
     retried = stuck_until is not None and stuck_until <= now
     # A retry keeps its strikes (the next stuck period is longer) but is no longer stuck.
     if retried:
@@ -136,8 +196,28 @@ def issued(memo: DomainMemo, current: int, target: int, now: float,
         or (old > current) != (target > current)
     ):  # a new direction, a retry or no mark yet: the mark restarts here
         mark, mark_at = current, now
-    return _new_tuple(DomainMemo, (
-        swap_in, faults, counters_at, peak, peak_at, target, now, mark, mark_at, stuck_until,
-        strikes, hidden, hidden_at, shrunk_at, base, overhead, overhead_seen, seen, since,
-        grown_at,
-    ))  # fmt: skip
+    return _new_tuple(
+        DomainMemo,
+        (
+            swap_in,
+            faults,
+            counters_at,
+            peak,
+            peak_at,
+            target,
+            now,
+            mark,
+            mark_at,
+            stuck_until,
+            strikes,
+            hidden,
+            hidden_at,
+            shrunk_at,
+            base,
+            overhead,
+            overhead_seen,
+            seen,
+            since,
+            grown_at,
+        ),
+    )

@@ -50,8 +50,13 @@ def water_fill(
     if cut == len(order) and remaining > 0:
         # Every weighted claimant is full: claimants of weight 0 share the leftovers evenly.
         idle = [i for i in range(len(wants)) if weights[i] <= 0]
-        extra = water_fill([0] * len(idle), [wants[i] - floors[i] for i in idle],
-                           [1] * len(idle), remaining) if idle else []  # fmt: skip
+        extra = (
+            water_fill(
+                [0] * len(idle), [wants[i] - floors[i] for i in idle], [1] * len(idle), remaining
+            )
+            if idle
+            else []
+        )
         for i, more in zip(idle, extra, strict=True):
             alloc[i] += more
     return alloc

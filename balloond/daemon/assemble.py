@@ -82,14 +82,25 @@ def build_daemon(
     return daemon
 
 
-def compute_once(uri: str, policy_dir: str | os.PathLike[str] | None, settings: LoopSettings,
-                 *, policy_dir_required: bool = True) -> Daemon:
+def compute_once(
+    uri: str,
+    policy_dir: str | os.PathLike[str] | None,
+    settings: LoopSettings,
+    *,
+    policy_dir_required: bool = True,
+) -> Daemon:
     """One dry tick, for `balloonctl` when no daemon runs: opens the backend, loads the
     policies, decides once, moves nothing. Raises the backend's error if it is unreachable."""
     backend = open_backend(uri)
     settings = replace(settings, dry_run=True)
-    daemon = build_daemon(uri, settings, policy_dir, connect=lambda: backend, channels=False,
-                          policy_dir_required=policy_dir_required)
+    daemon = build_daemon(
+        uri,
+        settings,
+        policy_dir,
+        connect=lambda: backend,
+        channels=False,
+        policy_dir_required=policy_dir_required,
+    )
     try:
         if daemon.tick() is None:
             raise BackendError(f"{uri}: could not read the host's domains")

@@ -64,8 +64,15 @@ def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> d
     def operation(request: Mapping[str, Any]) -> object:
         return record_operation(daemon, request)
 
-    return {"status": status, "list": list_, "explain": explain, "holds": holds, "hold": hold,
-            "release": release, "operation": operation}  # fmt: skip
+    return {
+        "status": status,
+        "list": list_,
+        "explain": explain,
+        "holds": holds,
+        "hold": hold,
+        "release": release,
+        "operation": operation,
+    }
 
 
 OPERATIONS = frozenset({"save", "restore", "migrate", "balloon", "maxmem"})
@@ -82,9 +89,11 @@ def record_operation(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, An
     if result not in RESULTS:
         raise RequestError(f"'result' must be one of {sorted(RESULTS)}, got: {result!r}")
     daemon.counters().record_operation(
-        operation, result, duration=_number(request, "duration"),
+        operation,
+        result,
+        duration=_number(request, "duration"),
         downtime=_nonnegative(request, "downtime"),
-    )  # fmt: skip
+    )
     return {"recorded": True}
 
 
@@ -109,8 +118,12 @@ def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
     )
     where = _store_hold(daemon, domain, hold)
     daemon.wake()
-    return {"domain": domain.name, "uuid": domain.uuid, "stored": where,
-            "hold": present.hold_dict(hold, now)}  # fmt: skip
+    return {
+        "domain": domain.name,
+        "uuid": domain.uuid,
+        "stored": where,
+        "hold": present.hold_dict(hold, now),
+    }
 
 
 def _store_hold(daemon: Daemon, domain: DomainSnapshot, hold: Hold) -> str:

@@ -60,8 +60,9 @@ class ControlServer:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stopping = threading.Event()
         self._sock = _listen(self.path)
-        self._thread = threading.Thread(target=self._accept_loop, name="balloond-control",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._accept_loop, name="balloond-control", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -87,8 +88,9 @@ class ControlServer:
                 _send_quietly(conn, _error("too many control connections; try again"))
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="balloond-control-conn",
-                             daemon=True).start()  # fmt: skip
+            threading.Thread(
+                target=self._serve, args=(conn,), name="balloond-control-conn", daemon=True
+            ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -180,8 +182,9 @@ def _listen(path: Path) -> socket.socket:
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"cannot create its folder: {error}", key="control_socket",
-                          file=str(path)) from error  # fmt: skip
+        raise ConfigError(
+            f"cannot create its folder: {error}", key="control_socket", file=str(path)
+        ) from error
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old_umask = os.umask(0o177)  # born 0600: no window where others could connect
@@ -189,8 +192,9 @@ def _listen(path: Path) -> socket.socket:
         sock.bind(str(path))
     except OSError as error:
         sock.close()
-        raise ConfigError(f"cannot listen: {error}", key="control_socket",
-                          file=str(path)) from error  # fmt: skip
+        raise ConfigError(
+            f"cannot listen: {error}", key="control_socket", file=str(path)
+        ) from error
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)

@@ -56,14 +56,19 @@ Connect = Callable[[], Backend]
 # before a migration's switchover, when libvirt blocks every call on the domain (and a tick
 # with it) for seconds (measured in the lab: 1.2-2.4 s, from the pause to the end).
 _WAKE_EVENTS = frozenset(
-    {EventKind.STARTED, EventKind.RESTORED, EventKind.RESUMED, EventKind.CONNECTION_LOST,
-     EventKind.JOB_STARTED, EventKind.JOB_COMPLETED}
-)  # fmt: skip
+    {
+        EventKind.STARTED,
+        EventKind.RESTORED,
+        EventKind.RESUMED,
+        EventKind.CONNECTION_LOST,
+        EventKind.JOB_STARTED,
+        EventKind.JOB_COMPLETED,
+    }
+)
 # Events after which the domain is gone from this host: forget it at once.
 _GONE_EVENTS = frozenset(
-    {EventKind.STOPPED, EventKind.SAVED, EventKind.MIGRATED, EventKind.UNDEFINED,
-     EventKind.CRASHED}
-)  # fmt: skip
+    {EventKind.STOPPED, EventKind.SAVED, EventKind.MIGRATED, EventKind.UNDEFINED, EventKind.CRASHED}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +249,9 @@ class Daemon:
         )
         return Snapshot(taken_at=now, host=host, domains=with_reports), holds
 
-    def _act(self, backend: Backend, decision: Decision, now: float,
-             rules: Mapping[str, str]) -> None:  # fmt: skip
+    def _act(
+        self, backend: Backend, decision: Decision, now: float, rules: Mapping[str, str]
+    ) -> None:
         applied: set[str] = set()
         for action in decision.actions:  # shrinks first: free memory before promising it
             line = describe_action(action, rules.get(action.uuid, ""))

@@ -56,27 +56,29 @@ def list_rows(view: DaemonView, now: float) -> list[dict[str, Any]]:
     for domain in snapshot.domains:
         decided = decided_by_uuid.get(domain.uuid)
         report = reports.get(domain.uuid) or domain.report
-        rows.append({
-            "name": domain.name,
-            "id": domain.id,
-            "uuid": domain.uuid,
-            "mem": domain.current,
-            "maxmem": domain.maxmem,
-            "target": decided.target if decided else None,
-            "vcpus": domain.vcpus,
-            "state": LETTERS.get(domain.state, "-"),
-            "state_name": domain.state.value,
-            "job": domain.job.value if domain.job else None,
-            "time": domain.cpu_time,
-            "policy": decided.policy if decided else None,
-            "pressure": decided.pressure if decided else None,
-            "floor": decided.floor if decided else None,
-            "ceiling": decided.ceiling if decided else None,
-            "reason": decided.reason.value if decided else None,
-            "hold": hold_dict(holds.get(domain.uuid), now),
-            "stuck_until": stuck.get(domain.uuid),
-            "report_age": None if report is None else max(0.0, now - report.received_at),
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": domain.name,
+                "id": domain.id,
+                "uuid": domain.uuid,
+                "mem": domain.current,
+                "maxmem": domain.maxmem,
+                "target": decided.target if decided else None,
+                "vcpus": domain.vcpus,
+                "state": LETTERS.get(domain.state, "-"),
+                "state_name": domain.state.value,
+                "job": domain.job.value if domain.job else None,
+                "time": domain.cpu_time,
+                "policy": decided.policy if decided else None,
+                "pressure": decided.pressure if decided else None,
+                "floor": decided.floor if decided else None,
+                "ceiling": decided.ceiling if decided else None,
+                "reason": decided.reason.value if decided else None,
+                "hold": hold_dict(holds.get(domain.uuid), now),
+                "stuck_until": stuck.get(domain.uuid),
+                "report_age": None if report is None else max(0.0, now - report.received_at),
+            }
+        )
     return rows
 
 
@@ -118,30 +120,50 @@ def explain(view: DaemonView, policies: PolicySet, key: str, now: float) -> dict
     report = view.reports().get(domain.uuid) or domain.report
     return {
         "domain": {
-            "name": domain.name, "uuid": domain.uuid, "id": domain.id,
-            "state": domain.state.value, "job": domain.job.value if domain.job else None,
-            "current": domain.current, "maxmem": domain.maxmem,
-            "persistent_maxmem": domain.persistent_maxmem, "tags": sorted(domain.tags),
+            "name": domain.name,
+            "uuid": domain.uuid,
+            "id": domain.id,
+            "state": domain.state.value,
+            "job": domain.job.value if domain.job else None,
+            "current": domain.current,
+            "maxmem": domain.maxmem,
+            "persistent_maxmem": domain.persistent_maxmem,
+            "tags": sorted(domain.tags),
         },
         "stats": _stats(domain, now),
-        "report": None if report is None else {
-            **asdict(report), "age": max(0.0, now - report.received_at),
+        "report": None
+        if report is None
+        else {
+            **asdict(report),
+            "age": max(0.0, now - report.received_at),
         },
         "policy": policy_dict(policy, selector),
-        "decision": None if decided is None else {
-            "reason": decided.reason.value, "target": decided.target,
-            "floor": decided.floor, "ceiling": decided.ceiling, "demand": decided.demand,
-            "pressure": decided.pressure, "act": decided.act, "delta": decided.delta,
-            "explanation": decided.explanation, "policy": decided.policy,
+        "decision": None
+        if decided is None
+        else {
+            "reason": decided.reason.value,
+            "target": decided.target,
+            "floor": decided.floor,
+            "ceiling": decided.ceiling,
+            "demand": decided.demand,
+            "pressure": decided.pressure,
+            "act": decided.act,
+            "delta": decided.delta,
+            "explanation": decided.explanation,
+            "policy": decided.policy,
         },
         "hold": hold_dict(view.holds().get(domain.uuid), now),
         "stuck_until": view.stuck().get(domain.uuid),
-        "host": None if decision is None else {
-            "free": decision.host_free, "reserve": decision.reserve,
-            "budget": decision.budget, "notes": list(decision.notes),
+        "host": None
+        if decision is None
+        else {
+            "free": decision.host_free,
+            "reserve": decision.reserve,
+            "budget": decision.budget,
+            "notes": list(decision.notes),
             "decided_at": decision.taken_at,
         },
-    }  # fmt: skip
+    }
 
 
 def _stats(domain: DomainSnapshot, now: float) -> dict[str, Any] | None:

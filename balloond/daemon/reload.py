@@ -83,8 +83,10 @@ class PolicyWatcher:
         if self.folder is None:
             return self._current
         if not required and not self.folder.exists():
-            log.warning("policy folder %s does not exist; using the built-in default policy "
-                        "until it does", self.folder)  # fmt: skip
+            log.warning(
+                "policy folder %s does not exist; using the built-in default policy until it does",
+                self.folder,
+            )
             return self._current
         self._current = self._loader(self.folder)
         self._telemetry.record_policy_load(None)

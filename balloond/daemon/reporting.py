@@ -73,8 +73,9 @@ class ReportCollector:
                 source.sync(domains)
             return source.reports()
         except (BalloondError, OSError) as error:
-            log.warning("guest reports from %s unavailable this tick: %s", type(source).__name__,
-                        error)  # fmt: skip
+            log.warning(
+                "guest reports from %s unavailable this tick: %s", type(source).__name__, error
+            )
             return {}
         except Exception:  # a bug in a report source must not stop the balancing
             log.exception("guest reports from %s failed this tick", type(source).__name__)

@@ -30,8 +30,9 @@ def option_duration(text: str, option: str) -> float:
         raise ConfigError(f"{option}: {error}") from None
 
 
-def loop_settings(config: DaemonConfig, *, interval: float | None = None,
-                  dry_run: bool = False) -> LoopSettings:  # fmt: skip
+def loop_settings(
+    config: DaemonConfig, *, interval: float | None = None, dry_run: bool = False
+) -> LoopSettings:
     return LoopSettings(
         interval=config.interval if interval is None else interval,
         reserve=config.reserve,
@@ -72,10 +73,13 @@ class RunConfig:
         config = self.config
         auth = config.metrics_basic_auth
         return serve(
-            daemon, config.metrics_address, config.metrics_port,
-            tls_cert=config.metrics_tls_cert, tls_key=config.metrics_tls_key,
+            daemon,
+            config.metrics_address,
+            config.metrics_port,
+            tls_cert=config.metrics_tls_cert,
+            tls_key=config.metrics_tls_key,
             basic_auth=auth.credentials() if auth is not None else None,
-        )  # fmt: skip
+        )
 
     def after_tick_hooks(self, daemon: Daemon) -> list[Callable[[], None]]:
         textfile = self.config.textfile

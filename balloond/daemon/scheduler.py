@@ -61,15 +61,26 @@ class Runner:
         interval = self.daemon.settings.interval
         scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
         scheduler.add_job(
-            self._run_tick, "interval", seconds=interval, id=TICK_JOB,
-            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+            self._run_tick,
+            "interval",
+            seconds=interval,
+            id=TICK_JOB,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
             misfire_grace_time=max(1, int(interval)),
-        )  # fmt: skip
+        )
         pet_every = watchdog_interval()
         if pet_every is not None and self.notifier.enabled:
             self._watchdog_limit = max(3 * interval, 2 * pet_every)
-            scheduler.add_job(self._pet_watchdog, "interval", seconds=pet_every, id=WATCHDOG_JOB,
-                              max_instances=1, coalesce=True)  # fmt: skip
+            scheduler.add_job(
+                self._pet_watchdog,
+                "interval",
+                seconds=pet_every,
+                id=WATCHDOG_JOB,
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -171,8 +182,10 @@ class Runner:
         if time.monotonic() - self._last_tick_end <= self._watchdog_limit:
             self.notifier.watchdog()
         else:
-            log.error("no tick has finished for %.0f s; not petting the systemd watchdog",
-                      time.monotonic() - self._last_tick_end)  # fmt: skip
+            log.error(
+                "no tick has finished for %.0f s; not petting the systemd watchdog",
+                time.monotonic() - self._last_tick_end,
+            )
 
 
 def status_line(daemon: Daemon) -> str:

@@ -75,8 +75,9 @@ def hold_from_dict(raw: object) -> Hold:
     pid = raw.get("pid")
     if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
         raise ValueError(f"hold pid must be a positive integer, got: {pid!r:.80}")
-    return Hold(domain=domain, owner=owner[:200], reason=reason[:500], until=until,
-                target=target, pid=pid)  # fmt: skip
+    return Hold(
+        domain=domain, owner=owner[:200], reason=reason[:500], until=until, target=target, pid=pid
+    )
 
 
 def _optional_number(value: object, name: str) -> float | None:
@@ -105,8 +106,12 @@ class StateFile:
         try:
             state = self._parse(data)
         except ValueError as error:
-            log.error("state file %s is damaged (%s); set aside as %s.bad, starting empty",
-                      self.path, error, self.path.name)  # fmt: skip
+            log.error(
+                "state file %s is damaged (%s); set aside as %s.bad, starting empty",
+                self.path,
+                error,
+                self.path.name,
+            )
             self._set_aside()
             return PersistedState()
         self._last_written = _render(state)

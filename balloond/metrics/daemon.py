@@ -11,8 +11,12 @@ from balloond.telemetry import TICK_BUCKETS, Telemetry
 
 def tick_histogram(telemetry: Telemetry) -> Family:
     """Telemetry keeps per-bucket counts; Prometheus wants cumulative ones ending in +Inf."""
-    family = Family("balloond_tick_duration_seconds", "Time one collect-decide-act tick took.",
-                    "histogram", sum_value=telemetry.tick_duration_sum)  # fmt: skip
+    family = Family(
+        "balloond_tick_duration_seconds",
+        "Time one collect-decide-act tick took.",
+        "histogram",
+        sum_value=telemetry.tick_duration_sum,
+    )
     running = 0
     bounds = [*(repr(float(b)) for b in TICK_BUCKETS), "+Inf"]
     for bound, count in zip(bounds, telemetry.tick_bucket_counts, strict=True):
@@ -25,12 +29,14 @@ def daemon_families(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[
     """`names` maps domain UUIDs to libvirt names, so report counters keyed by UUID still
     carry the `domain` label operators join on."""
     t = telemetry
-    build = gauge("balloond_build_info", "Constant 1, labelled with balloond's version.",
-                  ("version",))  # fmt: skip
+    build = gauge(
+        "balloond_build_info", "Constant 1, labelled with balloond's version.", ("version",)
+    )
     build.add((__version__,), 1)
     yield build
-    yield gauge("balloond_start_time_seconds", "When the daemon started (epoch).",
-                value=t.started_at)  # fmt: skip
+    yield gauge(
+        "balloond_start_time_seconds", "When the daemon started (epoch).", value=t.started_at
+    )
     yield tick_histogram(t)
     yield counter("balloond_tick_failures", "Ticks that failed.", value=t.tick_failures)
     if t.last_tick_at is not None:
@@ -39,24 +45,39 @@ def daemon_families(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[
             "When the last successful tick ended (epoch).",
             value=t.last_tick_at,
         )
-    yield gauge("balloond_libvirt_up", "1 while the hypervisor connection is up.",
-                value=1 if t.libvirt_up else 0)  # fmt: skip
-    yield counter("balloond_libvirt_reconnects", "Times the hypervisor connection came back.",
-                  value=t.reconnects)  # fmt: skip
-    yield counter("balloond_policy_reloads", "Policy loads and reloads, failed or not.",
-                  value=t.policy_reloads)  # fmt: skip
-    yield counter("balloond_policy_errors",
-                  "Policy loads that failed (the old policies stay in force).",
-                  value=t.policy_errors)  # fmt: skip
-    yield gauge("balloond_policy_last_load_failed", "1 if the most recent policy load failed.",
-                value=1 if t.last_policy_error is not None else 0)  # fmt: skip
+    yield gauge(
+        "balloond_libvirt_up",
+        "1 while the hypervisor connection is up.",
+        value=1 if t.libvirt_up else 0,
+    )
+    yield counter(
+        "balloond_libvirt_reconnects",
+        "Times the hypervisor connection came back.",
+        value=t.reconnects,
+    )
+    yield counter(
+        "balloond_policy_reloads",
+        "Policy loads and reloads, failed or not.",
+        value=t.policy_reloads,
+    )
+    yield counter(
+        "balloond_policy_errors",
+        "Policy loads that failed (the old policies stay in force).",
+        value=t.policy_errors,
+    )
+    yield gauge(
+        "balloond_policy_last_load_failed",
+        "1 if the most recent policy load failed.",
+        value=1 if t.last_policy_error is not None else 0,
+    )
     yield from _decision_counters(t)
     yield from _report_counters(t, names)
     yield from _operation_families(t)
 
 
-def _counter(name: str, doc: str, labelnames: Labels,
-             items: Iterable[tuple[Labels, int]]) -> Family:  # fmt: skip
+def _counter(
+    name: str, doc: str, labelnames: Labels, items: Iterable[tuple[Labels, int]]
+) -> Family:
     family = counter(name, doc, labelnames)
     family.samples.extend(sorted(items))
     return family
@@ -67,13 +88,24 @@ def _single(counts: Mapping[str, int]) -> list[tuple[Labels, int]]:
 
 
 def _decision_counters(telemetry: Telemetry) -> Iterator[Family]:
-    yield _counter("balloond_adjustments", "Balloon targets set, by direction and reason.",
-                   ("direction", "reason"), telemetry.adjustments.items())  # fmt: skip
-    yield _counter("balloond_adjusted_bytes", "Bytes moved by balloon targets set, by direction.",
-                   ("direction",), _single(telemetry.bytes_moved))  # fmt: skip
-    yield _counter("balloond_adjustment_failures",
-                   "Balloon targets that could not be set, by reason.",
-                   ("reason",), _single(telemetry.failures))  # fmt: skip
+    yield _counter(
+        "balloond_adjustments",
+        "Balloon targets set, by direction and reason.",
+        ("direction", "reason"),
+        telemetry.adjustments.items(),
+    )
+    yield _counter(
+        "balloond_adjusted_bytes",
+        "Bytes moved by balloon targets set, by direction.",
+        ("direction",),
+        _single(telemetry.bytes_moved),
+    )
+    yield _counter(
+        "balloond_adjustment_failures",
+        "Balloon targets that could not be set, by reason.",
+        ("reason",),
+        _single(telemetry.failures),
+    )
 
 
 def _report_counters(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[Family]:
@@ -81,16 +113,27 @@ def _report_counters(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator
     for key, count in telemetry.reports_accepted.items():
         label = names.get(key, key)
         accepted[label] = accepted.get(label, 0) + count
-    yield _counter("balloond_reports_accepted", "Guest agent reports accepted, by domain.",
-                   ("domain",), _single(accepted))  # fmt: skip
-    yield _counter("balloond_reports_rejected", "Guest agent reports rejected, by reason.",
-                   ("reason",), _single(telemetry.reports_rejected))  # fmt: skip
+    yield _counter(
+        "balloond_reports_accepted",
+        "Guest agent reports accepted, by domain.",
+        ("domain",),
+        _single(accepted),
+    )
+    yield _counter(
+        "balloond_reports_rejected",
+        "Guest agent reports rejected, by reason.",
+        ("reason",),
+        _single(telemetry.reports_rejected),
+    )
 
 
 def _operation_families(telemetry: Telemetry) -> Iterator[Family]:
-    yield _counter("balloond_operations",
-                   "Operator operations (save, restore, migrate, ...) by result.",
-                   ("operation", "result"), telemetry.operations.items())  # fmt: skip
+    yield _counter(
+        "balloond_operations",
+        "Operator operations (save, restore, migrate, ...) by result.",
+        ("operation", "result"),
+        telemetry.operations.items(),
+    )
     # Telemetry keeps only a window of recent migrations, so a histogram built from it would
     # not be monotonic; expose the latest and the window's worst instead.
     for kind, values in (
@@ -99,9 +142,13 @@ def _operation_families(telemetry: Telemetry) -> Iterator[Family]:
     ):
         if not values:
             continue
-        yield gauge(f"balloond_migration_last_{kind}_seconds",
-                    f"Migration {kind} of the most recent successful migration.",
-                    value=values[-1])  # fmt: skip
-        yield gauge(f"balloond_migration_max_{kind}_seconds",
-                    f"Longest migration {kind} among the recent successful migrations "
-                    "(up to 100).", value=max(values))  # fmt: skip
+        yield gauge(
+            f"balloond_migration_last_{kind}_seconds",
+            f"Migration {kind} of the most recent successful migration.",
+            value=values[-1],
+        )
+        yield gauge(
+            f"balloond_migration_max_{kind}_seconds",
+            f"Longest migration {kind} among the recent successful migrations (up to 100).",
+            value=max(values),
+        )

@@ -53,9 +53,13 @@ def simulated_view(
             telemetry.record_report(uuid)
         snapshot = _with_reports(snapshot, reports)
         decision, state = decide(
-            snapshot, lambda _dom: DEFAULT_POLICY, state,
-            reserve=reserve, holds=host.holds(), now=host.now(),
-        )  # fmt: skip
+            snapshot,
+            lambda _dom: DEFAULT_POLICY,
+            state,
+            reserve=reserve,
+            holds=host.holds(),
+            now=host.now(),
+        )
         _apply(host, decision, telemetry)
         telemetry.record_tick(time.perf_counter() - started, True, host.now())
     stuck = {
@@ -64,10 +68,15 @@ def simulated_view(
         if (until := memo.stuck_until) is not None and until > host.now()
     }
     view = StaticView(
-        uri=host.uri, reserve=reserve, snapshot=snapshot, decision=decision,
-        counters=telemetry, held=dict(host.holds()), stuck_until=stuck,
+        uri=host.uri,
+        reserve=reserve,
+        snapshot=snapshot,
+        decision=decision,
+        counters=telemetry,
+        held=dict(host.holds()),
+        stuck_until=stuck,
         last_reports=dict(host.reports()),
-    )  # fmt: skip
+    )
     return view, host
 
 
@@ -94,8 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m balloond.metrics.demo",
         description="Serve the metrics of a simulated host (for trying the dashboard).",
     )
-    parser.add_argument("--uri", default="sim://default?clock=manual",
-                        help="simulated host URI (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--uri",
+        default="sim://default?clock=manual",
+        help="simulated host URI (default: %(default)s)",
+    )
     parser.add_argument("--address", default="127.0.0.1", help="listen address (%(default)s)")
     parser.add_argument("--port", type=int, default=9877, help="listen port (%(default)s)")
     args = parser.parse_args(argv)

@@ -40,54 +40,89 @@ class _DomainFamilies:
     def __init__(self) -> None:
         g, c = gauge, counter
         self.current = g("balloond_domain_current_bytes", "Balloon size now.", DOMAIN)
-        self.target = g("balloond_domain_target_bytes", "Balloon target the daemon decided.",
-                        DOMAIN)  # fmt: skip
-        self.floor = g("balloond_domain_floor_bytes", "Smallest size the domain's policy allows.",
-                       DOMAIN)  # fmt: skip
-        self.ceiling = g("balloond_domain_ceiling_bytes",
-                         "Largest size the domain's policy allows.", DOMAIN)  # fmt: skip
-        self.maxmem = g("balloond_domain_maxmem_bytes", "Hypervisor maximum memory of the domain.",
-                        DOMAIN)  # fmt: skip
-        self.demand = g("balloond_domain_demand_bytes", "Estimated memory the guest needs.",
-                        DOMAIN)  # fmt: skip
+        self.target = g(
+            "balloond_domain_target_bytes", "Balloon target the daemon decided.", DOMAIN
+        )
+        self.floor = g(
+            "balloond_domain_floor_bytes", "Smallest size the domain's policy allows.", DOMAIN
+        )
+        self.ceiling = g(
+            "balloond_domain_ceiling_bytes", "Largest size the domain's policy allows.", DOMAIN
+        )
+        self.maxmem = g(
+            "balloond_domain_maxmem_bytes", "Hypervisor maximum memory of the domain.", DOMAIN
+        )
+        self.demand = g("balloond_domain_demand_bytes", "Estimated memory the guest needs.", DOMAIN)
         self.available = g(
             "balloond_domain_available_bytes",
             "Memory the guest reports available (MemAvailable).",
             DOMAIN,
         )
-        self.psi_some = g("balloond_domain_pressure_some_ratio",
-                          "Share of time some guest task stalled on memory (PSI some), 0-1.",
-                          DOMAIN)  # fmt: skip
-        self.psi_full = g("balloond_domain_pressure_full_ratio",
-                          "Share of time all guest tasks stalled on memory (PSI full), 0-1.",
-                          DOMAIN)  # fmt: skip
-        self.swap_in = c("balloond_domain_swap_in_bytes", "Bytes the guest swapped in since boot.",
-                         DOMAIN)  # fmt: skip
-        self.swap_out = c("balloond_domain_swap_out_bytes",
-                          "Bytes the guest swapped out since boot.", DOMAIN)  # fmt: skip
-        self.faults = c("balloond_domain_major_faults",
-                        "Major page faults in the guest since boot.", DOMAIN)  # fmt: skip
-        self.report_age = g("balloond_domain_report_age_seconds",
-                            "Seconds since the guest agent's last report.", DOMAIN)  # fmt: skip
-        self.info = g("balloond_domain_info", "Constant 1: the domain's UUID and policy.",
-                      ("domain", "uuid", "policy"))  # fmt: skip
-        self.state = g("balloond_domain_state", "Constant 1, labelled with the domain's state.",
-                       ("domain", "state"))  # fmt: skip
-        self.reason = g("balloond_domain_decision_reason",
-                        "Constant 1, labelled with the reason of the domain's last decision.",
-                        ("domain", "reason"))  # fmt: skip
-        self.held = g("balloond_domain_held", "1 while an operator hold keeps the daemon away.",
-                      DOMAIN)  # fmt: skip
-        self.stuck = g("balloond_domain_stuck", "1 while the balloon is excluded as stuck.",
-                       DOMAIN)  # fmt: skip
+        self.psi_some = g(
+            "balloond_domain_pressure_some_ratio",
+            "Share of time some guest task stalled on memory (PSI some), 0-1.",
+            DOMAIN,
+        )
+        self.psi_full = g(
+            "balloond_domain_pressure_full_ratio",
+            "Share of time all guest tasks stalled on memory (PSI full), 0-1.",
+            DOMAIN,
+        )
+        self.swap_in = c(
+            "balloond_domain_swap_in_bytes", "Bytes the guest swapped in since boot.", DOMAIN
+        )
+        self.swap_out = c(
+            "balloond_domain_swap_out_bytes", "Bytes the guest swapped out since boot.", DOMAIN
+        )
+        self.faults = c(
+            "balloond_domain_major_faults", "Major page faults in the guest since boot.", DOMAIN
+        )
+        self.report_age = g(
+            "balloond_domain_report_age_seconds",
+            "Seconds since the guest agent's last report.",
+            DOMAIN,
+        )
+        self.info = g(
+            "balloond_domain_info",
+            "Constant 1: the domain's UUID and policy.",
+            ("domain", "uuid", "policy"),
+        )
+        self.state = g(
+            "balloond_domain_state",
+            "Constant 1, labelled with the domain's state.",
+            ("domain", "state"),
+        )
+        self.reason = g(
+            "balloond_domain_decision_reason",
+            "Constant 1, labelled with the reason of the domain's last decision.",
+            ("domain", "reason"),
+        )
+        self.held = g(
+            "balloond_domain_held", "1 while an operator hold keeps the daemon away.", DOMAIN
+        )
+        self.stuck = g("balloond_domain_stuck", "1 while the balloon is excluded as stuck.", DOMAIN)
 
     def all(self) -> tuple[Family, ...]:
         return (
-            self.current, self.target, self.floor, self.ceiling, self.maxmem, self.demand,
-            self.available, self.psi_some, self.psi_full, self.swap_in, self.swap_out,
-            self.faults, self.report_age, self.info, self.state, self.reason, self.held,
+            self.current,
+            self.target,
+            self.floor,
+            self.ceiling,
+            self.maxmem,
+            self.demand,
+            self.available,
+            self.psi_some,
+            self.psi_full,
+            self.swap_in,
+            self.swap_out,
+            self.faults,
+            self.report_age,
+            self.info,
+            self.state,
+            self.reason,
+            self.held,
             self.stuck,
-        )  # fmt: skip
+        )
 
 
 def domain_families(snapshot: Snapshot, inputs: DomainInputs, now: float) -> Iterator[Family]:
@@ -137,16 +172,18 @@ def _maybe(family: Family, labels: tuple[str, ...], value: object) -> None:
 def host_families(
     snapshot: Snapshot | None, decision: Decision | None, reserve: int
 ) -> Iterator[Family]:
-    yield gauge("balloond_host_reserve_bytes", "Host memory the daemon never hands out.",
-                value=reserve)  # fmt: skip
+    yield gauge(
+        "balloond_host_reserve_bytes", "Host memory the daemon never hands out.", value=reserve
+    )
     if snapshot is None:
         return
     host = snapshot.host
     targets = {d.uuid: d.target for d in decision.domains} if decision else {}
     maxmem_sum = sum(d.maxmem for d in snapshot.domains)
     yield gauge("balloond_host_total_bytes", "Host memory.", value=host.total)
-    yield gauge("balloond_host_free_bytes", "Host memory still free to hand to guests.",
-                value=host.free)  # fmt: skip
+    yield gauge(
+        "balloond_host_free_bytes", "Host memory still free to hand to guests.", value=host.free
+    )
     yield gauge(
         "balloond_host_targets_bytes",
         "Sum of the domains' balloon targets (current size where no target was decided).",
@@ -164,6 +201,8 @@ def host_families(
     )
     yield gauge("balloond_domains", "Domains in the last snapshot.", value=len(snapshot.domains))
     if decision is not None:
-        yield gauge("balloond_host_budget_bytes",
-                    "Memory the last decision could still have granted above the reserve.",
-                    value=decision.budget)  # fmt: skip
+        yield gauge(
+            "balloond_host_budget_bytes",
+            "Memory the last decision could still have granted above the reserve.",
+            value=decision.budget,
+        )

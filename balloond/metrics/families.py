@@ -121,11 +121,13 @@ def render_text(families: Iterable[Family], *, openmetrics: bool = False) -> byt
             if labels not in cache:
                 cache[labels] = _label_text(names, labels)
         # One comprehension per family: about twice as fast as appending sample by sample.
-        lines.extend([
-            f"{sample_name}{cache[labels]} "
-            f"{str(value) if type(value) is int else format_value(value)}\n"
-            for labels, value in family.samples
-        ])  # fmt: skip
+        lines.extend(
+            [
+                f"{sample_name}{cache[labels]} "
+                f"{str(value) if type(value) is int else format_value(value)}\n"
+                for labels, value in family.samples
+            ]
+        )
         if family.kind == "histogram":
             count = family.samples[-1][1] if family.samples else 0
             append(f"{exposed}_count {format_value(count)}\n")

@@ -50,15 +50,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if not self._authorised():
-            self._reply(401, b"authentication required\n", "text/plain; charset=utf-8",
-                        {"WWW-Authenticate": 'Basic realm="balloond"'})  # fmt: skip
+            self._reply(
+                401,
+                b"authentication required\n",
+                "text/plain; charset=utf-8",
+                {"WWW-Authenticate": 'Basic realm="balloond"'},
+            )
             return
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._metrics()
         elif path == "/":
-            self._reply(200, b'<html><body><a href="/metrics">balloond metrics</a>'
-                        b"</body></html>\n", "text/html; charset=utf-8")  # fmt: skip
+            self._reply(
+                200,
+                b'<html><body><a href="/metrics">balloond metrics</a></body></html>\n',
+                "text/html; charset=utf-8",
+            )
         else:
             self._reply(404, b"not found; metrics are at /metrics\n", "text/plain; charset=utf-8")
 
@@ -71,14 +78,16 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         try:
             with self.server.render_lock:
-                body = render_text(families(self.server.view, self.server.clock),
-                                   openmetrics=openmetrics)  # fmt: skip
+                body = render_text(
+                    families(self.server.view, self.server.clock), openmetrics=openmetrics
+                )
         except Exception:
             # A bug in the collector must not kill the server: Prometheus sees a 500 (its
             # `up` goes to 0, which the alerts watch) and the log says why.
             log.exception("metrics: collecting failed")
-            self._reply(500, b"collecting metrics failed; see the daemon log\n",
-                        "text/plain; charset=utf-8")  # fmt: skip
+            self._reply(
+                500, b"collecting metrics failed; see the daemon log\n", "text/plain; charset=utf-8"
+            )
             return
         headers = {}
         if "gzip" in self.headers.get("Accept-Encoding", ""):
@@ -92,8 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return check_basic_auth(self.headers.get("Authorization"), expected)
 
-    def _reply(self, status: int, body: bytes, content_type: str,
-               headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def _reply(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -144,8 +154,7 @@ class _MetricsHTTPServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
             # A flood of connections gets closed rather than a thread each.
-            log.debug("metrics: %s refused: %d connections open", client_address,
-                      MAX_CONNECTIONS)  # fmt: skip
+            log.debug("metrics: %s refused: %d connections open", client_address, MAX_CONNECTIONS)
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -175,9 +184,11 @@ class MetricsServer:
         self.port: int = int(httpd.server_address[1])
         self.scheme = scheme
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
-            name="balloond-metrics", daemon=True,
-        )  # fmt: skip
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            name="balloond-metrics",
+            daemon=True,
+        )
         self._thread.start()
 
     @property

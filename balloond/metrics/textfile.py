@@ -26,8 +26,10 @@ def write_textfile(
     `balloond_last_tick_timestamp_seconds` going stale instead."""
     target = Path(path)
     if target.suffix != ".prom":
-        raise ConfigError(f"metrics textfile {str(target)!r} must end in .prom "
-                          "(node_exporter's textfile collector ignores other files)")  # fmt: skip
+        raise ConfigError(
+            f"metrics textfile {str(target)!r} must end in .prom "
+            "(node_exporter's textfile collector ignores other files)"
+        )
     body = render(view, clock=clock)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

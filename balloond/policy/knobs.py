@@ -92,8 +92,9 @@ class AmountKind(Kind):
                 f"{text} has no unit: write '{float(text) * 100:g}%' for a share of "
                 f"{self.base}, or a size such as '512MiB'"
             )
-        raise ValueError(f"{text} has no unit: write '{text}MiB' or '{text}GiB' ('{text}B' "
-                         "for bytes)")  # fmt: skip
+        raise ValueError(
+            f"{text} has no unit: write '{text}MiB' or '{text}GiB' ('{text}B' for bytes)"
+        )
 
     def schema(self) -> dict[str, Any]:
         options: list[dict[str, Any]] = [
@@ -242,40 +243,73 @@ def _base_help(base: str) -> str:
 
 
 POLICY_KNOBS: tuple[Knob, ...] = (
-    Knob("floor", AmountKind("maxmem"),
-         "Never balloon the domain below this. " + _base_help("maxmem")),
-    Knob("ceiling", AmountKind("maxmem", none_means="maxmem"),
-         "Never balloon the domain above this; always also capped by maxmem. "
-         + _base_help("maxmem")),
-    Knob("buffer", PercentKind(),
-         "Headroom given above the guest's estimated demand (Hyper-V style): demand 1 GiB "
-         "with buffer 20% targets 1.2 GiB."),
-    Knob("weight", IntKind(1, 10000),
-         "Share of memory under contention, relative to other domains' weights."),
-    Knob("max_shrink_step", AmountKind("current size", positive=True),
-         "Largest shrink per tick. " + _base_help("current size")),
-    Knob("max_grow_step", AmountKind("current size", none_word=UNLIMITED, positive=True),
-         "Largest growth per tick, or 'unlimited' to grow to the target at once. "
-         + _base_help("current size")),
-    Knob("deadband", AmountKind("current size"),
-         "Changes smaller than this are not applied. " + _base_help("current size")),
-    Knob("pressure_target", PercentKind(),
-         "Allowed memory stall (PSI 'some' share of time); above it the domain grows."),
+    Knob(
+        "floor",
+        AmountKind("maxmem"),
+        "Never balloon the domain below this. " + _base_help("maxmem"),
+    ),
+    Knob(
+        "ceiling",
+        AmountKind("maxmem", none_means="maxmem"),
+        "Never balloon the domain above this; always also capped by maxmem. "
+        + _base_help("maxmem"),
+    ),
+    Knob(
+        "buffer",
+        PercentKind(),
+        "Headroom given above the guest's estimated demand (Hyper-V style): demand 1 GiB "
+        "with buffer 20% targets 1.2 GiB.",
+    ),
+    Knob(
+        "weight",
+        IntKind(1, 10000),
+        "Share of memory under contention, relative to other domains' weights.",
+    ),
+    Knob(
+        "max_shrink_step",
+        AmountKind("current size", positive=True),
+        "Largest shrink per tick. " + _base_help("current size"),
+    ),
+    Knob(
+        "max_grow_step",
+        AmountKind("current size", none_word=UNLIMITED, positive=True),
+        "Largest growth per tick, or 'unlimited' to grow to the target at once. "
+        + _base_help("current size"),
+    ),
+    Knob(
+        "deadband",
+        AmountKind("current size"),
+        "Changes smaller than this are not applied. " + _base_help("current size"),
+    ),
+    Knob(
+        "pressure_target",
+        PercentKind(),
+        "Allowed memory stall (PSI 'some' share of time); above it the domain grows.",
+    ),
     Knob("swap_guard", BoolKind(), "Stop shrinking a guest that is swapping."),
-    Knob("self_adjust", BoolKind(),
-         "Honour a target the guest agent requests, within floor and ceiling."),
+    Knob(
+        "self_adjust",
+        BoolKind(),
+        "Honour a target the guest agent requests, within floor and ceiling.",
+    ),
     Knob("enabled", BoolKind(), "false: balloond leaves matching domains alone."),
-)  # fmt: skip
+)
 
 KNOBS_BY_NAME = {knob.name: knob for knob in POLICY_KNOBS}
 
 MATCH_FIELDS: tuple[Knob, ...] = (
-    Knob("names", TextKind(what="name glob"),
-         "Domain name globs (fnmatch, case-sensitive): 'web1', 'web-*', 'db[0-9]'."),
+    Knob(
+        "names",
+        TextKind(what="name glob"),
+        "Domain name globs (fnmatch, case-sensitive): 'web1', 'web-*', 'db[0-9]'.",
+    ),
     Knob("uuids", UuidKind(), "Domain UUIDs (any case; dashes optional)."),
-    Knob("tags", TextKind(TAG_PATTERN, what="tag ('word' or 'key=value')"),
-         "Tags from the domain's <balloond:tags> metadata; the domain needs all listed."),
-)  # fmt: skip
+    Knob(
+        "tags",
+        TextKind(TAG_PATTERN, what="tag ('word' or 'key=value')"),
+        "Tags from the domain's <balloond:tags> metadata; the domain needs all listed.",
+    ),
+)
 
 POLICY_NAME = TextKind(NAME_PATTERN, what="policy name (letters, digits, '_', '.', '-')")
 

@@ -165,8 +165,12 @@ def parse_policies(text: str, filename: str, errors: Errors) -> list[Parsed]:
         errors.add(1, None, "empty file: expected 'policies:' followed by a list of policies")
         return []
     if isinstance(root, MappingNode) and _has_key(root, "name") and not _has_key(root, "policies"):
-        errors.add(root, None, "a file holds 'policies:', a list; put this policy under it as "
-                   "'policies:' then '- name: ...'")  # fmt: skip
+        errors.add(
+            root,
+            None,
+            "a file holds 'policies:', a list; put this policy under it as "
+            "'policies:' then '- name: ...'",
+        )
         return []
     entries = errors.entries(root, None, TOP_KEYS)
     if not isinstance(root, MappingNode):
@@ -178,8 +182,9 @@ def parse_policies(text: str, filename: str, errors: Errors) -> list[Parsed]:
         return []
     items = entries["policies"][1]
     if not isinstance(items, SequenceNode):
-        errors.add(items, "policies", f"expected a list of policies ('- name: ...'), got "
-                   f"{kind_of(items)}")  # fmt: skip
+        errors.add(
+            items, "policies", f"expected a list of policies ('- name: ...'), got {kind_of(items)}"
+        )
         return []
     built = (_parse_policy(item, filename, errors) for item in items.value)
     return [parsed for parsed in built if parsed is not None]
@@ -196,8 +201,11 @@ def _check_version(node: Node, errors: Errors) -> None:
         errors.add(node, "version", str(exc))
         return
     if version != FORMAT_VERSION or isinstance(version, bool):
-        errors.add(node, "version", f"{version!r} is not supported; this balloond reads "
-                   f"version {FORMAT_VERSION}")  # fmt: skip
+        errors.add(
+            node,
+            "version",
+            f"{version!r} is not supported; this balloond reads version {FORMAT_VERSION}",
+        )
 
 
 def _parse_policy(node: Node, filename: str, errors: Errors) -> Parsed | None:
@@ -287,14 +295,25 @@ def _check_match(
 ) -> None:
     if name == DEFAULT_NAME:
         if "match" in entries:
-            errors.add(entries["match"][0], "match", "the 'default' policy applies to every "
-                       "domain no other policy matches; it takes no match")  # fmt: skip
+            errors.add(
+                entries["match"][0],
+                "match",
+                "the 'default' policy applies to every "
+                "domain no other policy matches; it takes no match",
+            )
     elif "match" not in entries:
-        errors.add(node, "match", f"missing: policy {name!r} needs a match (names, uuids or "
-                   "tags); only 'default' applies to every domain")  # fmt: skip
+        errors.add(
+            node,
+            "match",
+            f"missing: policy {name!r} needs a match (names, uuids or "
+            "tags); only 'default' applies to every domain",
+        )
     elif match.is_empty and match_ok:
-        errors.add(entries["match"][1], "match", f"policy {name!r} matches nothing: list "
-                   "names, uuids or tags")  # fmt: skip
+        errors.add(
+            entries["match"][1],
+            "match",
+            f"policy {name!r} matches nothing: list names, uuids or tags",
+        )
 
 
 def _check_floor_ceiling(
@@ -311,8 +330,11 @@ def _check_floor_ceiling(
         return  # one absolute, one relative to maxmem: depends on the domain
     if larger:
         floor_node, ceiling_node = entries["floor"][1], entries["ceiling"][1]
-        errors.add(floor_node, "floor", f"{_written(floor_node)} is larger than ceiling "
-                   f"{_written(ceiling_node)}")  # fmt: skip
+        errors.add(
+            floor_node,
+            "floor",
+            f"{_written(floor_node)} is larger than ceiling {_written(ceiling_node)}",
+        )
 
 
 def _written(node: Node) -> str:

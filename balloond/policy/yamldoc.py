@@ -60,8 +60,9 @@ def _prescan(text: str) -> None:
     for event in yaml.parse(text, Loader=_LOADER):
         line = event.start_mark.line + 1 if event.start_mark is not None else 1
         if isinstance(event, AliasEvent):
-            raise _Refused(f"YAML aliases (*{event.anchor}) are not allowed: write the value "
-                           "out", line)  # fmt: skip
+            raise _Refused(
+                f"YAML aliases (*{event.anchor}) are not allowed: write the value out", line
+            )
         if isinstance(event, ScalarEvent | CollectionStartEvent) and event.anchor:
             raise _Refused(f"YAML anchors (&{event.anchor}) are not allowed", line)
         if isinstance(event, CollectionStartEvent):
@@ -73,8 +74,7 @@ def _prescan(text: str) -> None:
         elif isinstance(event, DocumentStartEvent):
             documents += 1
             if documents > 1:
-                raise _Refused("a second YAML document starts here; one document per file",
-                               line)  # fmt: skip
+                raise _Refused("a second YAML document starts here; one document per file", line)
 
 
 def _where(error: yaml.YAMLError) -> int | None:

@@ -25,8 +25,10 @@ def _spiky(rng: random.Random) -> tuple[Trace, Trace]:
 
 def _leak(rng: random.Random) -> tuple[Trace, Trace]:
     base = rng.randint(300, 600) * MiB
-    return (Trace(((0, base), (DURATION, base + rng.randint(400, 1200) * MiB))),
-            Trace.constant(128 * MiB))
+    return (
+        Trace(((0, base), (DURATION, base + rng.randint(400, 1200) * MiB))),
+        Trace.constant(128 * MiB),
+    )
 
 
 def _cache(rng: random.Random) -> tuple[Trace, Trace]:
@@ -45,11 +47,26 @@ def generate_fleet(name: str, guests: int, *, seed: int | None = None) -> Scenar
     for i in range(guests):
         anon, file = _KINDS[i % len(_KINDS)](rng)
         maxmem = 4 * GiB if i % 3 == 0 else 2 * GiB
-        specs.append(GuestSpec(name=f"{name}-{i:05d}", maxmem=maxmem, anon=anon, file=file,
-                               initial=min(maxmem, 1280 * MiB), agent=i % 4 != 3,
-                               cache_fill=0))
+        specs.append(
+            GuestSpec(
+                name=f"{name}-{i:05d}",
+                maxmem=maxmem,
+                anon=anon,
+                file=file,
+                initial=min(maxmem, 1280 * MiB),
+                agent=i % 4 != 3,
+                cache_fill=0,
+            )
+        )
     total = sum(s.maxmem for s in specs)
     host = HostSpec(memory=max(4 * GiB, total * 2 // 3), reserve=min(8 * GiB, total // 32 + GiB))
-    return Scenario(name=name, host=host, duration=DURATION, step=1.0, guests=tuple(specs),
-                    repeat=True, description=f"generated fleet of {guests} guests",
-                    source=f"sim://{name}?guests={guests}")
+    return Scenario(
+        name=name,
+        host=host,
+        duration=DURATION,
+        step=1.0,
+        guests=tuple(specs),
+        repeat=True,
+        description=f"generated fleet of {guests} guests",
+        source=f"sim://{name}?guests={guests}",
+    )

@@ -79,8 +79,15 @@ class SimGuest:
         self._rates = (0.0, 0.0, 0.0)  # swap in, swap out (bytes/s), major faults/s
         self._stats_cache: tuple[int, int, MemoryStats] | None = None  # (seq, current, stats)
         self.tags = frozenset(spec.tags)
-        self.truth = GuestTruth(need=self.need_at(0.0), anon=0, file=0, swapped=0,
-                                stall_some=0.0, stall_full=0.0, oom=False)
+        self.truth = GuestTruth(
+            need=self.need_at(0.0),
+            anon=0,
+            file=0,
+            swapped=0,
+            stall_some=0.0,
+            stall_full=0.0,
+            oom=False,
+        )
 
     # -- demand ---------------------------------------------------------------------------
 
@@ -124,19 +131,31 @@ class SimGuest:
         self.file_resident = min(file, spare)
         file_short = file - self.file_resident
         refault = file_short * REFAULT_RATE * dt
-        self.cold_cache = max(0, min(self.cold_cache + int(self.spec.cache_fill * dt),
-                                     spare - self.file_resident))
+        self.cold_cache = max(
+            0, min(self.cold_cache + int(self.spec.cache_fill * dt), spare - self.file_resident)
+        )
         faults = int((swap_in + refault) / PAGE)
         self.swap_in += swap_in
         self.swap_out += swap_out
         self.major_faults += faults
         self._rates = (swap_in / dt, swap_out / dt, faults / dt)
-        stall = 1.0 if oom else min(1.0, ANON_STALL * short / max(anon, 1)
-                                    + FILE_STALL * file_short / max(file, 1))
+        stall = (
+            1.0
+            if oom
+            else min(
+                1.0, ANON_STALL * short / max(anon, 1) + FILE_STALL * file_short / max(file, 1)
+            )
+        )
         self.avg10 += (stall - self.avg10) * min(1.0, AVG10_ALPHA * dt)
-        self.truth = GuestTruth(need=self.memmap + KERNEL_USED + anon + file, anon=anon,
-                                file=file, swapped=self.swap_used, stall_some=stall,
-                                stall_full=stall * 0.5, oom=oom)
+        self.truth = GuestTruth(
+            need=self.memmap + KERNEL_USED + anon + file,
+            anon=anon,
+            file=file,
+            swapped=self.swap_used,
+            stall_some=stall,
+            stall_full=stall * 0.5,
+            oom=oom,
+        )
         self.seq += 1
         self.last_update = now
 
@@ -194,10 +213,17 @@ class SimGuest:
         cache = self.file_resident + self.cold_cache
         total = self.mem_total()
         unused = max(0, total - used - cache)
-        return MemoryStats(total=total, available=unused + cache, unused=unused,
-                           disk_caches=cache, swap_in=self.swap_in, swap_out=self.swap_out,
-                           major_faults=self.major_faults, last_update=self.last_update,
-                           rss=self.current)  # Xen-style: the whole balloon is backed
+        return MemoryStats(
+            total=total,
+            available=unused + cache,
+            unused=unused,
+            disk_caches=cache,
+            swap_in=self.swap_in,
+            swap_out=self.swap_out,
+            major_faults=self.major_faults,
+            last_update=self.last_update,
+            rss=self.current,
+        )  # Xen-style: the whole balloon is backed
 
     def report(self) -> GuestReport | None:
         """The guest agent's report, as the agent would send it (None: no agent)."""
@@ -213,10 +239,21 @@ class SimGuest:
         committed = int((truth.anon * 1.1 + KERNEL_USED) * factor)
         swap_in_rate, swap_out_rate, fault_rate = self._rates
         return GuestReport(
-            seq=self.seq, received_at=self.last_update, agent_version="sim",
-            mem_total=stats.total, mem_available=stats.available, committed_as=committed,
-            cached=stats.disk_caches, shmem=0, swap_total=self.spec.swap,
-            swap_free=self.spec.swap - self.swap_used, demand=demand,
-            psi_some=truth.stall_some, psi_full=truth.stall_full, psi_some_avg10=self.avg10,
-            swap_in_rate=swap_in_rate, swap_out_rate=swap_out_rate, major_fault_rate=fault_rate,
+            seq=self.seq,
+            received_at=self.last_update,
+            agent_version="sim",
+            mem_total=stats.total,
+            mem_available=stats.available,
+            committed_as=committed,
+            cached=stats.disk_caches,
+            shmem=0,
+            swap_total=self.spec.swap,
+            swap_free=self.spec.swap - self.swap_used,
+            demand=demand,
+            psi_some=truth.stall_some,
+            psi_full=truth.stall_full,
+            psi_some_avg10=self.avg10,
+            swap_in_rate=swap_in_rate,
+            swap_out_rate=swap_out_rate,
+            major_fault_rate=fault_rate,
         )

@@ -74,16 +74,20 @@ class SimHost:
         self._boot_due(self.t)
 
     def _boot_due(self, t: float) -> None:
-        due = [g for g in self.pending if g.spec.start <= t and (g.spec.stop is None
-                                                                 or g.spec.stop > t)]
+        due = [
+            g
+            for g in self.pending
+            if g.spec.start <= t and (g.spec.stop is None or g.spec.stop > t)
+        ]
         for guest in due:
             self.pending.remove(guest)
             self.guests[guest.spec.name] = guest
             self._emit(EventKind.STARTED, guest)
 
     def _stop_due(self, t: float) -> None:
-        for guest in [g for g in self.guests.values() if g.spec.stop is not None
-                      and g.spec.stop <= t]:
+        for guest in [
+            g for g in self.guests.values() if g.spec.stop is not None and g.spec.stop <= t
+        ]:
             del self.guests[guest.spec.name]
             self._emit(EventKind.STOPPED, guest)
 

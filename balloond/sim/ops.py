@@ -35,17 +35,25 @@ class Image:
 
 
 def write_image(path: str, guest: SimGuest, host_uri: str) -> None:
-    record = {"format": FORMAT, "name": guest.spec.name, "uuid": guest.uuid,
-              "memory": guest.current, "maxmem": guest.maxmem, "host": host_uri}
+    record = {
+        "format": FORMAT,
+        "name": guest.spec.name,
+        "uuid": guest.uuid,
+        "memory": guest.current,
+        "maxmem": guest.maxmem,
+        "host": host_uri,
+    }
     try:
         with open(path, "x", encoding="utf-8") as out:  # "x": never overwrite an image
             json.dump(record, out)
     except FileExistsError:
-        raise OperationFailed(f"domain '{guest.spec.name}': save file {path} already exists"
-                              ) from None
+        raise OperationFailed(
+            f"domain '{guest.spec.name}': save file {path} already exists"
+        ) from None
     except OSError as exc:
-        raise OperationFailed(f"domain '{guest.spec.name}': cannot write {path}: "
-                              f"{exc.strerror}") from exc
+        raise OperationFailed(
+            f"domain '{guest.spec.name}': cannot write {path}: {exc.strerror}"
+        ) from exc
     _SAVED[os.path.realpath(path)] = guest
 
 
@@ -62,9 +70,13 @@ def read_image(path: str) -> Image:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise OperationFailed(f"{path} is not a simulated host's saved image")
     try:
-        return Image(name=str(record["name"]), uuid=str(record["uuid"]),
-                     memory=_positive(record["memory"]), maxmem=_positive(record["maxmem"]),
-                     host=str(record["host"]))
+        return Image(
+            name=str(record["name"]),
+            uuid=str(record["uuid"]),
+            memory=_positive(record["memory"]),
+            maxmem=_positive(record["maxmem"]),
+            host=str(record["host"]),
+        )
     except (KeyError, TypeError, ValueError):
         raise OperationFailed(f"{path}: saved image is damaged") from None
 
@@ -84,8 +96,9 @@ def guest_for_image(image: Image, path: str, scenario: Scenario) -> SimGuest:
             rebuilt = SimGuest(spec, scenario.name, domain_id=len(scenario.guests) + index + 1)
             rebuilt.current = rebuilt.target = min(image.memory, rebuilt.maxmem)
             return rebuilt
-    raise OperationFailed(f"saved image {path}: domain '{image.name}' is not part of "
-                          f"scenario '{scenario.name}'")
+    raise OperationFailed(
+        f"saved image {path}: domain '{image.name}' is not part of scenario '{scenario.name}'"
+    )
 
 
 def forget_image(path: str) -> None:
@@ -103,7 +116,14 @@ def simulate_transfer(
     if progress is not None:
         for quarter in range(1, 5):
             done = memory * quarter // 4
-            progress(JobProgress(processed=done, remaining=memory - done, total=memory,
-                                 dirty_rate=0, elapsed=duration * quarter / 4))
+            progress(
+                JobProgress(
+                    processed=done,
+                    remaining=memory - done,
+                    total=memory,
+                    dirty_rate=0,
+                    elapsed=duration * quarter / 4,
+                )
+            )
     downtime = duration if not live else min(0.05, max_downtime or 0.05)
     return MigrationResult(duration=duration, bytes_transferred=memory, downtime=downtime)

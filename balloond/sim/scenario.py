@@ -160,8 +160,9 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise ConfigError(f"file is {size} bytes, more than the {MAX_FILE_BYTES} allowed",
-                              file=str(path))
+            raise ConfigError(
+                f"file is {size} bytes, more than the {MAX_FILE_BYTES} allowed", file=str(path)
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read scenario: {exc.strerror}", file=str(path)) from exc
@@ -197,9 +198,21 @@ def parse_scenario(text: str, *, source: str = "<string>") -> Scenario:
 _SCENARIO_KEYS = ("name", "description", "host", "duration", "step", "repeat", "guests")
 _HOST_KEYS = ("memory", "reserve", "used")
 _GUEST_KEYS = (
-    "name", "maxmem", "floor", "weight", "demand", "start", "stop", "initial", "behaviour",
-    "lies_factor", "agent", "swap", "cache_fill", "tags",
-)  # fmt: skip
+    "name",
+    "maxmem",
+    "floor",
+    "weight",
+    "demand",
+    "start",
+    "stop",
+    "initial",
+    "behaviour",
+    "lies_factor",
+    "agent",
+    "swap",
+    "cache_fill",
+    "tags",
+)
 
 
 def _check_keys(data: _Map, allowed: tuple[str, ...], where: _Where, prefix: str) -> None:
@@ -207,8 +220,11 @@ def _check_keys(data: _Map, allowed: tuple[str, ...], where: _Where, prefix: str
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise where.error(f"unknown key{hint}; allowed: {', '.join(allowed)}",
-                              line=data.key_lines[key], key=prefix + key)
+            raise where.error(
+                f"unknown key{hint}; allowed: {', '.join(allowed)}",
+                line=data.key_lines[key],
+                key=prefix + key,
+            )
 
 
 def _line(data: _Map, key: str) -> int:
@@ -227,8 +243,9 @@ def _size(data: _Map, key: str, where: _Where, prefix: str, *, positive: bool = 
     except ValueError as exc:
         raise where.error(str(exc), line=_line(data, key), key=prefix + key) from None
     if positive and value <= 0:
-        raise where.error(f"must be positive, got: {data[key]!r}", line=_line(data, key),
-                          key=prefix + key)
+        raise where.error(
+            f"must be positive, got: {data[key]!r}", line=_line(data, key), key=prefix + key
+        )
     return value
 
 
@@ -243,39 +260,59 @@ def _build_scenario(data: _Map, where: _Where) -> Scenario:
     _check_keys(data, _SCENARIO_KEYS, where, "")
     name = _require(data, "name", where, "")
     if not isinstance(name, str) or not name.strip():
-        raise where.error(f"must be a non-empty string, got: {name!r}", line=_line(data, "name"),
-                          key="name")
+        raise where.error(
+            f"must be a non-empty string, got: {name!r}", line=_line(data, "name"), key="name"
+        )
     host_data = _require(data, "host", where, "")
     if not isinstance(host_data, _Map):
-        raise where.error("must be a mapping with memory and reserve", line=_line(data, "host"),
-                          key="host")
+        raise where.error(
+            "must be a mapping with memory and reserve", line=_line(data, "host"), key="host"
+        )
     host = _build_host(host_data, where)
     duration = _seconds(data, "duration", where, "") if "duration" in data else 600.0
     step = _seconds(data, "step", where, "") if "step" in data else 1.0
     if step <= 0 or duration <= 0 or duration / step > 10_000_000:
-        raise where.error(f"duration {duration:g}s and step {step:g}s must be positive "
-                          "(and at most 10 million steps)", line=_line(data, "step"), key="step")
+        raise where.error(
+            f"duration {duration:g}s and step {step:g}s must be positive "
+            "(and at most 10 million steps)",
+            line=_line(data, "step"),
+            key="step",
+        )
     repeat = data.get("repeat", False)
     if not isinstance(repeat, bool):
-        raise where.error(f"must be true or false, got: {repeat!r}", line=_line(data, "repeat"),
-                          key="repeat")
+        raise where.error(
+            f"must be true or false, got: {repeat!r}", line=_line(data, "repeat"), key="repeat"
+        )
     guests_data = _require(data, "guests", where, "")
     if not isinstance(guests_data, _Seq) or not guests_data:
-        raise where.error("must be a non-empty list of guests", line=_line(data, "guests"),
-                          key="guests")
+        raise where.error(
+            "must be a non-empty list of guests", line=_line(data, "guests"), key="guests"
+        )
     if len(guests_data) > MAX_GUESTS:
-        raise where.error(f"{len(guests_data)} guests, more than {MAX_GUESTS}",
-                          line=guests_data.line, key="guests")
+        raise where.error(
+            f"{len(guests_data)} guests, more than {MAX_GUESTS}",
+            line=guests_data.line,
+            key="guests",
+        )
     guests = tuple(_build_guest(g, i, guests_data.line, where) for i, g in enumerate(guests_data))
     seen: set[str] = set()
     for guest in guests:
         if guest.name in seen:
-            raise where.error(f"guest name {guest.name!r} appears twice", line=guests_data.line,
-                              key="guests")
+            raise where.error(
+                f"guest name {guest.name!r} appears twice", line=guests_data.line, key="guests"
+            )
         seen.add(guest.name)
     description = data.get("description", "")
-    return Scenario(name=name.strip(), host=host, duration=duration, step=step, guests=guests,
-                    repeat=repeat, description=str(description), source=where.file)
+    return Scenario(
+        name=name.strip(),
+        host=host,
+        duration=duration,
+        step=step,
+        guests=guests,
+        repeat=repeat,
+        description=str(description),
+        source=where.file,
+    )
 
 
 def _build_host(data: _Map, where: _Where) -> HostSpec:
@@ -285,21 +322,28 @@ def _build_host(data: _Map, where: _Where) -> HostSpec:
     reserve = _size(data, "reserve", where, "host.") if "reserve" in data else 1 * GiB
     used = _size(data, "used", where, "host.") if "used" in data else 0
     if reserve + used >= memory:
-        raise where.error(f"reserve plus used ({reserve + used} bytes) leaves nothing of memory "
-                          f"({memory} bytes)", line=data.line, key="host")
+        raise where.error(
+            f"reserve plus used ({reserve + used} bytes) leaves nothing of memory ({memory} bytes)",
+            line=data.line,
+            key="host",
+        )
     return HostSpec(memory=memory, reserve=reserve, used=used)
 
 
 def _build_guest(data: Any, index: int, list_line: int, where: _Where) -> GuestSpec:
     prefix = f"guests[{index}]."
     if not isinstance(data, _Map):
-        raise where.error(f"each guest must be a mapping, got: {data!r}", line=list_line,
-                          key=f"guests[{index}]")
+        raise where.error(
+            f"each guest must be a mapping, got: {data!r}", line=list_line, key=f"guests[{index}]"
+        )
     _check_keys(data, _GUEST_KEYS, where, prefix)
     name = _require(data, "name", where, prefix)
     if not isinstance(name, str) or not name or len(name) > 200 or "/" in name:
-        raise where.error(f"must be a short name without '/', got: {name!r}",
-                          line=_line(data, "name"), key=prefix + "name")
+        raise where.error(
+            f"must be a short name without '/', got: {name!r}",
+            line=_line(data, "name"),
+            key=prefix + "name",
+        )
     prefix = f"guests[{index}] ({name})."
     _require(data, "maxmem", where, prefix)
     maxmem = _size(data, "maxmem", where, prefix, positive=True)
@@ -313,8 +357,11 @@ def _build_guest(data: Any, index: int, list_line: int, where: _Where) -> GuestS
             fields[key] = _seconds(data, key, where, prefix)
     for key in ("floor", "initial"):
         if fields.get(key, 0) > maxmem:
-            raise where.error(f"{fields[key]} bytes is larger than maxmem {maxmem} bytes",
-                              line=_line(data, key), key=prefix + key)
+            raise where.error(
+                f"{fields[key]} bytes is larger than maxmem {maxmem} bytes",
+                line=_line(data, key),
+                key=prefix + key,
+            )
     fields.update(_build_guest_flags(data, where, prefix))
     return GuestSpec(name=name, maxmem=maxmem, anon=anon, file=file, **fields)
 
@@ -324,44 +371,66 @@ def _build_guest_flags(data: _Map, where: _Where, prefix: str) -> dict[str, Any]
     if "weight" in data:
         weight = data["weight"]
         if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 1_000_000:
-            raise where.error(f"must be an integer from 1 to 1000000, got: {weight!r}",
-                              line=_line(data, "weight"), key=prefix + "weight")
+            raise where.error(
+                f"must be an integer from 1 to 1000000, got: {weight!r}",
+                line=_line(data, "weight"),
+                key=prefix + "weight",
+            )
         fields["weight"] = weight
     if "behaviour" in data:
         if data["behaviour"] not in BEHAVIOURS:
-            raise where.error(f"must be one of {', '.join(BEHAVIOURS)}, got: {data['behaviour']!r}",
-                              line=_line(data, "behaviour"), key=prefix + "behaviour")
+            raise where.error(
+                f"must be one of {', '.join(BEHAVIOURS)}, got: {data['behaviour']!r}",
+                line=_line(data, "behaviour"),
+                key=prefix + "behaviour",
+            )
         fields["behaviour"] = data["behaviour"]
     if "lies_factor" in data:
         factor = data["lies_factor"]
         number = isinstance(factor, int | float) and not isinstance(factor, bool)
         if not number or not 1 <= factor <= 100:
-            raise where.error(f"must be a number from 1 to 100, got: {factor!r}",
-                              line=_line(data, "lies_factor"), key=prefix + "lies_factor")
+            raise where.error(
+                f"must be a number from 1 to 100, got: {factor!r}",
+                line=_line(data, "lies_factor"),
+                key=prefix + "lies_factor",
+            )
         fields["lies_factor"] = float(factor)
     if "agent" in data:
         if not isinstance(data["agent"], bool):
-            raise where.error(f"must be true or false, got: {data['agent']!r}",
-                              line=_line(data, "agent"), key=prefix + "agent")
+            raise where.error(
+                f"must be true or false, got: {data['agent']!r}",
+                line=_line(data, "agent"),
+                key=prefix + "agent",
+            )
         fields["agent"] = data["agent"]
     if "tags" in data:
         tags = data["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise where.error(f"must be a list of strings, got: {tags!r}",
-                              line=_line(data, "tags"), key=prefix + "tags")
+            raise where.error(
+                f"must be a list of strings, got: {tags!r}",
+                line=_line(data, "tags"),
+                key=prefix + "tags",
+            )
         fields["tags"] = tuple(tags)
     return fields
 
 
 def _build_demand(demand: Any, guest: _Map, where: _Where, prefix: str) -> tuple[Trace, Trace]:
     if not isinstance(demand, _Map):
-        raise where.error("must be a mapping with anon and file traces",
-                          line=_line(guest, "demand"), key=prefix + "demand")
+        raise where.error(
+            "must be a mapping with anon and file traces",
+            line=_line(guest, "demand"),
+            key=prefix + "demand",
+        )
     _check_keys(demand, ("anon", "file"), where, prefix + "demand.")
-    anon = _build_trace(_require(demand, "anon", where, prefix + "demand."), demand, "anon",
-                        where, prefix)
-    file = (_build_trace(demand["file"], demand, "file", where, prefix)
-            if "file" in demand else Trace.constant(0))
+    anon = _build_trace(
+        _require(demand, "anon", where, prefix + "demand."), demand, "anon", where, prefix
+    )
+    file = (
+        _build_trace(demand["file"], demand, "file", where, prefix)
+        if "file" in demand
+        else Trace.constant(0)
+    )
     return anon, file
 
 
@@ -371,21 +440,28 @@ def _build_trace(points: Any, demand: _Map, key: str, where: _Where, prefix: str
     if isinstance(points, str | int | float) and not isinstance(points, bool):
         points = [[0, points]]  # a constant demand may be written as a single size
     if not isinstance(points, list) or not points or len(points) > MAX_POINTS:
-        raise where.error(f"must be a list of [seconds, size] points (1 to {MAX_POINTS}), "
-                          f"got: {points!r}", line=line, key=full_key)
+        raise where.error(
+            f"must be a list of [seconds, size] points (1 to {MAX_POINTS}), got: {points!r}",
+            line=line,
+            key=full_key,
+        )
     result: list[tuple[float, int]] = []
     for point in points:
         point_line = getattr(point, "line", line)
         if not isinstance(point, list) or len(point) != 2:
-            raise where.error(f"each point must be [seconds, size], got: {point!r}",
-                              line=point_line, key=full_key)
+            raise where.error(
+                f"each point must be [seconds, size], got: {point!r}", line=point_line, key=full_key
+            )
         try:
             t = parse_duration(point[0])
             value = parse_size(point[1])
         except ValueError as exc:
             raise where.error(str(exc), line=point_line, key=full_key) from None
         if result and t <= result[-1][0]:
-            raise where.error(f"point times must increase, got {t:g}s after {result[-1][0]:g}s",
-                              line=point_line, key=full_key)
+            raise where.error(
+                f"point times must increase, got {t:g}s after {result[-1][0]:g}s",
+                line=point_line,
+                key=full_key,
+            )
         result.append((t, value))
     return Trace(tuple(result))

@@ -48,8 +48,13 @@ def hog_status():
 def start_hog(msg):
     global HOG
     stop_hog()
-    argv = [sys.executable, "/opt/lab/hog.py", str(int(msg["size"])),
-            str(int(msg.get("step", 16 << 20))), str(float(msg.get("interval", 0.5)))]
+    argv = [
+        sys.executable,
+        "/opt/lab/hog.py",
+        str(int(msg["size"])),
+        str(int(msg.get("step", 16 << 20))),
+        str(float(msg.get("interval", 0.5))),
+    ]
     HOG = subprocess.Popen(argv)
     return {"pid": HOG.pid}
 
@@ -67,8 +72,11 @@ def stop_hog():
 
 def run(msg):
     done = subprocess.run(msg["argv"], capture_output=True, timeout=float(msg.get("timeout", 10)))
-    return {"rc": done.returncode, "stdout": done.stdout.decode(errors="replace"),
-            "stderr": done.stderr.decode(errors="replace")}
+    return {
+        "rc": done.returncode,
+        "stdout": done.stdout.decode(errors="replace"),
+        "stderr": done.stderr.decode(errors="replace"),
+    }
 
 
 COMMANDS = {
@@ -111,7 +119,7 @@ def serve(dev):
             if line.strip():
                 data = answer(line)
                 while data:
-                    data = data[os.write(fd, data):]
+                    data = data[os.write(fd, data) :]
 
 
 if __name__ == "__main__":

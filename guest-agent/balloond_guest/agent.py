@@ -15,12 +15,20 @@ log = logging.getLogger("balloond-guest")
 HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
-class Settings(object):
+class Settings:
     """Everything the agent is told on its command line, validated once."""
 
-    def __init__(self, root="/", interval=5.0, buffer=demand_mod.DEFAULT_BUFFER,
-                 buffer_ratio=demand_mod.DEFAULT_BUFFER_RATIO, floor=demand_mod.DEFAULT_FLOOR,
-                 auto=False, min_gap=0.2, limits=None):
+    def __init__(
+        self,
+        root="/",
+        interval=5.0,
+        buffer=demand_mod.DEFAULT_BUFFER,
+        buffer_ratio=demand_mod.DEFAULT_BUFFER_RATIO,
+        floor=demand_mod.DEFAULT_FLOOR,
+        auto=False,
+        min_gap=0.2,
+        limits=None,
+    ):
         if interval <= 0:
             raise ValueError("interval must be positive, got: %r" % interval)
         if not 0 <= buffer_ratio <= 1:
@@ -35,9 +43,17 @@ class Settings(object):
         self.limits = limits  # (floor, ceiling) to start self-adjusting before the host speaks
 
 
-class Agent(object):
-    def __init__(self, settings, transport, trigger=None, control=None, clock=time.monotonic,
-                 wall=time.time, reopen=None):
+class Agent:
+    def __init__(
+        self,
+        settings,
+        transport,
+        trigger=None,
+        control=None,
+        clock=time.monotonic,
+        wall=time.time,
+        reopen=None,
+    ):
         self.settings = settings
         self.transport = transport
         self.trigger = trigger
@@ -73,8 +89,9 @@ class Agent(object):
             self._self_adjust(sample, wanted)
         request = self.request if self.request is not None else self.auto_request
         self.seq += 1
-        message = protocol.report(self.seq, sample, rates, need, request, trigger,
-                                  self.settings.interval)
+        message = protocol.report(
+            self.seq, sample, rates, need, request, trigger, self.settings.interval
+        )
         self._send(protocol.encode(message))
         self.last_sent_at = now
         return message
@@ -93,7 +110,9 @@ class Agent(object):
                 log.info("self-adjust: %s %d -> %d bytes", path, current, nxt)
             return
         # KVM: no guest-side knob; ask the host, which applies it within policy.
-        current = self.auto_request if self.auto_request is not None else sample.meminfo.get("MemTotal")
+        current = (
+            self.auto_request if self.auto_request is not None else sample.meminfo.get("MemTotal")
+        )
         nxt = self.adjuster.step(current, wanted)
         if nxt is not None:
             self.auto_request = nxt

@@ -1,10 +1,10 @@
 """`balloond-guest`: run the agent, or show/request this guest's memory target.
 
-    balloond-guest [run] [options]      report every 5 s and at once on memory pressure
-    balloond-guest target               print the current footprint, demand and request
-    balloond-guest target 512M          Xen: write the balloon target file;
-                                        KVM: ask the host (via the running agent)
-    balloond-guest target auto          drop a manual request
+balloond-guest [run] [options]      report every 5 s and at once on memory pressure
+balloond-guest target               print the current footprint, demand and request
+balloond-guest target 512M          Xen: write the balloon target file;
+                                    KVM: ask the host (via the running agent)
+balloond-guest target auto          drop a manual request
 """
 
 import argparse
@@ -22,7 +22,7 @@ def _size(text):
     try:
         return parse_size(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error))
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _limits(text):
@@ -34,36 +34,73 @@ def _limits(text):
 
 def _common(parser):
     parser.add_argument("--root", default="/", help="prefix for /proc, /sys and /dev (tests)")
-    parser.add_argument("--transport", default="auto",
-                        help="auto (virtio port, else xenstore, else stdout), virtio, "
-                             "virtio:/dev/vportNpM, xenstore, stdout or unix:PATH")
-    parser.add_argument("--control", default=control.DEFAULT_PATH,
-                        help="the agent's local control socket (default %(default)s)")
-    parser.add_argument("--buffer", type=_size, default=demand.DEFAULT_BUFFER,
-                        help="headroom added to demand (default 64M)")
-    parser.add_argument("--buffer-ratio", type=float, default=demand.DEFAULT_BUFFER_RATIO,
-                        help="headroom as a share of demand, the larger wins (default 0.10)")
-    parser.add_argument("--floor", type=_size, default=demand.DEFAULT_FLOOR,
-                        help="never request less than this (default 128M)")
+    parser.add_argument(
+        "--transport",
+        default="auto",
+        help="auto (virtio port, else xenstore, else stdout), virtio, "
+        "virtio:/dev/vportNpM, xenstore, stdout or unix:PATH",
+    )
+    parser.add_argument(
+        "--control",
+        default=control.DEFAULT_PATH,
+        help="the agent's local control socket (default %(default)s)",
+    )
+    parser.add_argument(
+        "--buffer",
+        type=_size,
+        default=demand.DEFAULT_BUFFER,
+        help="headroom added to demand (default 64M)",
+    )
+    parser.add_argument(
+        "--buffer-ratio",
+        type=float,
+        default=demand.DEFAULT_BUFFER_RATIO,
+        help="headroom as a share of demand, the larger wins (default 0.10)",
+    )
+    parser.add_argument(
+        "--floor",
+        type=_size,
+        default=demand.DEFAULT_FLOOR,
+        help="never request less than this (default 128M)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="balloond-guest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="balloond-guest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=AGENT)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="report to the host (the default command)")
     _common(run)
     run.add_argument("--interval", type=float, default=5.0, help="seconds between reports (5)")
-    run.add_argument("--auto", action="store_true",
-                     help="self-adjust: grow at once, shrink slowly, within the host's limits")
-    run.add_argument("--limits", type=_limits, default=None, metavar="FLOOR:CEILING",
-                     help="limits to self-adjust within until the host sends its own")
-    run.add_argument("--psi-stall-us", type=int, default=psi.DEFAULT_STALL_US,
-                     help="PSI trigger: stall microseconds per window (150000)")
-    run.add_argument("--psi-window-us", type=int, default=psi.DEFAULT_WINDOW_US,
-                     help="PSI trigger window in microseconds (1000000; 2 s multiples unprivileged)")
+    run.add_argument(
+        "--auto",
+        action="store_true",
+        help="self-adjust: grow at once, shrink slowly, within the host's limits",
+    )
+    run.add_argument(
+        "--limits",
+        type=_limits,
+        default=None,
+        metavar="FLOOR:CEILING",
+        help="limits to self-adjust within until the host sends its own",
+    )
+    run.add_argument(
+        "--psi-stall-us",
+        type=int,
+        default=psi.DEFAULT_STALL_US,
+        help="PSI trigger: stall microseconds per window (150000)",
+    )
+    run.add_argument(
+        "--psi-window-us",
+        type=int,
+        default=psi.DEFAULT_WINDOW_US,
+        help="PSI trigger window in microseconds (1000000; 2 s multiples unprivileged)",
+    )
     run.add_argument("--no-control", action="store_true", help="do not open the control socket")
     run.add_argument("--once", action="store_true", help="send one report and exit")
     target = sub.add_parser("target", help="show or request this guest's memory target")
@@ -77,8 +114,11 @@ def main(argv=None):
     if not argv or argv[0] not in ("run", "target", "-h", "--help", "--version"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="balloond-guest: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="balloond-guest: %(message)s",
+    )
     try:
         return cmd_target(args) if args.command == "target" else cmd_run(args)
     except (OSError, ValueError) as error:
@@ -89,8 +129,15 @@ def main(argv=None):
 
 
 def _settings(args, auto=False, limits=None):
-    return Settings(root=args.root, interval=getattr(args, "interval", 5.0), buffer=args.buffer,
-                    buffer_ratio=args.buffer_ratio, floor=args.floor, auto=auto, limits=limits)
+    return Settings(
+        root=args.root,
+        interval=getattr(args, "interval", 5.0),
+        buffer=args.buffer,
+        buffer_ratio=args.buffer_ratio,
+        floor=args.floor,
+        auto=auto,
+        limits=limits,
+    )
 
 
 def cmd_run(args):
@@ -98,16 +145,22 @@ def cmd_run(args):
     link = transport.choose(args.root, args.transport)
     log = logging.getLogger("balloond-guest")
     if link.name == "stdout" and args.transport == "auto":
-        log.warning("no virtio-serial port named %s and no xenstore access: "
-                    "reporting to stdout", PORT_NAME)
+        log.warning(
+            "no virtio-serial port named %s and no xenstore access: reporting to stdout", PORT_NAME
+        )
     log.debug("transport: %s", link.name)
     trigger = server = None
     try:
         if not args.once:
             trigger = _arm_trigger(args)
             server = None if args.no_control else _control_server(args.control)
-        agent = Agent(settings, link, trigger=trigger, control=server,
-                      reopen=lambda: transport.choose(args.root, args.transport))
+        agent = Agent(
+            settings,
+            link,
+            trigger=trigger,
+            control=server,
+            reopen=lambda: transport.choose(args.root, args.transport),
+        )
         if args.once:
             agent.tick("once")
             return 0 if agent.sent else 1
@@ -127,17 +180,21 @@ def _control_server(path):
     except OSError as error:  # e.g. no /run in a tiny initramfs: reporting matters more
         logging.getLogger("balloond-guest").warning(
             "no control socket at %s (%s): 'balloond-guest target SIZE' cannot reach this agent",
-            path, error)
+            path,
+            error,
+        )
         return None
 
 
 def _arm_trigger(args):
     try:
-        return psi.psi_trigger(path_under(args.root, psi.PRESSURE_FILE),
-                               args.psi_stall_us, args.psi_window_us)
+        return psi.psi_trigger(
+            path_under(args.root, psi.PRESSURE_FILE), args.psi_stall_us, args.psi_window_us
+        )
     except OSError as error:
         logging.getLogger("balloond-guest").info(
-            "no PSI trigger (%s): pressure reaches the host with the next periodic report", error)
+            "no PSI trigger (%s): pressure reaches the host with the next periodic report", error
+        )
         return None
 
 
@@ -147,12 +204,17 @@ def cmd_target(args):
         return 0
     size = None if args.size == "auto" else parse_size(args.size, default_unit="m")
     if size is not None and size < args.floor:
-        print("balloond-guest: target %s is below the safe floor %s (--floor)"
-              % (format_size(size), format_size(args.floor)), file=sys.stderr)
+        print(
+            "balloond-guest: target %s is below the safe floor %s (--floor)"
+            % (format_size(size), format_size(args.floor)),
+            file=sys.stderr,
+        )
         return 2
     if xen.target_file(args.root) is not None:
         if size is None:
-            print("balloond-guest: 'auto' needs a running agent with --auto on Xen", file=sys.stderr)
+            print(
+                "balloond-guest: 'auto' needs a running agent with --auto on Xen", file=sys.stderr
+            )
             return 2
         path = xen.write_target(args.root, size)
         print("xen: target %s written to %s" % (format_size(size), path))
@@ -172,9 +234,12 @@ def _request_from_host(args, size):
     if link.name == "stdout" and args.transport == "auto":
         # No channel to the host: printing the request would look like success.
         link.close()
-        print("balloond-guest: no virtio-serial port named %s and no xenstore access: the "
-              "request for %s cannot reach the host (is the channel attached? "
-              "--transport stdout prints it instead)" % (PORT_NAME, what), file=sys.stderr)
+        print(
+            "balloond-guest: no virtio-serial port named %s and no xenstore access: the "
+            "request for %s cannot reach the host (is the channel attached? "
+            "--transport stdout prints it instead)" % (PORT_NAME, what),
+            file=sys.stderr,
+        )
         return 1
     try:
         agent = Agent(_settings(args), link)

@@ -5,6 +5,7 @@ send to the host itself while the agent runs; it hands the request to the agent 
 One JSON line in ({"request": bytes or null}), one line out ("ok" or an error).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -13,7 +14,7 @@ import stat
 DEFAULT_PATH = "/run/balloond-guest.sock"
 
 
-class ControlServer(object):
+class ControlServer:
     def __init__(self, path):
         self.path = path
         if os.path.exists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -52,10 +53,8 @@ class ControlServer(object):
 
     def close(self):
         self.sock.close()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def _read_line(conn):
@@ -69,10 +68,8 @@ def _read_line(conn):
 
 
 def _reply(conn, text):
-    try:
+    with contextlib.suppress(OSError):
         conn.sendall(text.encode("utf-8") + b"\n")
-    except OSError:
-        pass
 
 
 def send_request(path, size, timeout=5.0):

@@ -58,8 +58,13 @@ def _rate(before, after, key, seconds, scale=1):
 def rates(previous, current):
     """Pressure and paging rates between two samples: psi ratios over the interval (from the
     `total` stall microseconds), swap bytes/s, major faults/s. None where unknown."""
-    result = {"psi_some": None, "psi_full": None, "swap_in_rate": None,
-              "swap_out_rate": None, "major_fault_rate": None}
+    result = {
+        "psi_some": None,
+        "psi_full": None,
+        "swap_in_rate": None,
+        "swap_out_rate": None,
+        "major_fault_rate": None,
+    }
     if previous is None:
         return result
     seconds = current.at - previous.at

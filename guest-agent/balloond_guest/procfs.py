@@ -10,8 +10,16 @@ import os
 
 # meminfo keys the agent uses, in the kernel's spelling.
 MEMINFO_KEYS = (
-    "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "Shmem", "SReclaimable",
-    "Committed_AS", "SwapTotal", "SwapFree",
+    "MemTotal",
+    "MemFree",
+    "MemAvailable",
+    "Buffers",
+    "Cached",
+    "Shmem",
+    "SReclaimable",
+    "Committed_AS",
+    "SwapTotal",
+    "SwapFree",
 )
 VMSTAT_KEYS = ("pswpin", "pswpout", "pgmajfault")
 
@@ -26,9 +34,9 @@ def path_under(root, path):
 def read_text(root, path):
     """The file's text, or None when it does not exist or cannot be read."""
     try:
-        with open(path_under(root, path), "r") as handle:
+        with open(path_under(root, path)) as handle:
             return handle.read()
-    except (IOError, OSError):
+    except OSError:
         return None
 
 

@@ -43,7 +43,9 @@ def report(seq, sample, rates, demand, request, trigger, interval):
 def encode(message):
     line = json.dumps(message, separators=(",", ":"), sort_keys=True).encode("ascii") + b"\n"
     if len(line) > MAX_LINE:
-        raise ValueError("message of %d bytes exceeds the %d-byte line limit" % (len(line), MAX_LINE))
+        raise ValueError(
+            "message of %d bytes exceeds the %d-byte line limit" % (len(line), MAX_LINE)
+        )
     return line
 
 
@@ -54,7 +56,7 @@ def decode_host_message(line):
     try:
         message = json.loads(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
-        raise ProtocolError("host line is not JSON: %s" % error)
+        raise ProtocolError("host line is not JSON: %s" % error) from error
     if not isinstance(message, dict):
         raise ProtocolError("host message is not an object")
     version = message.get("v")
@@ -75,7 +77,9 @@ def _limits(message):
     floor, ceiling = message.get("floor"), message.get("ceiling")
     for name, value in (("floor", floor), ("ceiling", ceiling)):
         if type(value) is not int or value <= 0:
-            raise ProtocolError("limits: %s must be a positive integer of bytes, got %r" % (name, value))
+            raise ProtocolError(
+                "limits: %s must be a positive integer of bytes, got %r" % (name, value)
+            )
     if floor > ceiling:
         raise ProtocolError("limits: floor %d is above ceiling %d" % (floor, ceiling))
     return {"type": "limits", "floor": floor, "ceiling": ceiling}

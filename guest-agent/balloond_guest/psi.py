@@ -6,6 +6,7 @@ Documentation/accounting/psi.rst). Needs Linux 5.2+ and, for unprivileged users,
 that is a multiple of 2 s (6.x). Anything that fails leaves us with periodic reports only.
 """
 
+import contextlib
 import errno
 import os
 import select
@@ -15,7 +16,7 @@ DEFAULT_STALL_US = 150000
 DEFAULT_WINDOW_US = 1000000
 
 
-class Trigger(object):
+class Trigger:
     """A pollable wake source: `fileno()`, the poll `mask` that means "pressure rose", and
     `drain()` to consume the event. PSI uses POLLPRI; tests use a pipe with POLLIN."""
 
@@ -30,10 +31,8 @@ class Trigger(object):
 
     def drain(self):
         if self._drain_reads:
-            try:
+            with contextlib.suppress(OSError):
                 os.read(self.fd, 4096)
-            except OSError:
-                pass
 
     def close(self):
         if self.fd is not None:

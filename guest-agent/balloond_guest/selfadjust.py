@@ -12,8 +12,10 @@ SHRINK_FRACTION = 8
 MIN_STEP = 4 * MIB  # smaller moves are noise: they cost a balloon operation and gain nothing
 
 
-class SelfAdjuster(object):
-    def __init__(self, floor=None, ceiling=None, shrink_fraction=SHRINK_FRACTION, min_step=MIN_STEP):
+class SelfAdjuster:
+    def __init__(
+        self, floor=None, ceiling=None, shrink_fraction=SHRINK_FRACTION, min_step=MIN_STEP
+    ):
         self.floor = floor
         self.ceiling = ceiling
         self.shrink_fraction = shrink_fraction

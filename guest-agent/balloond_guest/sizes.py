@@ -7,11 +7,20 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 _UNITS = {
-    "": 1, "b": 1,
-    "k": KIB, "kb": KIB, "kib": KIB,
-    "m": MIB, "mb": MIB, "mib": MIB,
-    "g": GIB, "gb": GIB, "gib": GIB,
-    "t": 1024 * GIB, "tb": 1024 * GIB, "tib": 1024 * GIB,
+    "": 1,
+    "b": 1,
+    "k": KIB,
+    "kb": KIB,
+    "kib": KIB,
+    "m": MIB,
+    "mb": MIB,
+    "mib": MIB,
+    "g": GIB,
+    "gb": GIB,
+    "gib": GIB,
+    "t": 1024 * GIB,
+    "tb": 1024 * GIB,
+    "tib": 1024 * GIB,
 }
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 MAX_SIZE = 1 << 60

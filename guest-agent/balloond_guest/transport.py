@@ -38,7 +38,7 @@ def find_virtio_port(root, name=PORT_NAME):
     return None
 
 
-class _LineReader(object):
+class _LineReader:
     """Splits what the host sends into lines; a line longer than MAX_LINE is dropped."""
 
     def __init__(self):
@@ -61,7 +61,7 @@ class _LineReader(object):
         return lines
 
 
-class FdTransport(object):
+class FdTransport:
     """A two-way byte stream given as a file descriptor: virtio port or unix socket."""
 
     name = "fd"
@@ -75,7 +75,13 @@ class FdTransport(object):
         try:
             return os.write(self.fd, line) == len(line)
         except OSError as error:
-            if error.errno in (errno.EAGAIN, errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EIO):
+            if error.errno in (
+                errno.EAGAIN,
+                errno.EPIPE,
+                errno.ECONNRESET,
+                errno.ENOTCONN,
+                errno.EIO,
+            ):
                 return False  # host away or not reading: drop, the next report retries
             raise
 
@@ -122,7 +128,7 @@ class UnixTransport(FdTransport):
         return cls(sock.detach(), path)
 
 
-class _OneWay(object):
+class _OneWay:
     """A transport the host cannot answer on: nothing to poll, read or close."""
 
     def readable(self):
@@ -165,8 +171,11 @@ class XenstoreTransport(_OneWay):
     def send(self, line):
         value = line.rstrip(b"\n")
         if self.tool is not None:
-            done = subprocess.call([self.tool, XENSTORE_KEY, value.decode("ascii")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            done = subprocess.call(
+                [self.tool, XENSTORE_KEY, value.decode("ascii")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             return done == 0
         self._req += 1
         return xenbus_write(self.device, XENSTORE_KEY, value, self._req)
@@ -196,9 +205,9 @@ def choose(root, override=None, stream=None):
     """The transport to use: `override` ('virtio', 'xenstore', 'stdout', 'unix:PATH',
     'virtio:/dev/vportNpM') or the first that exists: virtio port, xenstore, stdout."""
     if override and override.startswith("unix:"):
-        return UnixTransport.open(override[len("unix:"):])
+        return UnixTransport.open(override[len("unix:") :])
     if override and override.startswith("virtio:"):
-        return VirtioTransport.open(override[len("virtio:"):])
+        return VirtioTransport.open(override[len("virtio:") :])
     if override == "stdout":
         return StdoutTransport(stream)
     if override in (None, "auto", "virtio"):

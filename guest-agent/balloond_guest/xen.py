@@ -21,7 +21,9 @@ PROC_BALLOON = "/proc/xen/balloon"
 PROC_MEMORY_TARGET = "/proc/xen/memory_target"
 TARGET_FILES = (SYSFS_TARGET_KB, PROC_BALLOON, PROC_MEMORY_TARGET)
 
-_BALLOON_LINE = re.compile(r"^\s*(Current allocation|Requested target)\s*:\s*(\d+)\s*kB", re.I | re.M)
+_BALLOON_LINE = re.compile(
+    r"^\s*(Current allocation|Requested target)\s*:\s*(\d+)\s*kB", re.I | re.M
+)
 _MEMPARSE = re.compile(r"^\s*(\d+)\s*([KMG]?)", re.I)
 
 
@@ -76,5 +78,5 @@ def _memparse(text):
     match = _MEMPARSE.match(text)
     if match is None:
         return None
-    factor = {"": 1, "k": KIB, "m": KIB ** 2, "g": KIB ** 3}[match.group(2).lower()]
+    factor = {"": 1, "k": KIB, "m": KIB**2, "g": KIB**3}[match.group(2).lower()]
     return int(match.group(1)) * factor

@@ -140,10 +140,20 @@ def test_kvm_target_with_no_channel_to_the_host_says_so(
     """No agent running and no virtio port or xenstore: it printed the report to stdout and
     exited 0, as if the host had been asked."""
     root = str(FIXTURES / "linux-5.4-kvm-nopsi")  # a KVM guest without the channel attached
-    code, out, err = run(capsys, "target", "768M", "--root", root,
-                         "--control", str(tmp_path / "none.sock"))  # fmt: skip
+    code, out, err = run(
+        capsys, "target", "768M", "--root", root, "--control", str(tmp_path / "none.sock")
+    )
     assert code == 1 and out == ""
     assert "cannot reach the host" in err and "768 MiB" in err
-    code, out, _ = run(capsys, "target", "768M", "--root", root, "--transport", "stdout",
-                       "--control", str(tmp_path / "none.sock"))  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "target",
+        "768M",
+        "--root",
+        root,
+        "--transport",
+        "stdout",
+        "--control",
+        str(tmp_path / "none.sock"),
+    )
     assert code == 0 and json.loads(out)["request"] == 768 * MIB  # asked for: printed

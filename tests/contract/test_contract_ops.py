@@ -38,8 +38,12 @@ def test_balloon_pins_and_release_clears(ctx: OpsContext, harness: Any) -> None:
     after = {d.name: d for d in ctx.backend.domains()}[dom.name]
     assert after.current == size == result.target
     hold = ctx.backend.holds()[dom.uuid]
-    assert (hold.owner, hold.target, hold.pid, hold.until) == ("balloonctl balloon", size, None,
-                                                               None)  # fmt: skip
+    assert (hold.owner, hold.target, hold.pid, hold.until) == (
+        "balloonctl balloon",
+        size,
+        None,
+        None,
+    )
     assert release(ctx, dom.name) is not None
     assert dom.uuid not in ctx.backend.holds()
 

@@ -51,8 +51,9 @@ def lab() -> Iterator[Lab]:
         _LAB = None
         leftovers = the_lab.leftovers
         if errors or leftovers:
-            raise AssertionError(f"lab teardown: errors {errors}, processes left behind "
-                                 f"(now killed) {leftovers}")
+            raise AssertionError(
+                f"lab teardown: errors {errors}, processes left behind (now killed) {leftovers}"
+            )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -62,11 +63,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if rep.failed and _LAB is not None:
         for guest in _LAB.guests:
             text = guest.console_text()
-            rep.sections.append((f"console of {guest.name} (last 60 lines)",
-                                 "\n".join(text.splitlines()[-60:])))
+            rep.sections.append(
+                (f"console of {guest.name} (last 60 lines)", "\n".join(text.splitlines()[-60:]))
+            )
         for daemon in _LAB.daemons:
-            rep.sections.append((f"balloond on {daemon.host.name} (last 40 lines)",
-                                 daemon.tail()))
+            rep.sections.append((f"balloond on {daemon.host.name} (last 40 lines)", daemon.tail()))
         for host in _LAB.hosts.values():
             log = host.dir / "libvirtd.log"
             if log.exists():

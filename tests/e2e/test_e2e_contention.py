@@ -127,7 +127,8 @@ def tight(lab: Lab, pair: tuple[Guest, Guest]) -> Iterator[Balloond]:
 
 
 def test_contention_shares_by_weight_and_keeps_the_reserve(
-        lab: Lab, pair: tuple[Guest, Guest], tight: Balloond) -> None:
+    lab: Lab, pair: tuple[Guest, Guest], tight: Balloond
+) -> None:
     c1, c2 = pair
     base = {g.name: g.current() for g in pair}
     budget = wait_for(lambda: room_of(tight), 30, "the daemon's host free and reserve")
@@ -140,8 +141,10 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     def settled() -> bool:
         margins.append(room_of(tight))
         history.append((c1.current(), c2.current()))
-        done = [not g.call("hog_status")["alive"] or
-                g.call("hog_status")["allocated"] >= WORKLOAD for g in pair]
+        done = [
+            not g.call("hog_status")["alive"] or g.call("hog_status")["allocated"] >= WORKLOAD
+            for g in pair
+        ]
         # Settled: both workloads finished (or died) and no balloon moved for 5 samples.
         return all(done) and len(history) > 5 and len(set(history[-5:])) == 1
 
@@ -152,18 +155,21 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     lab.report.record("contention", "heavy_weight3000_grown_mib", grown1 >> 20)
     lab.report.record("contention", "light_weight1000_grown_mib", grown2 >> 20)
     known = [m for m in margins if m is not None]
-    lab.report.record("contention", "min_free_minus_reserve_mib",
-                      int(min(known)) >> 20 if known else None)
+    lab.report.record(
+        "contention", "min_free_minus_reserve_mib", int(min(known)) >> 20 if known else None
+    )
     survivors = [g.name for g in pair if g.call("hog_status")["alive"]]
     lab.report.record("contention", "survivors", survivors)
     assert min(c1.current(), c2.current()) >= FLOOR
-    assert grown1 + grown2 <= budget + HOST_NOISE, \
+    assert grown1 + grown2 <= budget + HOST_NOISE, (
         f"granted {(grown1 + grown2) >> 20} MiB from a budget of {budget >> 20} MiB"
+    )
     # The heavy guest must get a real share (the light one may get little or nothing), and
     # more than the light one.
     assert grown1 >= 48 * MiB and grown1 > grown2, (
         f"weight 3000 got {grown1 >> 20} MiB, weight 1000 {grown2 >> 20} MiB; "
-        f"free - reserve (MiB) each second: {timeline}")
+        f"free - reserve (MiB) each second: {timeline}"
+    )
     # Whether the heavy guest's workload also survives is recorded, not asserted: under TCG
     # QEMU's own resident memory grows while a guest stalls (the light guest's by 60 MiB in
     # 15 s in one run, its balloon shrinking meanwhile), which takes host free below the
@@ -174,9 +180,9 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     for i in range(1, len(history)):
         margin = margins[i - 1]
         if margin is not None and margin < 0:
-            assert sum(history[i]) <= sum(history[i - 1]) + 8 * MiB, \
-                f"grew {(sum(history[i]) - sum(history[i - 1])) >> 20} MiB while the host " \
+            assert sum(history[i]) <= sum(history[i - 1]) + 8 * MiB, (
+                f"grew {(sum(history[i]) - sum(history[i - 1])) >> 20} MiB while the host "
                 f"was {-margin / MiB:.0f} MiB inside its reserve"
+            )
     for g in pair:
         g.call("unhog")
-

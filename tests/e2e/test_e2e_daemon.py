@@ -40,11 +40,20 @@ def d1(lab: Lab, daemon: Balloond) -> Iterator[Guest]:
 def test_daemon_shows_the_agents_report(lab: Lab, daemon: Balloond, d1: Guest) -> None:
     """Scenario 1: the agent's report travels virtio-serial -> AgentHub -> the daemon."""
     start = time.monotonic()
-    age = wait_for(lambda: (a := daemon.metric("balloond_domain_report_age_seconds",
-                                               domain=d1.name)) is not None and a < 10 and (a,),
-                   90, f"balloond to show a fresh report from {d1.name}")
-    lab.report.record("agent", "boot_to_first_report_at_daemon_seconds",
-                      (d1.boot_seconds or 0) + time.monotonic() - start)
+    age = wait_for(
+        lambda: (
+            (a := daemon.metric("balloond_domain_report_age_seconds", domain=d1.name)) is not None
+            and a < 10
+            and (a,)
+        ),
+        90,
+        f"balloond to show a fresh report from {d1.name}",
+    )
+    lab.report.record(
+        "agent",
+        "boot_to_first_report_at_daemon_seconds",
+        (d1.boot_seconds or 0) + time.monotonic() - start,
+    )
     assert 0 <= age[0] < 10
     accepted = daemon.metric("balloond_reports_accepted_total", domain=d1.name)
     if accepted is None:
@@ -56,8 +65,9 @@ def test_daemon_shows_the_agents_report(lab: Lab, daemon: Balloond, d1: Guest) -
     assert d1.name in text
 
 
-def test_idle_guest_shrinks_to_its_floor_and_no_further(lab: Lab, daemon: Balloond,
-                                                        d1: Guest) -> None:
+def test_idle_guest_shrinks_to_its_floor_and_no_further(
+    lab: Lab, daemon: Balloond, d1: Guest
+) -> None:
     """Scenario 2: an idle 512 MiB guest is shrunk toward its 256 MiB floor, never below it,
     never above maxmem; its MemTotal inside follows."""
     seen: list[int] = []
@@ -68,8 +78,11 @@ def test_idle_guest_shrinks_to_its_floor_and_no_further(lab: Lab, daemon: Balloo
 
     wait_for(at_floor, 120, f"{d1.name} shrunk to its floor {FLOOR >> 20} MiB")
     # The daemon may have got there during the previous test: this bounds it from above.
-    lab.report.record("daemon", "idle_512_to_floor_within_seconds_of_ready",
-                      time.monotonic() - d1.created_at - (d1.boot_seconds or 0))
+    lab.report.record(
+        "daemon",
+        "idle_512_to_floor_within_seconds_of_ready",
+        time.monotonic() - d1.created_at - (d1.boot_seconds or 0),
+    )
 
     # Hold still for several ticks: the daemon must not go below the floor.
     deadline = time.monotonic() + 8
@@ -84,8 +97,9 @@ def test_idle_guest_shrinks_to_its_floor_and_no_further(lab: Lab, daemon: Balloo
     assert floor_metric == FLOOR
 
 
-def test_pressure_grows_the_balloon_before_the_guest_runs_out(lab: Lab, daemon: Balloond,
-                                                              d1: Guest) -> None:
+def test_pressure_grows_the_balloon_before_the_guest_runs_out(
+    lab: Lab, daemon: Balloond, d1: Guest
+) -> None:
     """Scenario 3: a workload grows by 4 MiB a second to 192 MiB inside a guest at its
     256 MiB floor (about 140 MiB available): without the daemon it would be OOM-killed.
     (At 8 MiB/s it is a race: the daemon starts granting when demand + 20% passes the balloon,
@@ -97,22 +111,27 @@ def test_pressure_grows_the_balloon_before_the_guest_runs_out(lab: Lab, daemon: 
     pressure_seen: list[float] = []
 
     def granted() -> bool:
-        if not pressure_seen and (daemon.metric("balloond_domain_pressure_some_ratio",
-                                                domain=d1.name) or 0) > 0:
+        if (
+            not pressure_seen
+            and (daemon.metric("balloond_domain_pressure_some_ratio", domain=d1.name) or 0) > 0
+        ):
             pressure_seen.append(time.monotonic())
         if d1.current() >= before + 16 * MiB:
             return True
         status = d1.call("hog_status")
-        assert status["alive"], (f"the workload was killed (OOM) at {status['allocated'] >> 20}"
-                                 f" MiB before {d1.name} was granted 16 MiB")
+        assert status["alive"], (
+            f"the workload was killed (OOM) at {status['allocated'] >> 20}"
+            f" MiB before {d1.name} was granted 16 MiB"
+        )
         return False
 
     wait_for(granted, 90, f"{d1.name} to be granted memory")
     granted_at = time.monotonic()
     lab.report.record("daemon", "workload_start_to_first_grant_seconds", granted_at - started)
     if pressure_seen:
-        lab.report.record("daemon", "pressure_in_metrics_to_first_grant_seconds",
-                          granted_at - pressure_seen[0])
+        lab.report.record(
+            "daemon", "pressure_in_metrics_to_first_grant_seconds", granted_at - pressure_seen[0]
+        )
 
     def allocated() -> bool:
         status = d1.call("hog_status")
@@ -138,19 +157,29 @@ def test_daemon_rides_out_a_libvirtd_crash(lab: Lab, daemon: Balloond, d1: Guest
     assert daemon.metric("balloond_libvirt_up") == 1
     killed = time.monotonic()
     lab.primary.kill_libvirtd()
-    wait_for(lambda: daemon.metric("balloond_libvirt_up") == 0, 60,
-             "balloond_libvirt_up to show the outage")
-    lab.report.record("libvirtd_restart", "outage_seen_in_metrics_seconds",
-                      time.monotonic() - killed)
+    wait_for(
+        lambda: daemon.metric("balloond_libvirt_up") == 0,
+        60,
+        "balloond_libvirt_up to show the outage",
+    )
+    lab.report.record(
+        "libvirtd_restart", "outage_seen_in_metrics_seconds", time.monotonic() - killed
+    )
     before = d1.counter()
     wait_for(lambda: d1.counter() > before, 30, "the guest to keep running without libvirtd")
     restarted = time.monotonic()
     lab.primary.start_libvirtd()
-    wait_for(lambda: daemon.metric("balloond_libvirt_up") == 1
-             and (daemon.metric("balloond_libvirt_reconnects_total") or 0) > reconnects,
-             90, "balloond to reconnect to the restarted libvirtd")
-    lab.report.record("libvirtd_restart", "restart_to_reconnected_seconds",
-                      time.monotonic() - restarted)
+    wait_for(
+        lambda: (
+            daemon.metric("balloond_libvirt_up") == 1
+            and (daemon.metric("balloond_libvirt_reconnects_total") or 0) > reconnects
+        ),
+        90,
+        "balloond to reconnect to the restarted libvirtd",
+    )
+    lab.report.record(
+        "libvirtd_restart", "restart_to_reconnected_seconds", time.monotonic() - restarted
+    )
     assert d1.dom().isActive()
     seen = []
     deadline = time.monotonic() + 6
@@ -169,23 +198,33 @@ def test_prometheus_scrapes_the_dashboards_series(lab: Lab, daemon: Balloond, d1
     started = time.monotonic()
     prom.start()
     try:
-        wait_for(lambda: any(r["metric"].get("domain") == d1.name
-                             for r in prom.query("balloond_domain_current_bytes")), 90,
-                 f"prometheus to have {d1.name}'s series")
-        lab.report.record("prometheus", "start_to_first_domain_series_seconds",
-                          time.monotonic() - started)
+        wait_for(
+            lambda: any(
+                r["metric"].get("domain") == d1.name
+                for r in prom.query("balloond_domain_current_bytes")
+            ),
+            90,
+            f"prometheus to have {d1.name}'s series",
+        )
+        lab.report.record(
+            "prometheus", "start_to_first_domain_series_seconds", time.monotonic() - started
+        )
         instances = prom.api("label/instance/values", **{"match[]": "balloond_domain_info"})
         assert f"127.0.0.1:{daemon.port}" in instances
         queries = dashboard_queries()
         assert queries, "the dashboard has no queries"
         # rate() needs two samples inside the 30 s window; wait for them, don't sleep.
-        wait_for(lambda: prom.query("rate(balloond_tick_duration_seconds_count[30s])"), 60,
-                 "two scrapes for rate()")
+        wait_for(
+            lambda: prom.query("rate(balloond_tick_duration_seconds_count[30s])"),
+            60,
+            "two scrapes for rate()",
+        )
         empty = []
         for expr in queries:
             result = prom.query(expr)  # raises on invalid PromQL
-            per_domain = "balloond_domain_" in expr and "rate(" not in expr \
-                and "count by" not in expr
+            per_domain = (
+                "balloond_domain_" in expr and "rate(" not in expr and "count by" not in expr
+            )
             if per_domain and not any(r["metric"].get("domain") == d1.name for r in result):
                 empty.append(expr)
         assert not empty, f"dashboard queries without {d1.name}'s series: {empty}"

@@ -40,8 +40,11 @@ def test_guest_boots_and_counts(lab: Lab, g1: Guest) -> None:
 
 
 def test_balloon_stats_match_guest_meminfo(lab: Lab, g1: Guest) -> None:
-    stats = wait_for(lambda: (s := g1.memory_stats()).get("last_update") and s, 30,
-                     "balloon statistics (last_update) in memoryStats")
+    stats = wait_for(
+        lambda: (s := g1.memory_stats()).get("last_update") and s,
+        30,
+        "balloon statistics (last_update) in memoryStats",
+    )
     guest_total = g1.meminfo()["MemTotal"]
     # libvirt's `available` is the guest's MemTotal (KiB); it is refreshed every 2 s.
     assert abs(stats["available"] * 1024 - guest_total) <= 4 * MiB
@@ -98,8 +101,9 @@ def test_agent_reports_over_virtio_serial(lab: Lab, g1: Guest) -> None:
     assert last.mem_total is not None and abs(last.mem_total - guest_total) <= 4 * MiB
     assert last.mem_available is not None and 0 < last.mem_available <= last.mem_total
     assert [r.seq for r in reports] == sorted({r.seq for r in reports})
-    lab.report.record("agent", "report_interval_seconds",
-                      (lines[-1][0] - lines[0][0]) / (len(lines) - 1))
+    lab.report.record(
+        "agent", "report_interval_seconds", (lines[-1][0] - lines[0][0]) / (len(lines) - 1)
+    )
 
 
 def test_agent_report_latency_after_a_memory_spike(lab: Lab, g1: Guest) -> None:
@@ -112,8 +116,9 @@ def test_agent_report_latency_after_a_memory_spike(lab: Lab, g1: Guest) -> None:
         s.settimeout(30)
         reader = s.makefile("rb")
         stack.callback(reader.close)
-        first = parse_report(reader.readline(), maxmem=512 * MiB, now=time.time(),
-                             previous_seq=None)
+        first = parse_report(
+            reader.readline(), maxmem=512 * MiB, now=time.time(), previous_seq=None
+        )
         assert first.mem_available is not None
         started = time.monotonic()
         g1.call("hog", size=128 * MiB, step=128 * MiB, interval=0.1)
@@ -121,14 +126,14 @@ def test_agent_report_latency_after_a_memory_spike(lab: Lab, g1: Guest) -> None:
             while True:
                 line = reader.readline()
                 assert line, "agent channel closed"
-                report = parse_report(line, maxmem=512 * MiB, now=time.time(),
-                                      previous_seq=None)
+                report = parse_report(line, maxmem=512 * MiB, now=time.time(), previous_seq=None)
                 assert time.monotonic() - started < 30, "no report showed the allocation"
-                if report.mem_available is not None and \
-                        report.mem_available <= first.mem_available - 96 * MiB:
+                if (
+                    report.mem_available is not None
+                    and report.mem_available <= first.mem_available - 96 * MiB
+                ):
                     break
-            lab.report.record("agent", "spike_to_host_report_seconds",
-                              time.monotonic() - started)
+            lab.report.record("agent", "spike_to_host_report_seconds", time.monotonic() - started)
         finally:
             g1.call("unhog")
 
@@ -143,10 +148,12 @@ def test_agent_hub_reads_the_real_guest(lab: Lab, g1: Guest) -> None:
         try:
             hub.sync(domains)
             started = time.monotonic()
-            report = wait_for(lambda: hub.reports().get(domains[0].uuid), 30,
-                              "AgentHub to receive a report")
-            lab.report.record("agent", "hub_connect_to_first_report_seconds",
-                              time.monotonic() - started)
+            report = wait_for(
+                lambda: hub.reports().get(domains[0].uuid), 30, "AgentHub to receive a report"
+            )
+            lab.report.record(
+                "agent", "hub_connect_to_first_report_seconds", time.monotonic() - started
+            )
         finally:
             hub.close()
     assert report.mem_total is not None

@@ -32,8 +32,10 @@ pytestmark = pytest.mark.realvm
 
 FLOOR = 256 * MiB
 PINNED = 384 * MiB  # below maxmem (512 MiB), above the floor
-MIGRATED = re.compile(r"migrated to \S+ in ([0-9.]+) s \(migration ([0-9.]+) s\), (.+?) "
-                      r"transferred, downtime (\S+(?: ms)?)")
+MIGRATED = re.compile(
+    r"migrated to \S+ in ([0-9.]+) s \(migration ([0-9.]+) s\), (.+?) "
+    r"transferred, downtime (\S+(?: ms)?)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +65,11 @@ def hold_full_and_dirty(daemon: Balloond, guest: Guest) -> None:
     ok(daemon.ctl("balloon", guest.name, "512M", "--for", "10m"))
     wait_for(lambda: guest.current() >= 500 * MiB, 60, f"{guest.name} held at 512 MiB")
     guest.call("hog", size=300 * MiB, step=300 * MiB, interval=0.1)
-    wait_for(lambda: guest.call("hog_status")["allocated"] >= 300 * MiB, 60,
-             "300 MiB written in the guest")
+    wait_for(
+        lambda: guest.call("hog_status")["allocated"] >= 300 * MiB,
+        60,
+        "300 MiB written in the guest",
+    )
     guest.call("unhog")
 
 
@@ -83,19 +88,29 @@ def daemon_has_it(daemon: Balloond, guest: Guest, timeout: float = 90) -> None:
             return False
         rows = {r["name"]: r for r in json.loads(done.stdout)}
         row = rows.get(guest.name)
-        return bool(row and row.get("policy") == "lab" and row.get("report_age") is not None
-                    and row["report_age"] < 10)
+        return bool(
+            row
+            and row.get("policy") == "lab"
+            and row.get("report_age") is not None
+            and row["report_age"] < 10
+        )
 
-    wait_for(listed, timeout, f"balloond on {daemon.host.name} to manage {guest.name} "
-             "with a fresh agent report")
+    wait_for(
+        listed,
+        timeout,
+        f"balloond on {daemon.host.name} to manage {guest.name} with a fresh agent report",
+    )
 
 
 def hold_on(guest: Guest) -> str | None:
     """The hold element in the guest's live libvirt metadata (None: no hold at all, not even
     an expired one), read straight from libvirt rather than through balloond."""
     try:
-        return str(guest.dom().metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, HOLD_NS,
-                                        libvirt.VIR_DOMAIN_AFFECT_LIVE))
+        return str(
+            guest.dom().metadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, HOLD_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE
+            )
+        )
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
             return None
@@ -110,13 +125,17 @@ def operations(daemon: Balloond, operation: str, result: str) -> float:
 def counted(daemon: Balloond, operation: str, result: str, at_least: float) -> None:
     """balloonctl reports to the daemon just before it exits: the count is there by now,
     the wait only covers a slow scrape."""
-    wait_for(lambda: operations(daemon, operation, result) >= at_least, 15,
-             f"balloond on {daemon.host.name}: operations_total{{operation={operation!r}, "
-             f"result={result!r}}} >= {at_least:g} (now {operations(daemon, operation, result):g})")
+    wait_for(
+        lambda: operations(daemon, operation, result) >= at_least,
+        15,
+        f"balloond on {daemon.host.name}: operations_total{{operation={operation!r}, "
+        f"result={result!r}}} >= {at_least:g} (now {operations(daemon, operation, result):g})",
+    )
 
 
-def test_save_and_restore_with_and_without_squeeze(lab: Lab, daemons: tuple[Balloond, Balloond],
-                                                   o1: Guest) -> None:
+def test_save_and_restore_with_and_without_squeeze(
+    lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest
+) -> None:
     d1, _ = daemons
     images = RUN / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -132,8 +151,11 @@ def test_save_and_restore_with_and_without_squeeze(lab: Lab, daemons: tuple[Ball
             # come back at the pinned size (the pin travels in the image), not at maxmem.
             hold_full_and_dirty(d1, o1)
             ok(d1.ctl("balloon", o1.name, str(PINNED >> 20)))  # a bare number is MiB
-            wait_for(lambda: abs(o1.current() - PINNED) <= 4 * MiB, 60,
-                     f"{o1.name} ballooned to {PINNED >> 20} MiB")
+            wait_for(
+                lambda: abs(o1.current() - PINNED) <= 4 * MiB,
+                60,
+                f"{o1.name} ballooned to {PINNED >> 20} MiB",
+            )
         before = o1.counter()
         size_before = o1.current()
         started = time.monotonic()
@@ -150,17 +172,20 @@ def test_save_and_restore_with_and_without_squeeze(lab: Lab, daemons: tuple[Ball
         if squeeze:
             assert after <= FLOOR + 16 * MiB, f"squeezed guest restored at {after >> 20} MiB"
         else:
-            assert abs(after - size_before) <= 8 * MiB, \
+            assert abs(after - size_before) <= 8 * MiB, (
                 f"restored at {after >> 20} MiB, saved at {size_before >> 20} MiB"
-            assert abs(after - PINNED) <= 8 * MiB, \
+            )
+            assert abs(after - PINNED) <= 8 * MiB, (
                 f"pinned at {PINNED >> 20} MiB, restored at {after >> 20} MiB"
+            )
         assert o1.counter() >= before
         counting(o1)
         daemon_has_it(d1, o1)
         if not squeeze:  # still at the pinned size once the daemon manages it again
             after = o1.current()
-            assert abs(after - PINNED) <= 8 * MiB, \
+            assert abs(after - PINNED) <= 8 * MiB, (
                 f"pinned at {PINNED >> 20} MiB, {after >> 20} MiB after the daemon took over"
+            )
     for op in ("save", "restore"):  # each run was reported to the daemon
         counted(d1, op, "ok", ops_before[op] + 2)
     plain = lab.report.figures["save_restore"]["save_plain_image_bytes"]
@@ -170,12 +195,15 @@ def test_save_and_restore_with_and_without_squeeze(lab: Lab, daemons: tuple[Ball
 
 def back_possible(lab: Lab) -> None:
     if not lab.primary.owned:
-        pytest.skip("the primary libvirtd is not ours: it does not listen on loopback TCP, so "
-                    "the guest cannot migrate back to it")
+        pytest.skip(
+            "the primary libvirtd is not ours: it does not listen on loopback TCP, so "
+            "the guest cannot migrate back to it"
+        )
 
 
-def migrate(lab: Lab, daemon: Balloond, guest: Guest, dest: str, label: str,
-            *extra: str, live: bool = True) -> re.Match[str]:
+def migrate(
+    lab: Lab, daemon: Balloond, guest: Guest, dest: str, label: str, *extra: str, live: bool = True
+) -> re.Match[str]:
     """Run `balloonctl migrate` and return the figures of its summary line."""
     started = time.monotonic()
     out = ok(daemon.ctl("migrate", *(["--live"] if live else []), guest.name, dest, *extra))
@@ -189,16 +217,18 @@ def migrate(lab: Lab, daemon: Balloond, guest: Guest, dest: str, label: str,
     return m
 
 
-def test_live_migration_there_and_back(lab: Lab, daemons: tuple[Balloond, Balloond],
-                                       o1: Guest) -> None:
+def test_live_migration_there_and_back(
+    lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest
+) -> None:
     """Scenario 6: to the second host without squeeze, back with --squeeze; the guest keeps
     running, each host's daemon takes it over, the agent channel reconnects."""
     d1, d2 = daemons
     back_possible(lab)
     hold_full_and_dirty(d1, o1)
     migrate(lab, d1, o1, lab.second.tcp_uri, "plain")
-    assert o1.name not in [d.name() for d in lab.primary.conn().listAllDomains(
-        libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+    assert o1.name not in [
+        d.name() for d in lab.primary.conn().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    ]
     o1.host = lab.second
     counting(o1)
     assert o1.meminfo()["MemTotal"] > 0  # the lab channel answers on the new host
@@ -229,17 +259,20 @@ def migration_gauges_show(daemon: Balloond, m: re.Match[str]) -> None:
     0.1 s and 1 ms)."""
     _, duration, _, downtime = summary_figures(m)
     last = daemon.metric("balloond_migration_last_duration_seconds")
-    assert last is not None and abs(last - duration) <= 0.051, \
+    assert last is not None and abs(last - duration) <= 0.051, (
         f"balloond_migration_last_duration_seconds {last}, balloonctl printed {duration} s"
+    )
     worst = daemon.metric("balloond_migration_max_duration_seconds")
     assert worst is not None and worst >= last, f"max duration {worst} < last {last}"
     last_down = daemon.metric("balloond_migration_last_downtime_seconds")
-    assert last_down is not None and abs(last_down - downtime) <= 0.0006, \
-        f"balloond_migration_last_downtime_seconds {last_down}, balloonctl printed " \
+    assert last_down is not None and abs(last_down - downtime) <= 0.0006, (
+        f"balloond_migration_last_downtime_seconds {last_down}, balloonctl printed "
         f"{downtime * 1000:.0f} ms"
+    )
     worst_down = daemon.metric("balloond_migration_max_downtime_seconds")
-    assert worst_down is not None and worst_down >= last_down, \
+    assert worst_down is not None and worst_down >= last_down, (
         f"max downtime {worst_down} < last {last_down}"
+    )
 
 
 @dataclass
@@ -286,7 +319,8 @@ def watching(dom: libvirt.virDomain) -> Iterator[SourceSeen]:
 
 
 def test_paused_migration_there_and_live_back_with_max_downtime(
-        lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest) -> None:
+    lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest
+) -> None:
     """`migrate` without --live moves a running guest paused (it runs again on the
     destination); back with --live --max-downtime 100. Each source daemon counts the
     migration and shows its duration and downtime."""
@@ -296,30 +330,39 @@ def test_paused_migration_there_and_live_back_with_max_downtime(
     with watching(o1.dom()) as seen:
         m = migrate(lab, d1, o1, lab.second.tcp_uri, "paused", live=False)
     summary_figures(m)
-    lab.report.record("migration", "paused_source_paused_share",
-                      f"{seen.share(libvirt.VIR_DOMAIN_PAUSED):.0%} of {len(seen.states)} polls")
-    assert seen.share(libvirt.VIR_DOMAIN_PAUSED) > 0.8, \
-        f"a migration without --live, yet the source was paused in only " \
+    lab.report.record(
+        "migration",
+        "paused_source_paused_share",
+        f"{seen.share(libvirt.VIR_DOMAIN_PAUSED):.0%} of {len(seen.states)} polls",
+    )
+    assert seen.share(libvirt.VIR_DOMAIN_PAUSED) > 0.8, (
+        f"a migration without --live, yet the source was paused in only "
         f"{seen.share(libvirt.VIR_DOMAIN_PAUSED):.0%} of {len(seen.states)} polls"
+    )
     o1.host = lab.second
-    assert o1.name not in [d.name() for d in lab.primary.conn().listAllDomains(
-        libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+    assert o1.name not in [
+        d.name() for d in lab.primary.conn().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    ]
     assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
     counting(o1)
     counted(d1, "migrate", "ok", before + 1)
     migration_gauges_show(d1, m)
     before = operations(d2, "migrate", "ok")
     with watching(o1.dom()) as seen:
-        m = migrate(lab, d2, o1, lab.primary.tcp_uri, "max_downtime_100ms",
-                    "--max-downtime", "100")
+        m = migrate(lab, d2, o1, lab.primary.tcp_uri, "max_downtime_100ms", "--max-downtime", "100")
     summary_figures(m)
-    assert seen.max_downtimes == {100}, \
+    assert seen.max_downtimes == {100}, (
         f"QEMU's max downtime during the migration: {seen.max_downtimes} ms, not 100"
-    lab.report.record("migration", "max_downtime_100ms_source_running_share",
-                      f"{seen.share(libvirt.VIR_DOMAIN_RUNNING):.0%} of {len(seen.states)} polls")
-    assert seen.share(libvirt.VIR_DOMAIN_RUNNING) > 0.5, \
-        f"a live migration, yet the source ran in only " \
+    )
+    lab.report.record(
+        "migration",
+        "max_downtime_100ms_source_running_share",
+        f"{seen.share(libvirt.VIR_DOMAIN_RUNNING):.0%} of {len(seen.states)} polls",
+    )
+    assert seen.share(libvirt.VIR_DOMAIN_RUNNING) > 0.5, (
+        f"a live migration, yet the source ran in only "
         f"{seen.share(libvirt.VIR_DOMAIN_RUNNING):.0%} of {len(seen.states)} polls"
+    )
     o1.host = lab.primary
     assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
     counting(o1)
@@ -328,9 +371,9 @@ def test_paused_migration_there_and_live_back_with_max_downtime(
     daemon_has_it(d1, o1)
 
 
-def test_refused_migration_leaves_the_guest_on_the_source(lab: Lab,
-                                                          daemons: tuple[Balloond, Balloond],
-                                                          o1: Guest) -> None:
+def test_refused_migration_leaves_the_guest_on_the_source(
+    lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest
+) -> None:
     """A destination without room (here: a config whose reserve is 99% of the host) is
     refused before anything moves: exit code 3, one line with the figures, no hold."""
     d1, _ = daemons
@@ -345,9 +388,11 @@ def test_refused_migration_leaves_the_guest_on_the_source(lab: Lab,
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got: {done.stderr!r}"
     figures = re.escape(f"'{lab.second.tcp_uri}'")
-    assert re.fullmatch(rf"balloonctl: domain '{re.escape(o1.name)}': needs \S+ \S+ \+ host "
-                        rf"reserve \S+ \S+ = \S+ \S+, but {figures} has only \S+ \S+ free",
-                        lines[0]), lines[0]
+    assert re.fullmatch(
+        rf"balloonctl: domain '{re.escape(o1.name)}': needs \S+ \S+ \+ host "
+        rf"reserve \S+ \S+ = \S+ \S+, but {figures} has only \S+ \S+ free",
+        lines[0],
+    ), lines[0]
     assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
     counting(o1)
     assert hold_on(o1) is None, f"a hold was left on {o1.name}: {hold_on(o1)}"
@@ -357,7 +402,8 @@ def test_refused_migration_leaves_the_guest_on_the_source(lab: Lab,
 
 
 def test_interrupted_migration_leaves_the_guest_running_on_the_source(
-        lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest) -> None:
+    lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest
+) -> None:
     """Ctrl-C (SIGINT) on `balloonctl migrate --live` while memory is being copied: the
     migration is aborted, the guest keeps running on the source, the command's hold is gone
     and the source's daemon counts an aborted migration."""
@@ -367,14 +413,31 @@ def test_interrupted_migration_leaves_the_guest_running_on_the_source(
     # which it must remove when aborted.
     ok(d1.ctl("release", o1.name))
     aborted = operations(d1, "migrate", "aborted")
-    argv = [str(VENV_BIN / "balloonctl"), "migrate", "--live", o1.name, lab.second.tcp_uri,
-            "--config", str(d1.config)]
-    proc = subprocess.Popen(lab.primary.nsenter(argv), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    argv = [
+        str(VENV_BIN / "balloonctl"),
+        "migrate",
+        "--live",
+        o1.name,
+        lab.second.tcp_uri,
+        "--config",
+        str(d1.config),
+    ]
+    proc = subprocess.Popen(
+        lab.primary.nsenter(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
-        wait_for(lambda: o1.dom().jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
-                 and o1.dom().jobInfo()[3] > 0, 60, "the migration to be copying memory",
-                 interval=0.05)
+        wait_for(
+            lambda: (
+                o1.dom().jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE and o1.dom().jobInfo()[3] > 0
+            ),
+            60,
+            "the migration to be copying memory",
+            interval=0.05,
+        )
         held = hold_on(o1)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
@@ -382,14 +445,20 @@ def test_interrupted_migration_leaves_the_guest_running_on_the_source(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert held is not None and "balloonctl migrate" in held, \
+    assert held is not None and "balloonctl migrate" in held, (
         f"no command hold on {o1.name} during the migration: {held}"
+    )
     assert proc.returncode == 1, f"interrupted balloonctl exited {proc.returncode}: {out} {err}"
     lines = err.strip().splitlines()
-    assert lines == [f"balloonctl: domain '{o1.name}': migration aborted by Ctrl-C; it is "
-                     f"still on {lab.primary.local_uri} (running)"], err
-    wait_for(lambda: o1.dom().jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE, 60,
-             "the source's migration job to end")
+    assert lines == [
+        f"balloonctl: domain '{o1.name}': migration aborted by Ctrl-C; it is "
+        f"still on {lab.primary.local_uri} (running)"
+    ], err
+    wait_for(
+        lambda: o1.dom().jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE,
+        60,
+        "the source's migration job to end",
+    )
     assert o1.dom().state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert o1.name not in [d.name() for d in lab.second.conn().listAllDomains()]
     counting(o1)
@@ -399,13 +468,16 @@ def test_interrupted_migration_leaves_the_guest_running_on_the_source(
 
 def moves_of(daemon: Balloond, guest: Guest) -> int:
     """How many balloon moves the daemon has logged for the guest."""
-    return sum(1 for line in daemon.tail(100000).splitlines()
-               if re.match(rf"(grow|shrink) {re.escape(guest.name)} ", line))
+    return sum(
+        1
+        for line in daemon.tail(100000).splitlines()
+        if re.match(rf"(grow|shrink) {re.escape(guest.name)} ", line)
+    )
 
 
-def test_daemon_leaves_a_hand_started_migration_alone(lab: Lab,
-                                                      daemons: tuple[Balloond, Balloond],
-                                                      o1: Guest) -> None:
+def test_daemon_leaves_a_hand_started_migration_alone(
+    lab: Lab, daemons: tuple[Balloond, Balloond], o1: Guest
+) -> None:
     """A migration started with plain libvirt (as `virsh migrate` would), not balloonctl: the
     daemon sees the job, calls the domain busy and does not move its balloon meanwhile, even
     though the guest is idle above its floor."""
@@ -418,9 +490,11 @@ def test_daemon_leaves_a_hand_started_migration_alone(lab: Lab,
 
     def run() -> None:
         try:
-            dom.migrateToURI3(lab.second.tcp_uri,
-                              {libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1"},
-                              libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
+            dom.migrateToURI3(
+                lab.second.tcp_uri,
+                {libvirt.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1"},
+                libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER,
+            )
         except libvirt.libvirtError as exc:
             errors.append(exc)
 

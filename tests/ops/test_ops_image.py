@@ -75,9 +75,13 @@ def test_squeeze_saves_a_smaller_guest(ctx: OpsContext, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("memory", "reserve", "free", "refused"),
-    [(GiB, GiB, 2 * GiB, False), (GiB, GiB, 2 * GiB - 1, True), (GiB, 0, 0, True),
-     (0, 0, 0, False)],
-)  # fmt: skip
+    [
+        (GiB, GiB, 2 * GiB, False),
+        (GiB, GiB, 2 * GiB - 1, True),
+        (GiB, 0, 0, True),
+        (0, 0, 0, False),
+    ],
+)
 def test_check_room_table(memory: int, reserve: int, free: int, refused: bool) -> None:
     if refused:
         with pytest.raises(Refused, match="needs"):

@@ -58,7 +58,11 @@ def test_balloon_sets_target_and_pins_it(ctx: OpsContext) -> None:
     assert web.current == 1536 * MiB
     hold = ctx.backend.holds()[web.uuid]
     assert (hold.owner, hold.target, hold.until, hold.pid) == (
-        "balloonctl balloon", 1536 * MiB, None, None)  # fmt: skip
+        "balloonctl balloon",
+        1536 * MiB,
+        None,
+        None,
+    )
 
 
 def test_balloon_for_a_duration(ctx: OpsContext) -> None:
@@ -146,8 +150,9 @@ def test_cli_refusals(
 
 
 def test_balloon_refused_while_a_job_runs() -> None:
-    dom = DomainSnapshot(name="web1", uuid="u", current=2 * GiB, maxmem=4 * GiB,
-                         job=JobKind.MIGRATION)  # fmt: skip
+    dom = DomainSnapshot(
+        name="web1", uuid="u", current=2 * GiB, maxmem=4 * GiB, job=JobKind.MIGRATION
+    )
     with pytest.raises(Refused, match="migration job"):
         check_balloon(dom, 3 * GiB, GiB, force=True)
 
@@ -202,13 +207,18 @@ def test_a_pin_whose_time_is_up_no_longer_holds(default_ctx: OpsContext, policy_
 def test_the_hold_of_a_command_that_died_no_longer_holds(
     default_ctx: OpsContext, policy_dir: Path
 ) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dom = domain(default_ctx, "test")
     default_ctx.backend.put_hold("test", command_hold(dom, "balloonctl save", "saving"))
     assert _decided("test:///default", policy_dir)["test"] == Reason.HOLD  # we are alive
-    default_ctx.backend.put_hold("test", replace(command_hold(dom, "balloonctl save", "saving"),
-                                                 pid=int(dead.stdout)))  # fmt: skip
+    default_ctx.backend.put_hold(
+        "test", replace(command_hold(dom, "balloonctl save", "saving"), pid=int(dead.stdout))
+    )
     assert _decided("test:///default", policy_dir)["test"] != Reason.HOLD
 
 
@@ -216,12 +226,21 @@ def test_list_and_explain_show_the_pin_without_a_daemon(
     default_ctx: OpsContext, policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     balloon(default_ctx, "test", 3 * GiB, hold_for=3600)
-    common = ["-c", "test:///default", "--policy-dir", str(policy_dir),
-              "--socket", str(tmp_path / "nobody.sock")]  # fmt: skip
+    common = [
+        "-c",
+        "test:///default",
+        "--policy-dir",
+        str(policy_dir),
+        "--socket",
+        str(tmp_path / "nobody.sock"),
+    ]
     assert main(["list", "--json", *common]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["hold"]["owner"], row["hold"]["target"], row["target"]) == (
-        "balloonctl balloon", 3 * GiB, 3 * GiB)  # fmt: skip
+        "balloonctl balloon",
+        3 * GiB,
+        3 * GiB,
+    )
     assert main(["explain", "test", *common]) == 0
     assert "balloonctl balloon" in capsys.readouterr().out
 
@@ -231,9 +250,11 @@ def test_a_domain_another_live_command_works_on_is_refused(ctx: OpsContext, tmp_
     dom = domain(ctx, "web1")
     working = replace(command_hold(dom, "balloonctl save", "saving to /srv/web1.img"), pid=1)
     ctx.backend.put_hold("web1", working)
-    for attempt in (lambda: balloon(ctx, "web1", 3 * GiB, force=True),
-                    lambda: set_maxmem(ctx, "web1", 6 * GiB),
-                    lambda: save_domain(ctx, "web1", str(tmp_path / "w.img"))):  # fmt: skip
+    for attempt in (
+        lambda: balloon(ctx, "web1", 3 * GiB, force=True),
+        lambda: set_maxmem(ctx, "web1", 6 * GiB),
+        lambda: save_domain(ctx, "web1", str(tmp_path / "w.img")),
+    ):
         with pytest.raises(Refused, match=r"balloonctl save \(pid 1\) is working on it: saving"):
             attempt()
     assert ctx.backend.holds()[dom.uuid] == working  # untouched

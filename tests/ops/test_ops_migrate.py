@@ -96,8 +96,11 @@ def test_cli_migrate_unreachable_destination(
 
 
 def test_progress_rendering() -> None:
-    line = render(JobProgress(processed=300 * MiB, remaining=700 * MiB, total=GiB,
-                              dirty_rate=12 * MiB, elapsed=4.2))  # fmt: skip
+    line = render(
+        JobProgress(
+            processed=300 * MiB, remaining=700 * MiB, total=GiB, dirty_rate=12 * MiB, elapsed=4.2
+        )
+    )
     assert "32%" in line and "300 MiB sent" in line and "dirty 12 MiB/s" in line
     assert render(JobProgress(0, 0, 0, 0, 0.0)).startswith("[")
 
@@ -116,9 +119,12 @@ SIM_DEST = "sim://migrb?guests=1&clock=manual"
 
 @pytest.mark.parametrize(
     ("extra", "downtime"),
-    [(["--live"], "downtime 50 ms"), (["--live", "--max-downtime", "20"], "downtime 20 ms"),
-     ([], "downtime 1250 ms")],  # without --live the guest is paused for the whole copy
-)  # fmt: skip
+    [
+        (["--live"], "downtime 50 ms"),
+        (["--live", "--max-downtime", "20"], "downtime 20 ms"),
+        ([], "downtime 1250 ms"),
+    ],  # without --live the guest is paused for the whole copy
+)
 def test_cli_migrate_live_offline_and_max_downtime_reach_the_backend(
     config_file: Path, capsys: pytest.CaptureFixture[str], extra: list[str], downtime: str
 ) -> None:
@@ -146,8 +152,15 @@ def test_a_squeeze_that_stops_short_is_checked_again(config: DaemonConfig) -> No
         tight = replace(config, reserve=Amount(size=reserve))
         with OpsContext(config=tight).use(source) as ctx:
             with pytest.raises(Refused, match=r"needs 1.2 GiB \+ host reserve"):
-                migrate_domain(ctx, "migra-00001", SIM_DEST, live=True, squeeze_to_floor=True,
-                               squeeze_timeout=0, destination=dest)  # fmt: skip
+                migrate_domain(
+                    ctx,
+                    "migra-00001",
+                    SIM_DEST,
+                    live=True,
+                    squeeze_to_floor=True,
+                    squeeze_timeout=0,
+                    destination=dest,
+                )
             assert "migra-00001" in {d.name for d in source.domains()}
             assert source.holds() == {}
     finally:

@@ -69,10 +69,19 @@ def test_console_hands_over_to_virsh(tmp_path: Path) -> None:
 
     def console(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", "import sys; from balloond.cli.ctl import main; "
-             "sys.exit(main(sys.argv[1:]))", "console", *argv],
-            capture_output=True, text=True, env=env, check=False, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "import sys; from balloond.cli.ctl import main; sys.exit(main(sys.argv[1:]))",
+                "console",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=60,
+        )
 
     done = console("-c", HOST_URI, "web1")
     assert done.returncode == 0, done.stderr

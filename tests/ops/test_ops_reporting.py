@@ -36,10 +36,16 @@ DEST = "sim://opsb?guests=1&clock=manual"
 
 @pytest.mark.parametrize(
     ("error", "label"),
-    [(None, "ok"), (Refused("no room"), "refused"), (ConfigError("bad DEST"), "refused"),
-     (OperationFailed("libvirt said no"), "failed"), (DomainNotFound("gone"), "failed"),
-     (OSError("disk full"), "failed"), (KeyboardInterrupt(), "aborted")],
-)  # fmt: skip
+    [
+        (None, "ok"),
+        (Refused("no room"), "refused"),
+        (ConfigError("bad DEST"), "refused"),
+        (OperationFailed("libvirt said no"), "failed"),
+        (DomainNotFound("gone"), "failed"),
+        (OSError("disk full"), "failed"),
+        (KeyboardInterrupt(), "aborted"),
+    ],
+)
 def test_result_labels(error: BaseException | None, label: str) -> None:
     assert result_of(error) == label
 
@@ -88,8 +94,9 @@ def _serve(uri: str, policy_dir: Path, socket: Path) -> tuple[Daemon, ControlSer
 
 def _config(folder: Path, uri: str, policy_dir: Path, socket: Path) -> str:
     path = folder / "balloond.yaml"
-    path.write_text(f"uri: '{uri}'\npolicy_dir: {policy_dir}\nreserve: 1GiB\n"
-                    f"control_socket: {socket}\n")  # fmt: skip
+    path.write_text(
+        f"uri: '{uri}'\npolicy_dir: {policy_dir}\nreserve: 1GiB\ncontrol_socket: {socket}\n"
+    )
     return str(path)
 
 
@@ -119,11 +126,18 @@ def test_every_operation_is_counted_by_the_running_daemon(
     finally:
         server.close()
         daemon.close()
-    assert counted == Counter({
-        ("balloon", "ok"): 1, ("balloon", "refused"): 1, ("balloon", "failed"): 1,
-        ("maxmem", "ok"): 1, ("save", "ok"): 1, ("save", "refused"): 1,
-        ("restore", "refused"): 1, ("migrate", "refused"): 2,
-    })  # fmt: skip
+    assert counted == Counter(
+        {
+            ("balloon", "ok"): 1,
+            ("balloon", "refused"): 1,
+            ("balloon", "failed"): 1,
+            ("maxmem", "ok"): 1,
+            ("save", "ok"): 1,
+            ("save", "refused"): 1,
+            ("restore", "refused"): 1,
+            ("migrate", "refused"): 2,
+        }
+    )
 
 
 def test_a_migration_reports_its_duration_and_downtime(
@@ -153,9 +167,11 @@ class _CtrlC(ProgressLine):
 
 
 def test_ctrl_c_aborts_says_where_the_guest_is_and_is_counted(
-    short_dir: Path, policy_dir: Path, capsys: pytest.CaptureFixture[str],
+    short_dir: Path,
+    policy_dir: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setattr(ctl_ops, "ProgressLine", _CtrlC)
     socket = short_dir / "control.sock"
     cfg = _config(short_dir, SOURCE, policy_dir, socket)
@@ -177,8 +193,9 @@ def test_ctrl_c_leaves_the_guest_on_the_source_without_a_hold(config: DaemonConf
     try:
         with OpsContext(config=config).use(source) as ctx:
             with pytest.raises(KeyboardInterrupt):
-                migrate_domain(ctx, "opsa-00001", DEST, live=True, progress=_CtrlC(_Null()),
-                               destination=dest)  # fmt: skip
+                migrate_domain(
+                    ctx, "opsa-00001", DEST, live=True, progress=_CtrlC(_Null()), destination=dest
+                )
             assert "opsa-00001" in {d.name for d in source.domains()}
             assert "opsa-00001" not in {d.name for d in dest.domains()}
             assert source.holds() == {}

@@ -31,16 +31,30 @@ def sim() -> Iterator[object]:
 
 def test_squeeze_waits_until_the_guest_gets_there(sim: object) -> None:
     clock = SimClock(sim)
-    result = squeeze(sim, "idle", GiB, timeout=60, poll=1.0,  # type: ignore[arg-type]
-                     clock=lambda: clock.now, sleep=clock.sleep)  # fmt: skip
+    result = squeeze(
+        sim,
+        "idle",
+        GiB,
+        timeout=60,
+        poll=1.0,  # type: ignore[arg-type]
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+    )
     assert result.complete and result.reached <= GiB + 4 * MiB
     assert result.before == 2 * GiB and 0 < result.seconds < 60
 
 
 def test_squeeze_gives_up_at_the_timeout(sim: object) -> None:
     clock = SimClock(sim)
-    result = squeeze(sim, "web", 256 * MiB, timeout=2, poll=1.0,  # type: ignore[arg-type]
-                     clock=lambda: clock.now, sleep=clock.sleep)  # fmt: skip
+    result = squeeze(
+        sim,
+        "web",
+        256 * MiB,
+        timeout=2,
+        poll=1.0,  # type: ignore[arg-type]
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+    )
     assert not result.complete
     assert 256 * MiB < result.reached < 2 * GiB  # on its way down
     assert result.seconds == 2.0

@@ -40,8 +40,10 @@ class Balloond:
     def __init__(self, scenario: Scenario, policies: PolicySet | None = None) -> None:
         policies = policies or shipped_policies()
         self.default = policies.default
-        self.policies = {spec.name: self._override(policies.default, spec.floor, spec.weight)
-                         for spec in scenario.guests}
+        self.policies = {
+            spec.name: self._override(policies.default, spec.floor, spec.weight)
+            for spec in scenario.guests
+        }
         self.state = ControllerState.empty()
         self.last: Decision | None = None
 
@@ -58,9 +60,15 @@ class Balloond:
         return self.policies.get(dom.name, self.default)
 
     def decide(self, obs: Observation) -> Mapping[str, int]:
-        decision, self.state = decide(obs.snapshot, self._policy_for, self.state,
-                                      reserve=obs.reserve, holds={}, now=obs.now,
-                                      stale_after=STALE_AFTER)
+        decision, self.state = decide(
+            obs.snapshot,
+            self._policy_for,
+            self.state,
+            reserve=obs.reserve,
+            holds={},
+            now=obs.now,
+            stale_after=STALE_AFTER,
+        )
         self.last = decision
         return {d.name: d.target for d in decision.actions}
 

@@ -52,8 +52,9 @@ def guest_configs(scenario: Scenario) -> dict[str, GuestConfig]:
     configs = {}
     for spec in scenario.guests:
         floor = spec.floor if spec.floor is not None else int(spec.maxmem * DEFAULT_FLOOR_RATIO)
-        configs[spec.name] = GuestConfig(floor=floor, weight=spec.weight or DEFAULT_WEIGHT,
-                                         floor_given=spec.floor is not None)
+        configs[spec.name] = GuestConfig(
+            floor=floor, weight=spec.weight or DEFAULT_WEIGHT, floor_given=spec.floor is not None
+        )
     return configs
 
 

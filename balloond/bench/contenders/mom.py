@@ -72,8 +72,9 @@ class Mom:
         else:
             if cur >= maxmem:
                 return None
-            target = int(min(maxmem, max(cur * (1 + MAX_CHANGE), balloon_min,
-                                         used + MIN_GUEST_FREE * cur)))
+            target = int(
+                min(maxmem, max(cur * (1 + MAX_CHANGE), balloon_min, used + MIN_GUEST_FREE * cur))
+            )
             shrinking = False
         if shrinking == (target > cur) or abs(target - cur) <= CHANGE_BIG_ENOUGH * cur:
             return None

@@ -56,8 +56,7 @@ class Qmemman:
             return {}
         known = [d for d in domains if d.name in self.published]
         promised = sum(max(0, self.targets.get(d.name, d.current) - d.current) for d in known)
-        free = int(obs.snapshot.host.free / XEN_FREE_FACTOR) - promised \
-            - obs.reserve - KEEP_FREE
+        free = int(obs.snapshot.host.free / XEN_FREE_FACTOR) - promised - obs.reserve - KEEP_FREE
         targets = self._balance(known, free)
         if not self._significant(known, targets, free):
             return {}
@@ -72,28 +71,38 @@ class Qmemman:
         available = free + sum(d.current - prefs[d.name] for d in domains)
         if available >= 0:
             total = sum(prefs.values())
-            return {d.name: min(d.maxmem, int(0.999 * (prefs[d.name]
-                                                       + prefs[d.name] / total * available)))
-                    for d in domains}
+            return {
+                d.name: min(
+                    d.maxmem, int(0.999 * (prefs[d.name] + prefs[d.name] / total * available))
+                )
+                for d in domains
+            }
         # Low memory: only donors give, down to their pref; acceptors wait.
-        return {d.name: prefs[d.name] for d in domains
-                if d.current - prefs[d.name] > DONOR_MIN}
+        return {d.name: prefs[d.name] for d in domains if d.current - prefs[d.name] > DONOR_MIN}
 
-    def _significant(self, domains: list[DomainSnapshot], targets: dict[str, int],
-                     free: int) -> bool:
+    def _significant(
+        self, domains: list[DomainSnapshot], targets: dict[str, int], free: int
+    ) -> bool:
         if free < LOW_FREE:
             return True
         total = sum(abs(targets[d.name] - d.current) for d in domains if d.name in targets)
         if total > TOTAL_SIGNIFICANT:
             return True
-        return any(d.current < self._pref(d) and targets.get(d.name, 0) - d.current
-                   > GAIN_SIGNIFICANT for d in domains)
+        return any(
+            d.current < self._pref(d) and targets.get(d.name, 0) - d.current > GAIN_SIGNIFICANT
+            for d in domains
+        )
 
 
 def _used(dom: DomainSnapshot) -> int | None:
     report = dom.report
-    if report is None or None in (report.mem_total, report.mem_available, report.cached,
-                                  report.swap_total, report.swap_free):
+    if report is None or None in (
+        report.mem_total,
+        report.mem_available,
+        report.cached,
+        report.swap_total,
+        report.swap_free,
+    ):
         return None
     assert report.mem_available is not None and report.cached is not None
     assert report.swap_total is not None and report.swap_free is not None

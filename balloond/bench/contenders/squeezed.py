@@ -41,20 +41,26 @@ class Squeezed:
         ranges = {}
         for dom in domains:
             low = min(self.configs[dom.name].floor, dom.maxmem)
-            ranges[dom.name] = (dom.current, dom.current) if dom.name in self.stuck \
-                else (low, dom.maxmem)
-        reclaimable = sum(max(0, d.current - ranges[d.name][0] - 2 * INACCURACY)
-                          for d in domains)
+            ranges[dom.name] = (
+                (dom.current, dom.current) if dom.name in self.stuck else (low, dom.maxmem)
+            )
+        reclaimable = sum(max(0, d.current - ranges[d.name][0] - 2 * INACCURACY) for d in domains)
         surplus = max(0, obs.snapshot.host.free + reclaimable - host_target)
         span = sum(high - low for low, high in ranges.values())
         gamma = min(1.0, max(0.0, surplus / span)) if span > 0 else 0.0
-        wanted = {d.name: int(ranges[d.name][0] + gamma * (ranges[d.name][1] - ranges[d.name][0]))
-                  for d in domains if d.name not in self.stuck}
+        wanted = {
+            d.name: int(ranges[d.name][0] + gamma * (ranges[d.name][1] - ranges[d.name][0]))
+            for d in domains
+            if d.name not in self.stuck
+        }
         current = {d.name: d.current for d in domains}
         freeing = {n: t for n, t in wanted.items() if t < current[n]}
         issue = freeing if freeing else wanted
-        changed = {n: t for n, t in issue.items() if abs(t - self.targets.get(n, current[n]))
-                   > 2 * INACCURACY}
+        changed = {
+            n: t
+            for n, t in issue.items()
+            if abs(t - self.targets.get(n, current[n])) > 2 * INACCURACY
+        }
         self.targets.update(changed)
         return changed
 
