@@ -21,7 +21,7 @@ from typing import Any
 
 from balloond.errors import ReportRejected
 from balloond.model import GuestReport
-from balloond.units import MAX_SIZE
+from balloond.units import MAX_SIZE, TiB
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 4096
@@ -46,8 +46,8 @@ MAXMEM_SIZES = {
 OTHER_SIZES = {"committed_as": "committed_as", "swap_total": "swap_total", "swap_free": "swap_free"}
 RATIOS = {"psi_some": "psi_some", "psi_full": "psi_full", "psi_some_avg10": "psi_some_avg10"}
 RATES = {  # field -> (GuestReport attribute, upper bound per second)
-    "swap_in_rate": ("swap_in_rate", float(1 << 40)),
-    "swap_out_rate": ("swap_out_rate", float(1 << 40)),
+    "swap_in_rate": ("swap_in_rate", float(TiB)),
+    "swap_out_rate": ("swap_out_rate", float(TiB)),
     "major_fault_rate": ("major_fault_rate", 1e9),
 }
 

@@ -20,6 +20,9 @@ KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
+# The page the guests' kernels count in (x86, arm64 with 4K pages): swap and fault counters
+# come in pages, and libvirt reports a migration's page size only while a job runs.
+PAGE = 4 * KiB
 
 _SIZE_UNITS: dict[str, int] = {
     "b": 1,

@@ -38,6 +38,7 @@ from balloond_guest.transport import FdTransport  # noqa: E402
 from balloond.channels import AgentHub, HubSettings  # noqa: E402
 from balloond.model import DomainSnapshot  # noqa: E402
 from balloond.telemetry import Telemetry  # noqa: E402
+from balloond.units import GiB, KiB, MiB, TiB  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -108,7 +109,7 @@ def measure_process(python: str, seconds: float) -> None:
         f"{lines1 - lines0} reports received"
     )
     print(f"  CPU {share:.3f} % of one core ({cpu1 - cpu0:.2f} s CPU; clock tick {1 / CLK_TCK} s)")
-    print(f"  RSS {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
+    print(f"  RSS {rss * KiB / MiB:.1f} MiB (peak {hwm * KiB / MiB:.1f} MiB)")
 
 
 def measure_tick_cost(ticks: int = 500) -> None:
@@ -158,7 +159,7 @@ def measure_latency(events: int) -> None:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(path)
         server.listen(1)
-        hub.sync([DomainSnapshot("bench", "uuid-bench", 1 << 30, 1 << 40, channel=path)])
+        hub.sync([DomainSnapshot("bench", "uuid-bench", GiB, TiB, channel=path)])
         conn, _ = server.accept()
         read_end, write_end = os.pipe()
         link = FdTransport(os.dup(conn.fileno()), "qemu")

@@ -24,6 +24,7 @@ from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.statefile import StateFile
 from balloond.sim.fleet import generate_fleet
 from balloond.telemetry import Telemetry
+from balloond.units import MiB
 
 INTERVAL = 5.0
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
@@ -33,7 +34,7 @@ def rss_mib() -> float:
     """Resident set size now (not the peak), from /proc."""
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
+    return pages * resource.getpagesize() / MiB
 
 
 def measure(domains: int, ticks: int, state_dir: Path) -> dict[str, float]:

@@ -29,9 +29,8 @@ from balloond.model import (
     Snapshot,
 )
 from balloond.policy.model import Policy
+from balloond.units import PAGE, GiB, MiB
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 POLICIES = (
     Policy(name="default"),
     Policy(name="web", weight=2000),
@@ -47,7 +46,7 @@ def _domain(i: int, rng: random.Random, now: float) -> DomainSnapshot:
     stats = MemoryStats(
         total=current,
         available=current - used,
-        swap_in=i * 4096,
+        swap_in=i * PAGE,
         major_faults=i,
         last_update=now - 1,
     )

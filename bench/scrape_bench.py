@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from balloond.metrics import render
 from balloond.metrics.demo import simulated_view
+from balloond.units import KiB
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -106,7 +107,7 @@ def main() -> int:
     body = render(view, clock=host.now)
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     print(
-        f"{args.domains} domains: {series} series, {len(body) / 1024:.0f} KiB per scrape; "
+        f"{args.domains} domains: {series} series, {len(body) / KiB:.0f} KiB per scrape; "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
     report("render in-process, wall clock", timed(lambda: render(view, clock=host.now), args.runs))

@@ -22,12 +22,12 @@ from typing import Any
 
 import libvirt
 
+from balloond.units import MiB, bytes_to_kib, kib_to_bytes
 from e2e import NAME_PREFIX, RUN
 from e2e.hosts import LibvirtHost
 from e2e.image import GuestImage
 from e2e.wait import wait_for
 
-MiB = 1 << 20
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "domain.xml"
 AGENT_PORT = "org.balloond.agent.0"
 LAB_PORT = "org.balloond.lab.0"
@@ -62,8 +62,8 @@ def domain_xml(
         name=name,
         virt_type=virt_type,
         features=features,
-        maxmem_kib=maxmem // 1024,
-        current_kib=current // 1024,
+        maxmem_kib=bytes_to_kib(maxmem),
+        current_kib=bytes_to_kib(current),
         kernel=image.kernel,
         initrd=image.initrd,
         emulator=emulator(),
@@ -131,13 +131,13 @@ class Guest:
 
     def current(self) -> int:
         """Balloon size now (bytes), as libvirt sees it."""
-        return int(self.dom().info()[2]) * 1024
+        return kib_to_bytes(self.dom().info()[2])
 
     def memory_stats(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.dom().memoryStats().items()}
 
     def set_memory(self, size: int) -> None:
-        self.dom().setMemoryFlags(size // 1024, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self.dom().setMemoryFlags(bytes_to_kib(size), libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def channel_path(self, port: str) -> Path:
         """Host path of the unix socket behind the guest's virtio-serial `port`."""

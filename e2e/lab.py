@@ -13,9 +13,10 @@ from typing import Any
 
 import libvirt
 
+from balloond.units import MiB
 from e2e import CACHE, RUN, guests, hosts, image, procs
 from e2e.daemon import Balloond
-from e2e.guests import Guest, MiB
+from e2e.guests import Guest
 from e2e.report import Report
 from e2e.wait import WaitTimeout
 

@@ -8,9 +8,9 @@ import os
 import subprocess
 import sys
 
-from test_decide_support import GiB, dom, report, run
-
 from balloond.bench.fingerprint import digest_tick
+from balloond.units import GiB
+from tests.support.decide import dom, report, run
 
 
 def _quick(seed: str) -> str:

@@ -16,8 +16,8 @@ import pytest
 from balloond.channels import AgentHub, HubSettings
 from balloond.model import DomainSnapshot
 from balloond.telemetry import Telemetry
+from balloond.units import GiB, MiB
 
-GIB = 1 << 30
 FIXTURE = str(Path(__file__).parent / "agent/fixtures/linux-6.1-kvm-psi")
 
 
@@ -61,9 +61,9 @@ class FakeQemu:
         os.unlink(self.path)
 
 
-def domain(name: str, channel: str | None, maxmem: int = 2 * GIB) -> DomainSnapshot:
+def domain(name: str, channel: str | None, maxmem: int = 2 * GiB) -> DomainSnapshot:
     return DomainSnapshot(
-        name=name, uuid=f"uuid-{name}", current=GIB, maxmem=maxmem, channel=channel
+        name=name, uuid=f"uuid-{name}", current=GiB, maxmem=maxmem, channel=channel
     )
 
 
@@ -116,7 +116,7 @@ def test_a_real_agent_report_reaches_the_hub_under_its_channels_domain(hub, qemu
 def test_a_hostile_guest_cannot_touch_another_domain(hub, qemus) -> None:  # type: ignore[no-untyped-def]
     hub_, telemetry, _ = hub
     good, evil = qemus("good"), qemus("evil")
-    hub_.sync([domain("good", good.path), domain("evil", evil.path, maxmem=GIB)])
+    hub_.sync([domain("good", good.path), domain("evil", evil.path, maxmem=GiB)])
     good.accept()
     attacker = evil.accept()
     agent = good.agent()
@@ -135,7 +135,7 @@ def test_a_hostile_guest_cannot_touch_another_domain(hub, qemus) -> None:  # typ
     attacker.sendall(b'{"v":1,"type":"report","seq":20,"request":536870912}\n')
     wait_for(lambda: telemetry.copy().reports_accepted["evil"] == 2, "evil's last, valid report")
     assert hub_.reports()["uuid-good"] == before  # untouched by anything evil wrote
-    assert hub_.reports()["uuid-evil"].requested_target == 512 << 20
+    assert hub_.reports()["uuid-evil"].requested_target == 512 * MiB
     rejected = telemetry.copy().reports_rejected
     assert sum(rejected.values()) == 5 and rejected["too_long"] == 1
     assert telemetry.reports_accepted["evil"] == 2  # the "uuid" field is just ignored
@@ -182,20 +182,20 @@ def test_limits_go_to_the_agent_and_again_after_a_reconnect(hub, qemus, tmp_path
     hub_.sync([domain("web1", web.path)])
     web.accept()
     wait_for(lambda: "uuid-web1" in hub_.connected(), "connection")
-    assert hub_.send_limits("uuid-web1", 256 << 20, GIB)
-    assert hub_.send_limits("uuid-web1", 256 << 20, GIB)  # unchanged: not sent twice
+    assert hub_.send_limits("uuid-web1", 256 * MiB, GiB)
+    assert hub_.send_limits("uuid-web1", 256 * MiB, GiB)  # unchanged: not sent twice
     agent = web.agent()
     line = web.conn.makefile("rb").readline()  # type: ignore[union-attr]
     assert agent.handle_host_line(line.rstrip(b"\n")) == {
         "type": "limits",
-        "floor": 256 << 20,
-        "ceiling": GIB,
+        "floor": 256 * MiB,
+        "ceiling": GiB,
     }
     agent.transport.close()
     # The guest is saved: socket and path vanish; restored: a new QEMU, same path.
     web.stop()
     wait_for(lambda: "uuid-web1" not in hub_.connected(), "the hub to notice")
-    assert not hub_.send_limits("uuid-web1", 256 << 20, GIB)
+    assert not hub_.send_limits("uuid-web1", 256 * MiB, GiB)
     again = FakeQemu(web.path)
     try:
         conn = again.accept()
@@ -275,7 +275,7 @@ def test_xen_domains_are_read_from_xenstore_by_the_same_hub() -> None:
     hub = AgentHub(telemetry, Clock(), xenstore=reader)
     try:
         xen = DomainSnapshot(
-            name="pv1", uuid="uuid-pv1", current=GIB, maxmem=GIB, id=4, hypervisor="xen"
+            name="pv1", uuid="uuid-pv1", current=GiB, maxmem=GiB, id=4, hypervisor="xen"
         )
         hub.sync([xen, domain("kvm1", None)])
         assert hub.reports()["uuid-pv1"].demand == 1048576

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from balloond.channels import AgentHub, HubSettings
 from balloond.model import DomainSnapshot
 from balloond.telemetry import Telemetry
+from balloond.units import GiB
 
 REASONS = {
     "too_long",
@@ -68,8 +69,8 @@ def test_no_line_from_one_guest_reaches_another_or_stops_the_hub(junk: list[byte
                 DomainSnapshot(
                     name=n,
                     uuid=f"u-{n}",
-                    current=1 << 30,
-                    maxmem=1 << 30,
+                    current=GiB,
+                    maxmem=GiB,
                     channel=str(Path(tmp, n)),
                 )
                 for n in ("good", "evil")

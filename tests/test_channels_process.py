@@ -17,8 +17,8 @@ from pathlib import Path
 from balloond.channels import AgentHub, HubSettings
 from balloond.model import DomainSnapshot
 from balloond.telemetry import Telemetry
+from balloond.units import GiB, KiB, MiB
 
-GIB = 1 << 30
 FIXTURES = Path(__file__).parent / "agent/fixtures"
 
 
@@ -77,7 +77,7 @@ def test_an_agent_process_reports_to_the_hub_and_receives_its_limits(tmp_path: P
     opened: list[socket.socket] = []
     thread = threading.Thread(target=relay, args=(*opened, stop, to_guest))
     try:
-        hub.sync([DomainSnapshot("web1", "uuid-web1", GIB, 2 * GIB, channel=host_path)])
+        hub.sync([DomainSnapshot("web1", "uuid-web1", GiB, 2 * GiB, channel=host_path)])
         host_side, _ = host_srv.accept()
         guest_side, _ = guest_srv.accept()
         opened += [guest_side, host_side]
@@ -89,13 +89,13 @@ def test_an_agent_process_reports_to_the_hub_and_receives_its_limits(tmp_path: P
             time.sleep(0.02)
         first = hub.reports()["uuid-web1"]
         assert first.agent_version == "balloond-guest/0.1"
-        assert first.mem_total == 479848 * 1024
-        assert hub.send_limits("uuid-web1", 300 << 20, 400 << 20)
+        assert first.mem_total == 479848 * KiB
+        assert hub.send_limits("uuid-web1", 300 * MiB, 400 * MiB)
         # --auto on KVM: the agent's request follows the limits it was just sent.
         while (hub.reports()["uuid-web1"].requested_target or 0) == 0:
             assert time.monotonic() < deadline, "the agent never requested within its limits"
             time.sleep(0.02)
-        assert (300 << 20) <= (hub.reports()["uuid-web1"].requested_target or 0) <= (400 << 20)
+        assert (300 * MiB) <= (hub.reports()["uuid-web1"].requested_target or 0) <= (400 * MiB)
         assert b'"type":"limits"' in b"".join(to_guest)
         assert telemetry.copy().reports_rejected == {}
     finally:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from balloond.channels import XenstoreReader, parse_xenstore_ls
 from balloond.model import DomainSnapshot
 from balloond.telemetry import Telemetry
+from balloond.units import GiB
 
 LS_TEXT = r"""/local/domain/7/data/balloond = ""
 /local/domain/7/data/balloond/report = "{\"v\":1,\"type\":\"report\",\"seq\":12}"
@@ -28,8 +29,8 @@ def _domain(name: str, domid: int | None, hypervisor: str = "xen") -> DomainSnap
     return DomainSnapshot(
         name=name,
         uuid=f"u-{name}",
-        current=1 << 30,
-        maxmem=1 << 30,
+        current=GiB,
+        maxmem=GiB,
         id=domid,
         hypervisor=hypervisor,
     )

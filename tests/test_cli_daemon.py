@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
-from daemonlib.harness import HOST_XML
 
 from balloond.cli.ctl import main as balloonctl
+from tests.support.daemon import HOST_XML
 
 ENTRY = "import sys; from balloond.cli.daemon import main; sys.exit(main())"
 

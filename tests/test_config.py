@@ -20,7 +20,7 @@ from balloond.config import (
 )
 from balloond.errors import ConfigError
 from balloond.policy.model import Amount
-from balloond.units import GiB
+from balloond.units import GiB, MiB
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "balloond" / "data" / "balloond.yaml"
@@ -171,7 +171,7 @@ def test_all_errors_at_once_in_line_order() -> None:
 
 def test_files_over_the_limit_and_non_utf8_are_refused(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
-    big.write_bytes(b"#" * (2 * 1024 * 1024))
+    big.write_bytes(b"#" * (2 * MiB))
     with pytest.raises(ConfigError, match="over the 1048576 byte"):
         load_config(big)
     latin = tmp_path / "latin.yaml"

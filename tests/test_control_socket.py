@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonlib.harness import Recording, make_daemon, run_ticks, sim_host
 
 from balloond.daemon.commands import handlers
 from balloond.daemon.control import (
@@ -24,6 +23,7 @@ from balloond.daemon.control import (
 )
 from balloond.daemon.loop import Daemon
 from balloond.errors import ControlError
+from tests.support.daemon import Recording, make_daemon, run_ticks, sim_host
 
 
 @pytest.fixture

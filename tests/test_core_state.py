@@ -15,16 +15,17 @@ from balloond.core.state import (
     DomainMemo,
     stuck_backoff,
 )
+from balloond.units import GiB
 
 FULL = DomainMemo(
     swap_in=0,
     major_faults=12,
     counters_at=1.5,
-    peak=1 << 30,
+    peak=GiB,
     peak_at=2.0,
     target=1 << 31,
     target_at=3.0,
-    mark_current=1 << 30,
+    mark_current=GiB,
     mark_at=4.0,
     stuck_until=5.0,
     strikes=3,
@@ -47,7 +48,7 @@ def test_empty_and_accessors() -> None:
     assert state.stuck_until("nope") is None and state.promised("nope", 5) == 0
     state = ControllerState.of({"u": FULL})
     assert state.stuck_until("u") == 5.0
-    assert state.promised("u", 1 << 30) == 1 << 30
+    assert state.promised("u", GiB) == GiB
     assert state.promised("u", 1 << 32) == 0
 
 

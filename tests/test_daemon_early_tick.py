@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonlib.harness import Recording, sim_host
 
 from balloond.backend.simulated import SimulatedHost
 from balloond.channels import AgentHub, HubSettings
@@ -25,6 +24,8 @@ from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.scheduler import Runner
 from balloond.model import DomainSnapshot, GuestReport
 from balloond.telemetry import Telemetry
+from balloond.units import GiB, MiB
+from tests.support.daemon import Recording, sim_host
 
 
 class WithChannel(Recording):
@@ -73,7 +74,7 @@ def _daemon(
     policies.load_initial()
     return Daemon(
         lambda: backend,
-        LoopSettings(interval=interval, reserve=1 << 30),
+        LoopSettings(interval=interval, reserve=GiB),
         policies,
         uri="test",
         clock=clock,
@@ -83,7 +84,7 @@ def _daemon(
 
 
 def _line(seq: int, psi: float) -> bytes:
-    report = {"v": 1, "type": "report", "seq": seq, "psi_some": psi, "demand": 256 << 20}
+    report = {"v": 1, "type": "report", "seq": seq, "psi_some": psi, "demand": 256 * MiB}
     return json.dumps(report).encode() + b"\n"
 
 
@@ -210,7 +211,7 @@ def test_a_failing_report_listener_does_not_stop_the_channel(tmp_path: Path) -> 
     conn = None
     try:
         hub.sync(
-            [DomainSnapshot(name="g", uuid="uuid-g", current=1 << 30, maxmem=2 << 30, channel=path)]
+            [DomainSnapshot(name="g", uuid="uuid-g", current=GiB, maxmem=2 * GiB, channel=path)]
         )
         conn, _ = server.accept()
         conn.sendall(_line(1, 0.3))

@@ -1,5 +1,5 @@
 """The control loop over real backends: the simulated host with a manual clock, and libvirt's
-test driver. Faults come from small wrappers around those backends (tests/daemonlib)."""
+test driver. Faults come from small wrappers around those backends (tests/support/daemon.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import itertools
 from pathlib import Path
 
 import pytest
-from daemonlib.harness import (
+
+from balloond.backend.base import DomainEvent, EventKind
+from balloond.model import Reason
+from balloond.units import MiB
+from tests.support.daemon import (
     FlakyLink,
     Recording,
     Vanishing,
@@ -17,10 +21,6 @@ from daemonlib.harness import (
     run_ticks,
     sim_host,
 )
-
-from balloond.backend.base import DomainEvent, EventKind
-from balloond.model import Reason
-from balloond.units import MiB
 
 
 def test_ticks_over_a_fleet_keep_every_target_within_floor_and_maxmem() -> None:
@@ -234,9 +234,8 @@ def test_events_from_the_simulated_host_reach_the_daemon() -> None:
 @pytest.mark.libvirt
 def test_ticks_over_libvirt_test_driver_with_a_vanishing_domain(tmp_path: Path) -> None:
     pytest.importorskip("libvirt")
-    from daemonlib.harness import HOST_XML
-
     from balloond.backend.libvirt import LibvirtBackend
+    from tests.support.daemon import HOST_XML
 
     policies = tmp_path / "policies"
     policies.mkdir()
@@ -272,9 +271,8 @@ def test_libvirt_lifecycle_events_reach_the_daemon_between_ticks(tmp_path: Path)
     pytest.importorskip("libvirt")
     import time
 
-    from daemonlib.harness import HOST_XML
-
     from balloond.backend.libvirt import LibvirtBackend
+    from tests.support.daemon import HOST_XML
 
     backend = LibvirtBackend(f"test://{HOST_XML}")
     clock = [1_000_000.0]

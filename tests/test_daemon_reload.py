@@ -9,12 +9,13 @@ import signal
 from pathlib import Path
 
 import pytest
-from daemonlib.harness import Recording, make_daemon, run_ticks, sim_host
 
 from balloond.daemon.notify import Notifier
 from balloond.daemon.reload import PolicyWatcher, fingerprint
 from balloond.daemon.scheduler import Runner
 from balloond.telemetry import Telemetry
+from balloond.units import GiB
+from tests.support.daemon import Recording, make_daemon, run_ticks, sim_host
 
 QUIET = Notifier("")  # never the NOTIFY_SOCKET of whatever runs the tests
 
@@ -110,7 +111,7 @@ def test_reload_request_reloads_even_when_nothing_seems_changed(tmp_path: Path) 
     assert watcher.check() is False
     watcher.request_reload()
     assert watcher.check() is True
-    assert watcher.current.policies[0].floor.size == 2 << 30
+    assert watcher.current.policies[0].floor.size == 2 * GiB
 
 
 def test_sighup_reloads_through_the_runner(tmp_path: Path) -> None:

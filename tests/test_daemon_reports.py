@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from daemonlib.harness import Recording, sim_host
-
 from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.reporting import describe_action
 from balloond.model import DomainDecision, DomainSnapshot, GuestReport, Reason
 from balloond.telemetry import Telemetry
 from balloond.units import GiB, MiB
+from tests.support.daemon import Recording, sim_host
 
 
 class Hub:

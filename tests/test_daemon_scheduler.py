@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonlib.harness import Recording, make_daemon, sim_host
 
 from balloond.backend.base import EventKind
 from balloond.backend.simulated import SimulatedHost
 from balloond.daemon.loop import Daemon
 from balloond.daemon.notify import Notifier
 from balloond.daemon.scheduler import Runner, status_line
+from tests.support.daemon import Recording, make_daemon, sim_host
 
 
 def _until(condition: Callable[[], bool], what: str) -> None:

@@ -8,17 +8,18 @@ import socket
 from pathlib import Path
 
 import pytest
-from daemonlib.harness import Recording, make_daemon, run_ticks, sim_host
 
 from balloond.core.state import ControllerState, DomainMemo
 from balloond.daemon.notify import Notifier, watchdog_interval
 from balloond.daemon.statefile import PersistedState, StateFile, hold_from_dict
 from balloond.model import Hold, Reason
+from balloond.units import GiB, MiB
+from tests.support.daemon import Recording, make_daemon, run_ticks, sim_host
 
 
 def _state() -> PersistedState:
     controller = ControllerState.of(
-        {"u1": DomainMemo(stuck_until=1_700_000_100.0, strikes=2, target=1 << 30)}
+        {"u1": DomainMemo(stuck_until=1_700_000_100.0, strikes=2, target=GiB)}
     )
     holds = {
         "u2": Hold(
@@ -26,7 +27,7 @@ def _state() -> PersistedState:
             owner="balloonctl balloon",
             reason="pinned",
             until=None,
-            target=512 << 20,
+            target=512 * MiB,
             pid=None,
         )
     }
@@ -73,7 +74,7 @@ def test_garbage_starts_empty_and_is_set_aside(tmp_path: Path, garbage: bytes) -
 
 
 def test_a_huge_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "state.json").write_bytes(b" " * (17 * 1024 * 1024))
+    (tmp_path / "state.json").write_bytes(b" " * (17 * MiB))
     assert StateFile(tmp_path).load().holds == {}
 
 

@@ -8,10 +8,9 @@ from collections.abc import Set
 from dataclasses import replace
 from typing import Any
 
-from daemonlib.harness import FlakyLink, Recording, make_daemon, sim_host
-
 from balloond.errors import OperationFailed
 from balloond.model import DomainSnapshot, Reason
+from tests.support.daemon import FlakyLink, Recording, make_daemon, sim_host
 
 
 class PeriodHost(Recording):

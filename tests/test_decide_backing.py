@@ -12,8 +12,6 @@ import dataclasses
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_decide_properties import fleets, policies
-from test_decide_support import GiB, MiB, by_name, commitments, dom, report, run
 
 from balloond.core import ControllerState
 from balloond.core.backing import (
@@ -25,6 +23,9 @@ from balloond.core.backing import (
 )
 from balloond.core.state import Backing
 from balloond.model import DomainSnapshot, DomainState, Hold, MemoryStats, Reason
+from balloond.units import GiB, MiB
+from tests.support.decide import by_name, commitments, dom, report, run
+from tests.support.fleets import fleets, policies
 
 RESERVE = GiB
 

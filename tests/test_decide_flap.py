@@ -10,18 +10,19 @@ deadband of the balloon's size never lowers a grow in flight."""
 from __future__ import annotations
 
 import pytest
-from test_decide_support import NOW, GiB, MiB, dom, run, stats
 
 from balloond.core import ControllerState, DomainMemo
 from balloond.core.decide import GROW_COOLDOWN
 from balloond.core.estimate import overhead_for
 from balloond.model import DomainDecision, DomainSnapshot, Reason
 from balloond.policy.model import Amount, Policy
+from balloond.units import GiB, KiB, MiB
+from tests.support.decide import NOW, dom, run, stats
 
 # The lab's policy and guest: 512 MiB maxmem, 8 MiB deadband, 54.4 MiB not in MemTotal.
 LAB = Policy(name="lab", floor=Amount(ratio=0.5), max_grow_step=None, deadband=Amount(size=8 * MiB))
 MAXMEM = 512 * MiB
-OVERHEAD = 54 * MiB + 400 * 1024
+OVERHEAD = 54 * MiB + 400 * KiB
 UUID = "uuid-d1"
 
 

@@ -8,10 +8,11 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-from test_decide_support import NOW, GiB, MiB, dom, report, run
 
 from balloond.core import ControllerState
 from balloond.model import DomainState, JobKind
+from balloond.units import GiB, MiB
+from tests.support.decide import NOW, dom, report, run
 
 
 @pytest.fixture

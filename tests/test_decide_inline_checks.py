@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_decide_support import DEFAULT, NOW, GiB, MiB, dom, run, stats
 
 from balloond.core import ControllerState
 from balloond.core.estimate import OVERHEAD_BASE, OVERHEAD_PER_MAXMEM, Estimate, estimate
 from balloond.core.state import DomainMemo
 from balloond.model import GuestReport, MemoryStats
+from balloond.units import GiB, MiB
+from tests.support.decide import DEFAULT, NOW, dom, run, stats
 
 
 def est(

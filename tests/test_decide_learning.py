@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from test_decide_support import NOW, GiB, MiB, dom, report, run
-
 from balloond.core import ControllerState, DomainMemo
 from balloond.model import DomainDecision, MemoryStats, Reason
 from balloond.policy.model import Amount, Policy
+from balloond.units import GiB, MiB
+from tests.support.decide import NOW, dom, report, run
 
 LOW_FLOOR = Policy(name="low-floor", floor=Amount(size=128 * MiB))
 

@@ -5,11 +5,11 @@ target leaves the guest nothing available (the lab's scenarios 3 and 4 were OOM-
 
 from __future__ import annotations
 
-from test_decide_support import GiB, MiB, dom, one, stats
-
 from balloond.model import Reason
 from balloond.policy.model import Amount, Policy
+from balloond.units import GiB, MiB
 from balloond.units import format_size as sz
+from tests.support.decide import dom, one, stats
 
 SMALL = Policy(name="small", floor=Amount(ratio=0.5), max_grow_step=None)
 

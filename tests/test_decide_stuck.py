@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from test_decide_support import NOW, GiB, MiB, dom, report, run
-
 from balloond.core import ControllerState
 from balloond.core.state import DomainMemo
 from balloond.model import DomainDecision, DomainSnapshot, Reason
 from balloond.policy.model import Amount, Policy
+from balloond.units import GiB, KiB, MiB
+from tests.support.decide import NOW, dom, report, run
 
 GREEDY = Policy(name="g", max_shrink_step=Amount(ratio=1.0), floor=Amount(size=256 * MiB))
 
@@ -58,8 +58,8 @@ def test_movement_clears_the_stuck_mark() -> None:
 
 def test_a_crawl_of_a_few_pages_is_not_progress() -> None:
     d, state = _tick(2 * GiB, ControllerState.empty(), NOW)
-    d, state = _tick(2 * GiB - 64 * 1024, state, NOW + 20)
-    d, state = _tick(2 * GiB - 128 * 1024, state, NOW + 40)
+    d, state = _tick(2 * GiB - 64 * KiB, state, NOW + 20)
+    d, state = _tick(2 * GiB - 128 * KiB, state, NOW + 40)
     assert d.reason is Reason.STUCK  # squeezed would have counted each page as progress
 
 

@@ -7,10 +7,11 @@ step 5% of current, grow at once, deadband 16 MiB, pressure target 0.5%, swap gu
 from __future__ import annotations
 
 import pytest
-from test_decide_support import DEFAULT, NOW, GiB, MiB, by_name, dom, one, report, run
 
 from balloond.model import DomainState, Hold, JobKind, MemoryStats, Reason
 from balloond.policy.model import Amount, Policy
+from balloond.units import GiB, KiB, MiB
+from tests.support.decide import DEFAULT, NOW, by_name, dom, one, report, run
 
 LOW_FLOOR = Policy(name="low-floor", floor=Amount(size=256 * MiB))
 
@@ -165,7 +166,7 @@ def test_disabled_policy_leaves_domain_alone() -> None:
 
 
 def test_swap_guard_blocks_shrinking_a_swapping_guest() -> None:
-    rep = report(300 * MiB, swap_in_rate=8 * 1024.0)  # swapping a little, no stall
+    rep = report(300 * MiB, swap_in_rate=8.0 * KiB)  # swapping a little, no stall
     d = one(dom("s", 2 * GiB, rep=rep), policy=LOW_FLOOR)
     assert (d.reason, d.act, d.target) == (Reason.SWAP_GUARD, False, 2 * GiB)
     off = Policy(name="p", floor=Amount(size=256 * MiB), swap_guard=False)
@@ -182,7 +183,7 @@ def test_swap_guard_from_balloon_counters_between_ticks() -> None:
         total=2 * GiB,
         available=1700 * MiB,
         unused=1700 * MiB,
-        swap_in=100 * 1024,
+        swap_in=100 * KiB,
         last_update=NOW - 1,
     )  # 10 KiB/s
     second = dom("s", 2 * GiB, st=swapping)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_decide_support import DEFAULT, NOW, GiB, MiB, dom, report, stats
 
 from balloond.core.estimate import (
     BOOST_MAX,
@@ -17,6 +16,8 @@ from balloond.core.estimate import (
 )
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
+from balloond.units import GiB, MiB
+from tests.support.decide import DEFAULT, NOW, dom, report, stats
 
 
 def est(d: DomainSnapshot, memo: DomainMemo | None = None, stats_at: float = NOW) -> Estimate:

@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from test_exporters_rules import ALERTS, alert_rules, dashboard_targets, substitute
 
 from balloond.backend.simulated import open_simulated
 from balloond.daemon.assemble import build_daemon
 from balloond.daemon.loop import LoopSettings
 from balloond.metrics import serve
 from balloond.units import MiB
+from tests.support.exporters import ALERTS, alert_rules, dashboard_targets, substitute
 
 pytestmark = pytest.mark.prometheus
 

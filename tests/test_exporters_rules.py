@@ -3,29 +3,28 @@ dashboard and the rules name exists in a real scrape."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from test_metrics_collector import hand_made_view, scrape
 
 from balloond.metrics import render
 from balloond.metrics.demo import simulated_view
-
-ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "exporters" / "grafana" / "balloond.json"
-ALERTS = ROOT / "exporters" / "prometheus" / "alerts.yml"
-ALERTS_TEST = ROOT / "exporters" / "prometheus" / "alerts_test.yml"
-SCRAPE = ROOT / "exporters" / "prometheus" / "scrape.yml"
-
-# Grafana's template variables, as a dashboard with every host and domain selected sends them.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$instance": ".*", "$domain": ".*"}
+from tests.support.exporters import (
+    ALERTS,
+    ALERTS_TEST,
+    DASHBOARD,
+    ROOT,
+    SCRAPE,
+    alert_rules,
+    dashboard,
+    dashboard_targets,
+)
+from tests.support.views import hand_made_view, scrape
 
 # Series Prometheus makes itself rather than scraping them.
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
@@ -78,31 +77,6 @@ def test_metric_names_extractor() -> None:
     assert metric_names("histogram_quantile(0.99, sum by (le) (rate(h_bucket[1m])))") == {
         "h_bucket"
     }
-
-
-def dashboard() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return data
-
-
-def dashboard_targets() -> list[tuple[str, str, str]]:
-    """(panel title, refId, expression) for every query of the dashboard."""
-    found = []
-    for panel in dashboard()["panels"]:
-        for target in panel.get("targets", []):
-            found.append((panel["title"], target["refId"], target["expr"]))
-    return found
-
-
-def substitute(expr: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(variable, value)
-    return expr
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"]]
 
 
 def rich_scrape_names() -> set[str]:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from test_metrics_collector import NOW, hand_made_view
 
 from balloond.cli import ctl
 from balloond.cli.common import EXIT_UNREACHABLE
@@ -27,6 +26,7 @@ from balloond.cli.ctl_top import (
 from balloond.daemon.control import ControlServer
 from balloond.errors import ControlError
 from balloond.units import GiB, MiB
+from tests.support.views import NOW, hand_made_view
 
 STATUS = {
     "uri": "qemu:///system",

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from balloond.errors import ReportRejected
 from balloond.model import GuestReport
 from balloond.reports import MAX_LINE, parse_report
+from balloond.units import GiB, KiB
 
-GIB = 1 << 30
-MAXMEM = 2 * GIB
+MAXMEM = 2 * GiB
 FIXTURE = Path(__file__).parent / "agent/fixtures/linux-6.1-kvm-psi"
 
 
@@ -52,16 +52,16 @@ def test_a_real_agent_line_round_trips() -> None:
     report = parse(real_agent_line())
     assert report.seq == 41 and report.received_at == 1000.0
     assert report.agent_version == "balloond-guest/0.1"
-    assert report.mem_total == 479848 * 1024
-    assert report.demand == (479848 - 330112) * 1024
+    assert report.mem_total == 479848 * KiB
+    assert report.demand == (479848 - 330112) * KiB
     assert report.psi_some_avg10 == pytest.approx(0.025)
     assert report.psi_some == 0.0 and report.swap_in_rate == 0.0
     assert report.requested_target is None
 
 
 def test_unknown_fields_are_ignored_and_the_request_is_kept() -> None:
-    report = parse(line_of(request=GIB, future_field={"x": 1}, note="hi"))
-    assert report.requested_target == GIB
+    report = parse(line_of(request=GiB, future_field={"x": 1}, note="hi"))
+    assert report.requested_target == GiB
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_unknown_fields_are_ignored_and_the_request_is_kept() -> None:
         (b'{"v":1,"type":"report","seq":1,"psi_some":1e999}', "out_of_range"),
         (b'{"v":1,"type":"report","seq":1,"demand":' + b"9" * 5000 + b"}", "too_long"),
         (b'{"v":1,"type":"report","seq":1,"demand":' + b"9" * 400 + b"}", "out_of_range"),
-        (line_of(mem_total=GIB, mem_available=GIB + 1), "out_of_range"),
+        (line_of(mem_total=GiB, mem_available=GiB + 1), "out_of_range"),
         (line_of(swap_total=1, swap_free=2), "out_of_range"),
     ],
 )
@@ -116,9 +116,9 @@ def test_a_refusal_names_the_field_and_the_value() -> None:
 
 
 def test_maxmem_is_the_domains_own() -> None:
-    line = line_of(request=GIB)
-    assert parse(line, maxmem=GIB).requested_target == GIB
-    assert reason(line, maxmem=GIB - 1) == "out_of_range"
+    line = line_of(request=GiB)
+    assert parse(line, maxmem=GiB).requested_target == GiB
+    assert reason(line, maxmem=GiB - 1) == "out_of_range"
 
 
 def test_seq_must_rise_but_an_agent_restart_is_accepted() -> None:
@@ -218,4 +218,4 @@ def test_any_json_object_gives_a_report_or_a_refusal(
 
 @given(depth=st.integers(1, 3000), bracket=st.sampled_from([b"[", b'{"a":']))
 def test_deep_nesting_never_recurses(depth: int, bracket: bytes) -> None:
-    _check_outcome(bracket * depth, GIB)
+    _check_outcome(bracket * depth, GiB)

@@ -115,7 +115,7 @@ def test_alias_bomb_is_refused_before_expansion() -> None:
 
 def test_huge_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
-    path.write_text("#" * (3 * 1024 * 1024))
+    path.write_text("#" * (3 * MiB))
     with pytest.raises(ConfigError, match="bytes"):
         load_scenario(path)
 

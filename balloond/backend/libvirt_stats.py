@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from balloond.backend.base import JobProgress
 from balloond.model import JobKind, MemoryStats
-from balloond.units import KiB
+from balloond.units import PAGE, KiB
 
 # libvirt's VIR_DOMAIN_JOB_OPERATION_* values (stable ABI numbers).
 _OPERATIONS: dict[int, JobKind] = {
@@ -91,7 +91,7 @@ def job_progress(stats: Mapping[str, object]) -> JobProgress | None:
     """Migration progress from virDomainGetJobStats; None when no job runs."""
     if stats.get("type", _JOB_NONE) not in _JOB_ACTIVE:
         return None
-    page = _count(stats, "memory_page_size") or 4096
+    page = _count(stats, "memory_page_size") or PAGE
     processed = _count(stats, "memory_processed") or _count(stats, "data_processed") or 0
     remaining = _count(stats, "memory_remaining")
     if remaining is None:

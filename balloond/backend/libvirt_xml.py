@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from balloond.model import Hold
+from balloond.units import GiB, KiB, MiB, TiB
 
 TAGS_NS = "https://balloond.dev/xmlns/1"
 TAGS_PREFIX = "balloond"
@@ -30,17 +31,17 @@ _UNITS = {
     "b": 1,
     "bytes": 1,
     "kb": 1000,
-    "k": 1024,
-    "kib": 1024,
+    "k": KiB,
+    "kib": KiB,
     "mb": 1000**2,
-    "m": 1024**2,
-    "mib": 1024**2,
+    "m": MiB,
+    "mib": MiB,
     "gb": 1000**3,
-    "g": 1024**3,
-    "gib": 1024**3,
+    "g": GiB,
+    "gib": GiB,
     "tb": 1000**4,
-    "t": 1024**4,
-    "tib": 1024**4,
+    "t": TiB,
+    "tib": TiB,
 }
 
 

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from balloond.bench.metrics import Series
-
-GiB = float(2**30)
+from balloond.units import GiB
 
 
 def plot_scenario(path: Path, scenario: str, runs: Mapping[str, Mapping[str, Series]]) -> None:

@@ -31,6 +31,7 @@ from balloond.daemon import heap
 from balloond.model import Decision, Snapshot
 from balloond.policy.match import matcher_for
 from balloond.sim.fleet import generate_fleet
+from balloond.units import KiB, MiB
 
 SIZES = (100, 1_000, 10_000)
 # (ticks from boot, settled ticks after them) per size.
@@ -125,8 +126,8 @@ def measure(domains: int, ticks: int, boot: int = 0) -> dict[str, Any]:
         "tick_p95_ms": _p95(tick_times[boot:]) * 1000,
         "decide_median_ms": statistics.median(decide_times[boot:]) * 1000,
         "decide_p95_ms": _p95(decide_times[boot:]) * 1000,
-        "rss_mib": rss_kib() / 1024,
-        "peak_rss_mib": rss_kib("VmHWM") / 1024,
+        "rss_mib": rss_kib() * KiB / MiB,
+        "peak_rss_mib": rss_kib("VmHWM") * KiB / MiB,
     }
     if boot:
         row |= {
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         boot, ticks = TICKS.get(args.one, (10, 20))
         print(json.dumps(measure(args.one, ticks, boot)))
         return 0
-    baseline = rss_kib() / 1024
+    baseline = rss_kib() * KiB / MiB
     text = table(run_sizes(tuple(int(s) for s in args.sizes.split(","))))
     text += (
         f"\n\nOne process per size, {INTERVAL:g} s ticks of collect (host, domains, agent "

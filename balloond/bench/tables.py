@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from balloond.bench.contenders import BASELINES
 from balloond.bench.metrics import Figures
+from balloond.units import GiB
 
 STALL_SLACK = 1e-4
 RECLAIMS_ANYTHING = 0.01
@@ -43,7 +44,7 @@ def pct(value: float) -> str:
 
 
 def _gib(size: int) -> str:
-    return f"{size / 2**30:.1f} GiB"
+    return f"{size / GiB:.1f} GiB"
 
 
 def _reaction(f: Figures) -> str:

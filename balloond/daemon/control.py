@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from balloond.errors import BalloondError, ConfigError, ControlError, DomainNotFound
+from balloond.units import KiB, MiB
 
 log = logging.getLogger("balloond.control")
 
-MAX_REQUEST_BYTES = 64 * 1024
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_REQUEST_BYTES = 64 * KiB
+MAX_RESPONSE_BYTES = 64 * MiB
 MAX_CONNECTIONS = 16
 CONNECTION_TIMEOUT = 10.0
 

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from balloond.model import Hold
+from balloond.units import MiB
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 STATE_FILE_NAME = "state.json"
 # A state file this large is not ours (the real one is a few KiB even with 1000 domains).
-MAX_STATE_BYTES = 16 * 1024 * 1024
+MAX_STATE_BYTES = 16 * MiB
 
 
 @dataclass(frozen=True)

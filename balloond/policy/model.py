@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from balloond.units import MiB
+
 
 @dataclass(frozen=True, slots=True)
 class Amount:
@@ -53,7 +55,7 @@ class Policy:
     weight: int = 1000  # share under contention
     max_shrink_step: Amount = Amount(ratio=0.05)  # per tick (relative: of current)
     max_grow_step: Amount | None = None  # per tick; None: grow at once
-    deadband: Amount = Amount(size=16 * 1024 * 1024)  # ignore smaller changes
+    deadband: Amount = Amount(size=16 * MiB)  # ignore smaller changes
     pressure_target: float = 0.005  # allowed PSI `some` stall ratio
     swap_guard: bool = True  # stop shrinking a guest that swaps
     self_adjust: bool = True  # honour the guest's requested target within floor/ceiling

@@ -30,8 +30,9 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from balloond.errors import ConfigError
+from balloond.units import MiB
 
-MAX_FILE_BYTES = 1024 * 1024
+MAX_FILE_BYTES = MiB
 MAX_DEPTH = 16
 
 _YAML = "tag:yaml.org,2002:"

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from balloond.model import DomainState, GuestReport, JobKind, MemoryStats
 from balloond.sim.scenario import GuestSpec
-from balloond.units import MiB
+from balloond.units import PAGE, MiB
 
-PAGE = 4096
 KERNEL_USED = 64 * MiB  # kernel text, slab, daemons: inside MemTotal, never reclaimable
 BALLOON_RATE = 256 * MiB  # bytes/s the balloon moves (inflate and deflate)
 SLOW_FACTOR = 8  # a `slow` guest's balloon moves this many times slower

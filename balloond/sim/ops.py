@@ -16,11 +16,11 @@ from balloond.backend.base import JobProgress, MigrationResult
 from balloond.errors import OperationFailed
 from balloond.sim.guest import SimGuest
 from balloond.sim.scenario import Scenario
-from balloond.units import GiB
+from balloond.units import GiB, KiB
 
 FORMAT = "balloond-sim-save/1"
 TRANSFER_RATE = 1 * GiB  # bytes/s of a simulated migration stream
-MAX_IMAGE_BYTES = 64 * 1024
+MAX_IMAGE_BYTES = 64 * KiB
 
 _SAVED: dict[str, SimGuest] = {}
 

@@ -20,7 +20,7 @@ import yaml
 from balloond.errors import ConfigError
 from balloond.units import GiB, MiB, parse_duration, parse_size
 
-MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_FILE_BYTES = 2 * MiB
 MAX_GUESTS = 100_000
 MAX_POINTS = 10_000
 BEHAVIOURS = ("ideal", "stuck", "slow", "lies")

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentfixtures import FIXTURES
+
+from tests.support.agent import FIXTURES
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentfixtures import FIXTURES
+
+from tests.support.agent import FIXTURES
 
 AGENT = Path(__file__).resolve().parents[2] / "guest-agent"
 VERMIN = Path(sys.executable).parent / "vermin"

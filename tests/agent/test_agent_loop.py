@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentfixtures import FIXTURES
 from balloond_guest import psi
 from balloond_guest.agent import Agent, Settings
 from balloond_guest.transport import FdTransport
+
+from tests.support.agent import FIXTURES
 
 ROOT = str(FIXTURES / "linux-6.1-kvm-psi")
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from agentfixtures import FIXTURES, TREES
 from balloond_guest import demand, procfs
+from balloond_guest.sizes import KIB, MIB
 
-KIB = 1024
-MIB = 1024 * KIB
+from tests.support.agent import FIXTURES, TREES
 
 
 @pytest.mark.parametrize("name", TREES)

@@ -10,11 +10,9 @@ import pytest
 from balloond_guest import xen
 from balloond_guest.agent import Agent, Settings
 from balloond_guest.selfadjust import MIN_STEP, SelfAdjuster
+from balloond_guest.sizes import GIB, KIB, MIB
 from hypothesis import given
 from hypothesis import strategies as st
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 
 
 class Recorder:
@@ -92,14 +90,14 @@ def test_xen_agent_in_auto_mode_walks_its_target_file_down_to_the_floor(
     assert target_kb.read_text() == "2097152\n"  # no limits from the host yet: stay put
     assert agent.handle_host_line(_limits(768 * MIB, 3 * GIB)) is not None
     agent.tick()
-    assert int(target_kb.read_text()) * 1024 == 2 * GIB - (2 * GIB - 768 * MIB) // 8
+    assert int(target_kb.read_text()) * KIB == 2 * GIB - (2 * GIB - 768 * MIB) // 8
     for _ in range(80):
         agent.tick()
-    assert int(target_kb.read_text()) * 1024 == 768 * MIB
+    assert int(target_kb.read_text()) * KIB == 768 * MIB
     # The host raises the floor: grow at once.
     agent.handle_host_line(_limits(GIB, 3 * GIB))
     agent.tick()
-    assert int(target_kb.read_text()) * 1024 == GIB
+    assert int(target_kb.read_text()) * KIB == GIB
 
 
 def test_host_limits_of_another_major_version_are_refused() -> None:

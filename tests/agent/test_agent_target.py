@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentfixtures import FIXTURES, XEN_TREES
 from balloond_guest import cli, control, xen
 from balloond_guest.agent import Agent, Settings
+from balloond_guest.sizes import MIB
 
-MIB = 1024 * 1024
+from tests.support.agent import FIXTURES, XEN_TREES
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

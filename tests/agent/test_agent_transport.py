@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agentfixtures import FIXTURES
 from balloond_guest import transport
+
+from tests.support.agent import FIXTURES
 
 
 def test_virtio_port_is_found_by_its_sysfs_name_not_its_number() -> None:

@@ -11,14 +11,9 @@ import pytest
 
 from balloond.backend.base import Backend, DomainEvent, EventKind, HoldStore, Operations
 from balloond.errors import BackendError, ConnectionLost, DomainNotFound, OperationFailed
-from balloond.model import DomainSnapshot, DomainState, Hold
+from balloond.model import DomainState, Hold
 from balloond.units import MiB
-
-
-def running(backend: Any) -> DomainSnapshot:
-    doms = [d for d in backend.domains() if d.state == DomainState.RUNNING]
-    assert doms, "every contract host has a running domain"
-    return max(doms, key=lambda d: (d.current, d.name))
+from tests.support.contract import running
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> bool:

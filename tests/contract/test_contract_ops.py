@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_contract import running
 
 from balloond.config import DaemonConfig
 from balloond.errors import Refused
 from balloond.model import DomainState
 from balloond.ops import OpsContext, balloon, release, restore_domain, save_domain
 from balloond.units import MiB
+from tests.support.contract import running
 
 
 @pytest.fixture

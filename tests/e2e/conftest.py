@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the e2e package (repo root)
-
 if TYPE_CHECKING:
     from e2e.lab import Lab
 

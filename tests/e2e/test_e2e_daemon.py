@@ -12,8 +12,9 @@ import pytest
 
 pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
 
+from balloond.units import MiB
 from e2e.daemon import Balloond
-from e2e.guests import Guest, MiB
+from e2e.guests import Guest
 from e2e.lab import Lab
 from e2e.prom import Prometheus, dashboard_queries
 from e2e.wait import wait_for

@@ -17,7 +17,8 @@ from balloond.backend.libvirt import LibvirtBackend
 from balloond.channels import AgentHub
 from balloond.reports import parse_report
 from balloond.telemetry import Telemetry
-from e2e.guests import AGENT_PORT, Guest, MiB
+from balloond.units import KiB, MiB
+from e2e.guests import AGENT_PORT, Guest
 from e2e.lab import Lab
 from e2e.wait import wait_for
 
@@ -47,9 +48,9 @@ def test_balloon_stats_match_guest_meminfo(lab: Lab, g1: Guest) -> None:
     )
     guest_total = g1.meminfo()["MemTotal"]
     # libvirt's `available` is the guest's MemTotal (KiB); it is refreshed every 2 s.
-    assert abs(stats["available"] * 1024 - guest_total) <= 4 * MiB
+    assert abs(stats["available"] * KiB - guest_total) <= 4 * MiB
     assert 0 < stats["usable"] <= stats["available"]
-    assert stats["actual"] == 512 * 1024
+    assert stats["actual"] == 512 * KiB
 
 
 def test_set_memory_shrinks_and_grows_memtotal(lab: Lab, g1: Guest) -> None:

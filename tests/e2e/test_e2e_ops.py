@@ -21,10 +21,10 @@ pytest.importorskip("libvirt", reason="the real-VM lab needs libvirt-python")
 import libvirt
 
 from balloond.backend.libvirt_xml import HOLD_NS
-from balloond.units import parse_size
+from balloond.units import MiB, parse_size
 from e2e import ROOT, RUN
 from e2e.daemon import VENV_BIN, Balloond
-from e2e.guests import Guest, MiB
+from e2e.guests import Guest
 from e2e.lab import Lab
 from e2e.wait import wait_for
 

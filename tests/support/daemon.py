@@ -15,8 +15,9 @@ from balloond.daemon.statefile import StateFile
 from balloond.errors import ConnectionLost
 from balloond.model import DomainSnapshot, Hold
 from balloond.telemetry import Telemetry
+from balloond.units import GiB
 
-HOST_XML = Path(__file__).with_name("host.xml")
+HOST_XML = Path(__file__).with_name("daemon-host.xml")
 
 
 def sim_host() -> SimulatedHost:
@@ -103,7 +104,7 @@ def make_daemon(
     policies.load_initial()
     return Daemon(
         connect,
-        LoopSettings(interval=interval, reserve=1 << 30, dry_run=dry_run),
+        LoopSettings(interval=interval, reserve=GiB, dry_run=dry_run),
         policies,
         uri="test",
         clock=clock,

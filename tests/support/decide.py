@@ -1,4 +1,4 @@
-"""Builders shared by the decision-core tests (no tests here). Plain values, no hypervisor."""
+"""Builders of decide() inputs for the decision-core tests. Plain values, no hypervisor."""
 
 from __future__ import annotations
 
@@ -17,10 +17,8 @@ from balloond.model import (
     Snapshot,
 )
 from balloond.policy.model import Policy
+from balloond.units import GiB
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 NOW = 1_800_000_000.0
 DEFAULT = Policy(name="default")
 
