@@ -12,6 +12,7 @@ test:
 	$(VENV)/ruff check balloond tests bench e2e guest-agent
 	$(VENV)/ruff format --check balloond tests bench e2e guest-agent
 	$(VENV)/mypy
+	cd guest-agent && ../$(VENV)/mypy
 	$(VENV)/python -m pytest $(PYTEST_ARGS)
 
 lint:
@@ -19,6 +20,7 @@ lint:
 	$(VENV)/ruff check balloond tests bench e2e guest-agent
 	$(VENV)/ruff format --check balloond tests bench e2e guest-agent
 	$(VENV)/mypy
+	cd guest-agent && ../$(VENV)/mypy
 
 unit:
 	@scripts/bootstrap.sh test

@@ -2,13 +2,24 @@
 period, a pressure trigger, host messages and local requests.
 """
 
+from __future__ import annotations
+
 import logging
 import select
 import time
+from typing import Callable, Dict, Union
 
 from balloond_guest import demand as demand_mod
 from balloond_guest import protocol, xen
+from balloond_guest.control import ControlServer
+from balloond_guest.protocol import Message
+from balloond_guest.psi import Trigger
 from balloond_guest.selfadjust import SelfAdjuster
+from balloond_guest.transport import Transport
+
+# What run() polls, by file descriptor: "trigger", "control" or "transport"; and the key
+# "transport-hup" (True) while a hung-up transport is left out until the next periodic report.
+Watched = Dict[Union[int, str], Union[str, bool]]
 
 log = logging.getLogger("balloond-guest")
 
@@ -20,15 +31,15 @@ class Settings:
 
     def __init__(
         self,
-        root="/",
-        interval=5.0,
-        buffer=demand_mod.DEFAULT_BUFFER,
-        buffer_ratio=demand_mod.DEFAULT_BUFFER_RATIO,
-        floor=demand_mod.DEFAULT_FLOOR,
-        auto=False,
-        min_gap=0.2,
-        limits=None,
-    ):
+        root: str = "/",
+        interval: float = 5.0,
+        buffer: int = demand_mod.DEFAULT_BUFFER,
+        buffer_ratio: float = demand_mod.DEFAULT_BUFFER_RATIO,
+        floor: int = demand_mod.DEFAULT_FLOOR,
+        auto: bool = False,
+        min_gap: float = 0.2,
+        limits: tuple[int, int] | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive, got: %r" % interval)
         if not 0 <= buffer_ratio <= 1:
@@ -46,14 +57,14 @@ class Settings:
 class Agent:
     def __init__(
         self,
-        settings,
-        transport,
-        trigger=None,
-        control=None,
-        clock=time.monotonic,
-        wall=time.time,
-        reopen=None,
-    ):
+        settings: Settings,
+        transport: Transport | None,
+        trigger: Trigger | None = None,
+        control: ControlServer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        reopen: Callable[[], Transport] | None = None,
+    ) -> None:
         self.settings = settings
         self.transport = transport
         self.trigger = trigger
@@ -65,17 +76,17 @@ class Agent:
             self.adjuster.set_limits(*settings.limits)
         # Starting seq at the wall clock in ms keeps it rising across agent restarts.
         self.seq = int(wall() * 1000)
-        self.previous = None
-        self.request = None  # a manual request (`balloond-guest target SIZE`): sticky
-        self.auto_request = None
-        self.last_sent_at = None
+        self.previous: demand_mod.Sample | None = None
+        self.request: int | None = None  # a manual request (`target SIZE`): sticky
+        self.auto_request: int | None = None
+        self.last_sent_at: float | None = None
         self.sent = 0
         self.dropped = 0
         self._stop_requested = False
-        self._deferred_at = None  # a pressure report held back by min_gap
+        self._deferred_at: float | None = None  # a pressure report held back by min_gap
 
     # -- one step -----------------------------------------------------------------------
-    def tick(self, trigger="periodic"):
+    def tick(self, trigger: str = "periodic") -> Message:
         """Sample, decide, report. Returns the report dict (sent or not)."""
         now = self.clock()
         sample = demand_mod.take_sample(self.settings.root, now)
@@ -96,7 +107,7 @@ class Agent:
         self.last_sent_at = now
         return message
 
-    def _self_adjust(self, sample, wanted):
+    def _self_adjust(self, sample: demand_mod.Sample, wanted: int | None) -> None:
         found = xen.read_target(self.settings.root)
         if found is not None:  # Xen: the guest moves its own balloon
             path, current, _ = found
@@ -119,7 +130,7 @@ class Agent:
         elif self.auto_request is None and self.adjuster.ready and current is not None:
             self.auto_request = self.adjuster.clamp(current)
 
-    def _send(self, line):
+    def _send(self, line: bytes) -> None:
         if self.transport is None and self.reopen is not None:
             try:
                 self.transport = self.reopen()
@@ -131,7 +142,7 @@ class Agent:
             self.dropped += 1
 
     # -- messages -----------------------------------------------------------------------
-    def handle_host_line(self, line):
+    def handle_host_line(self, line: bytes) -> Message | None:
         try:
             message = protocol.decode_host_message(line)
         except protocol.ProtocolError as error:
@@ -141,15 +152,15 @@ class Agent:
             self.adjuster.set_limits(message["floor"], message["ceiling"])
         return message
 
-    def set_request(self, size):
+    def set_request(self, size: int | None) -> None:
         """A manual target (bytes), or None to return to automatic requests."""
         self.request = size
 
     # -- the loop -----------------------------------------------------------------------
-    def run(self, max_ticks=None):
+    def run(self, max_ticks: int | None = None) -> int:
         """Report every `interval` and at once on pressure, until `stop()` or `max_ticks`."""
         poller = select.poll()
-        watched = {}
+        watched: Watched = {}
         next_at = self.clock()
         ticks = 0
         while not self._stop_requested and (max_ticks is None or ticks < max_ticks):
@@ -169,11 +180,11 @@ class Agent:
                 watched.pop("transport-hup", None)  # host may be back: poll it again
         return ticks
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop_requested = True
 
-    def _watch(self, poller, watched):
-        wanted = {}
+    def _watch(self, poller: select.poll, watched: Watched) -> None:
+        wanted: dict[int, tuple[str, int]] = {}
         if self.trigger is not None:
             wanted[self.trigger.fileno()] = ("trigger", self.trigger.mask)
         if self.control is not None:
@@ -189,40 +200,47 @@ class Agent:
                 poller.register(fd, mask)
                 watched[fd] = role
 
-    def _on_event(self, poller, watched, fd, events):
+    def _on_event(self, poller: select.poll, watched: Watched, fd: int, events: int) -> int:
         role = watched.get(fd)
-        if role == "trigger":
-            if not events & self.trigger.mask:  # trigger broken (POLLERR): periodic only
-                log.warning("pressure trigger %s failed; periodic reports only", self.trigger.label)
-                self._forget(poller, watched, fd)
-                self.trigger = None
-                return 0
-            self.trigger.drain()
-            since = None if self.last_sent_at is None else self.clock() - self.last_sent_at
-            if since is None or since >= self.settings.min_gap:
-                self.tick("pressure")
-                return 1
-            # Right after another report: send this one when the gap has passed, not never.
-            if self._deferred_at is None:
-                self._deferred_at = self.last_sent_at + self.settings.min_gap
-        elif role == "control":
-            if self.control.serve(self):
-                self.tick("request")
-                return 1
-        elif role == "transport":
-            self._on_transport(poller, watched, fd, events)
+        if role == "trigger" and self.trigger is not None:
+            return self._on_trigger(self.trigger, poller, watched, fd, events)
+        if role == "control" and self.control is not None and self.control.serve(self):
+            self.tick("request")
+            return 1
+        if role == "transport" and self.transport is not None:
+            self._on_transport(self.transport, poller, watched, fd, events)
         return 0
 
-    def _on_transport(self, poller, watched, fd, events):
+    def _on_trigger(
+        self, trigger: Trigger, poller: select.poll, watched: Watched, fd: int, events: int
+    ) -> int:
+        if not events & trigger.mask:  # trigger broken (POLLERR): periodic only
+            log.warning("pressure trigger %s failed; periodic reports only", trigger.label)
+            self._forget(poller, watched, fd)
+            self.trigger = None
+            return 0
+        trigger.drain()
+        last = self.last_sent_at
+        if last is None or self.clock() - last >= self.settings.min_gap:
+            self.tick("pressure")
+            return 1
+        # Right after another report: send this one when the gap has passed, not never.
+        if self._deferred_at is None:
+            self._deferred_at = last + self.settings.min_gap
+        return 0
+
+    def _on_transport(
+        self, transport: Transport, poller: select.poll, watched: Watched, fd: int, events: int
+    ) -> None:
         if events & select.POLLIN:
             try:
-                for line in self.transport.read_lines():
+                for line in transport.read_lines():
                     self.handle_host_line(line)
                 return
             except EOFError as error:
                 log.info("%s; reopening at the next report", error)
                 self._forget(poller, watched, fd)
-                self.transport.close()
+                transport.close()
                 self.transport = None
                 return
         if events & HANGUP:
@@ -232,6 +250,6 @@ class Agent:
             watched["transport-hup"] = True
 
     @staticmethod
-    def _forget(poller, watched, fd):
+    def _forget(poller: select.poll, watched: Watched, fd: int) -> None:
         poller.unregister(fd)
         watched.pop(fd, None)

@@ -7,6 +7,8 @@ balloond-guest target 512M          Xen: write the balloon target file;
 balloond-guest target auto          drop a manual request
 """
 
+from __future__ import annotations
+
 import argparse
 import logging
 import signal
@@ -15,24 +17,25 @@ import sys
 from balloond_guest import AGENT, PORT_NAME, control, demand, psi, transport, xen
 from balloond_guest.agent import Agent, Settings
 from balloond_guest.procfs import path_under
+from balloond_guest.psi import Trigger
 from balloond_guest.sizes import format_size, parse_size
 
 
-def _size(text):
+def _size(text: str) -> int:
     try:
         return parse_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def _limits(text):
+def _limits(text: str) -> tuple[int, int]:
     floor, sep, ceiling = text.partition(":")
     if not sep:
         raise argparse.ArgumentTypeError("expected FLOOR:CEILING such as 256M:2G, got: %r" % text)
     return _size(floor), _size(ceiling)
 
 
-def _common(parser):
+def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="/", help="prefix for /proc, /sys and /dev (tests)")
     parser.add_argument(
         "--transport",
@@ -66,7 +69,7 @@ def _common(parser):
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="balloond-guest",
         description=__doc__,
@@ -109,7 +112,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("run", "target", "-h", "--help", "--version"):
         argv.insert(0, "run")
@@ -128,7 +131,9 @@ def main(argv=None):
         return 130
 
 
-def _settings(args, auto=False, limits=None):
+def _settings(
+    args: argparse.Namespace, auto: bool = False, limits: tuple[int, int] | None = None
+) -> Settings:
     return Settings(
         root=args.root,
         interval=getattr(args, "interval", 5.0),
@@ -140,7 +145,7 @@ def _settings(args, auto=False, limits=None):
     )
 
 
-def cmd_run(args):
+def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args, auto=args.auto, limits=args.limits)
     link = transport.choose(args.root, args.transport)
     log = logging.getLogger("balloond-guest")
@@ -174,7 +179,7 @@ def cmd_run(args):
                 thing.close()
 
 
-def _control_server(path):
+def _control_server(path: str) -> control.ControlServer | None:
     try:
         return control.ControlServer(path)
     except OSError as error:  # e.g. no /run in a tiny initramfs: reporting matters more
@@ -186,7 +191,7 @@ def _control_server(path):
         return None
 
 
-def _arm_trigger(args):
+def _arm_trigger(args: argparse.Namespace) -> Trigger | None:
     try:
         return psi.psi_trigger(
             path_under(args.root, psi.PRESSURE_FILE), args.psi_stall_us, args.psi_window_us
@@ -198,7 +203,7 @@ def _arm_trigger(args):
         return None
 
 
-def cmd_target(args):
+def cmd_target(args: argparse.Namespace) -> int:
     if args.size is None:
         print(footprint_text(_settings(args)))
         return 0
@@ -222,7 +227,7 @@ def cmd_target(args):
     return _request_from_host(args, size)
 
 
-def _request_from_host(args, size):
+def _request_from_host(args: argparse.Namespace, size: int | None) -> int:
     what = "automatic" if size is None else format_size(size)
     try:
         answer = control.send_request(args.control, size)
@@ -255,7 +260,7 @@ def _request_from_host(args, size):
     return 0
 
 
-def footprint_text(settings):
+def footprint_text(settings: Settings) -> str:
     sample = demand.take_sample(settings.root, 0.0)
     need = demand.demand_of(sample.meminfo)
     wanted = demand.wanted_target(need, settings.buffer, settings.buffer_ratio, settings.floor)

@@ -5,17 +5,23 @@ send to the host itself while the agent runs; it hands the request to the agent 
 One JSON line in ({"request": bytes or null}), one line out ("ok" or an error).
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import socket
 import stat
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from balloond_guest.agent import Agent
 
 DEFAULT_PATH = "/run/balloond-guest.sock"
 
 
 class ControlServer:
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
         if os.path.exists(path) and stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)  # left by an agent that died; connect() would fail anyway
@@ -28,10 +34,10 @@ class ControlServer:
         self.sock.listen(4)
         self.sock.setblocking(False)
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.sock.fileno()
 
-    def serve(self, agent):
+    def serve(self, agent: Agent) -> bool:
         """Answer one client; True when the agent's request changed."""
         try:
             conn, _ = self.sock.accept()
@@ -51,13 +57,13 @@ class ControlServer:
             _reply(conn, "ok")
             return True
 
-    def close(self):
+    def close(self) -> None:
         self.sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
 
-def _read_line(conn):
+def _read_line(conn: socket.socket) -> bytes:
     data = b""
     while b"\n" not in data and len(data) < 4096:
         chunk = conn.recv(4096)
@@ -67,12 +73,12 @@ def _read_line(conn):
     return data.split(b"\n", 1)[0]
 
 
-def _reply(conn, text):
+def _reply(conn: socket.socket, text: str) -> None:
     with contextlib.suppress(OSError):
         conn.sendall(text.encode("utf-8") + b"\n")
 
 
-def send_request(path, size, timeout=5.0):
+def send_request(path: str, size: int | None, timeout: float = 5.0) -> str:
     """Ask the running agent at `path` to request `size` bytes (None: automatic). Returns
     the agent's answer; raises OSError when no agent listens there."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -6,12 +6,26 @@ already did this sum (free + reclaimable file pages + reclaimable slab, shmem ex
 older kernels get the classic estimate from MemFree, Buffers, Cached, Shmem, SReclaimable.
 """
 
-import collections
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Optional
 
 from balloond_guest import procfs
+from balloond_guest.procfs import Counters, Psi
 from balloond_guest.sizes import MIB
 
-Sample = collections.namedtuple("Sample", "at meminfo psi vmstat")
+
+class Sample(NamedTuple):
+    """One look at /proc at monotonic time `at`."""
+
+    at: float
+    meminfo: Counters
+    psi: Psi | None
+    vmstat: Counters
+
+
+# Rates between two samples by report field name (ratios 0..1, bytes/s, faults/s).
+Rates = Dict[str, Optional[float]]
 
 # selfballoon learnt that a target of bare Committed_AS caused OOMs and added 10 % of RAM
 # (anchors: Linux drivers/xen/xen-selfballoon.c); our buffer defaults follow that lesson.
@@ -20,11 +34,11 @@ DEFAULT_BUFFER_RATIO = 0.10
 DEFAULT_FLOOR = 128 * MIB
 
 
-def take_sample(root, now):
+def take_sample(root: str, now: float) -> Sample:
     return Sample(now, procfs.read_meminfo(root), procfs.read_psi(root), procfs.read_vmstat(root))
 
 
-def demand_of(meminfo):
+def demand_of(meminfo: Counters) -> int | None:
     """Bytes in use that the kernel could not drop; None without MemTotal."""
     total = meminfo.get("MemTotal")
     if total is None:
@@ -41,24 +55,31 @@ def demand_of(meminfo):
     return max(0, total - reclaimable)
 
 
-def wanted_target(demand, buffer=DEFAULT_BUFFER, ratio=DEFAULT_BUFFER_RATIO, floor=DEFAULT_FLOOR):
+def wanted_target(
+    demand: int | None,
+    buffer: int = DEFAULT_BUFFER,
+    ratio: float = DEFAULT_BUFFER_RATIO,
+    floor: int = DEFAULT_FLOOR,
+) -> int | None:
     """demand + max(buffer, ratio * demand), never below `floor`."""
     if demand is None:
         return None
     return max(floor, demand + max(buffer, int(demand * ratio)))
 
 
-def _rate(before, after, key, seconds, scale=1):
+def _rate(
+    before: Counters, after: Counters, key: str, seconds: float, scale: int = 1
+) -> float | None:
     if key not in before or key not in after or seconds <= 0:
         return None
     delta = after[key] - before[key]
     return max(0.0, delta * scale / seconds)  # a counter reset (reboot) reads as no activity
 
 
-def rates(previous, current):
+def rates(previous: Sample | None, current: Sample) -> Rates:
     """Pressure and paging rates between two samples: psi ratios over the interval (from the
     `total` stall microseconds), swap bytes/s, major faults/s. None where unknown."""
-    result = {
+    result: Rates = {
         "psi_some": None,
         "psi_full": None,
         "swap_in_rate": None,
@@ -78,7 +99,7 @@ def rates(previous, current):
     return result
 
 
-def _stall_ratio(before, after, seconds):
+def _stall_ratio(before: int | None, after: int | None, seconds: float) -> float | None:
     if before is None or after is None:
         return None
     return min(1.0, max(0.0, (after - before) / (seconds * 1e6)))

@@ -5,8 +5,10 @@ values in bytes, microseconds or counts. A file that does not exist gives None o
 dict: old kernels lack PSI (before 4.20), MemAvailable (before 3.14) and Shmem (before 2.6.32).
 """
 
-import collections
+from __future__ import annotations
+
 import os
+from typing import Dict, NamedTuple
 
 # meminfo keys the agent uses, in the kernel's spelling.
 MEMINFO_KEYS = (
@@ -23,15 +25,26 @@ MEMINFO_KEYS = (
 )
 VMSTAT_KEYS = ("pswpin", "pswpout", "pgmajfault")
 
-Psi = collections.namedtuple("Psi", "some_avg10 some_total full_avg10 full_total")
+
+class Psi(NamedTuple):
+    """One /proc/pressure/memory reading: avg10 as a 0..1 ratio, totals in microseconds."""
+
+    some_avg10: float
+    some_total: int
+    full_avg10: float | None
+    full_total: int | None
 
 
-def path_under(root, path):
+# What the readers return: kernel field name -> bytes (meminfo) or a count (vmstat).
+Counters = Dict[str, int]
+
+
+def path_under(root: str, path: str) -> str:
     """'/proc/meminfo' under root '/tmp/fx' -> '/tmp/fx/proc/meminfo'."""
     return os.path.join(root, path.lstrip("/"))
 
 
-def read_text(root, path):
+def read_text(root: str, path: str) -> str | None:
     """The file's text, or None when it does not exist or cannot be read."""
     try:
         with open(path_under(root, path)) as handle:
@@ -40,10 +53,10 @@ def read_text(root, path):
         return None
 
 
-def parse_meminfo(text):
+def parse_meminfo(text: str) -> Counters:
     """'MemTotal:  1024 kB' lines -> {'MemTotal': 1048576}. Values in kB become bytes;
     unit-less lines (HugePages_Total) stay counts. Malformed lines are skipped."""
-    values = {}
+    values: Counters = {}
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
         fields = rest.split()
@@ -54,16 +67,16 @@ def parse_meminfo(text):
     return values
 
 
-def read_meminfo(root):
+def read_meminfo(root: str) -> Counters:
     text = read_text(root, "/proc/meminfo")
     return parse_meminfo(text) if text else {}
 
 
-def parse_psi(text):
+def parse_psi(text: str) -> Psi | None:
     """'some avg10=1.50 avg60=0.00 avg300=0.00 total=1234' -> Psi (avg10 as a 0..1 ratio,
     total in microseconds). Memory PSI has had both lines since 4.20; a missing `full` line
     gives None fields rather than an error."""
-    found = {}
+    found: dict[str, tuple[float, int]] = {}
     for line in text.splitlines():
         fields = line.split()
         if not fields or fields[0] not in ("some", "full"):
@@ -75,17 +88,20 @@ def parse_psi(text):
             continue
     if "some" not in found:
         return None
-    full = found.get("full", (None, None))
-    return Psi(found["some"][0], found["some"][1], full[0], full[1])
+    some_avg10, some_total = found["some"]
+    full = found.get("full")
+    if full is None:
+        return Psi(some_avg10, some_total, None, None)
+    return Psi(some_avg10, some_total, full[0], full[1])
 
 
-def read_psi(root):
+def read_psi(root: str) -> Psi | None:
     text = read_text(root, "/proc/pressure/memory")
     return parse_psi(text) if text else None
 
 
-def parse_vmstat(text):
-    values = {}
+def parse_vmstat(text: str) -> Counters:
+    values: Counters = {}
     for line in text.splitlines():
         fields = line.split()
         if len(fields) == 2 and fields[0] in VMSTAT_KEYS and fields[1].isdigit():
@@ -93,12 +109,12 @@ def parse_vmstat(text):
     return values
 
 
-def read_vmstat(root):
+def read_vmstat(root: str) -> Counters:
     text = read_text(root, "/proc/vmstat")
     return parse_vmstat(text) if text else {}
 
 
-def page_size():
+def page_size() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):

@@ -4,9 +4,16 @@ Guest -> host: `report`. Host -> guest: `limits` (floor/ceiling for self-adjustm
 `ack`. Unknown fields are ignored; a message of another major version is refused.
 """
 
+from __future__ import annotations
+
 import json
+from typing import Any, Dict
 
 from balloond_guest import AGENT, PROTOCOL_VERSION
+from balloond_guest.demand import Rates, Sample
+
+# A message as JSON gives it: field name -> value.
+Message = Dict[str, Any]
 
 MAX_LINE = 4096  # the host refuses longer lines; so do we
 
@@ -15,10 +22,18 @@ class ProtocolError(ValueError):
     """A host message we will not act on; the message says why."""
 
 
-def report(seq, sample, rates, demand, request, trigger, interval):
+def report(
+    seq: int,
+    sample: Sample,
+    rates: Rates,
+    demand: int | None,
+    request: int | None,
+    trigger: str,
+    interval: float,
+) -> Message:
     """The report dict for one sample (sizes in bytes, ratios 0..1, rates per second)."""
     mem = sample.meminfo
-    message = {
+    message: Message = {
         "v": PROTOCOL_VERSION,
         "type": "report",
         "seq": seq,
@@ -40,7 +55,7 @@ def report(seq, sample, rates, demand, request, trigger, interval):
     return {key: value for key, value in message.items() if value is not None}
 
 
-def encode(message):
+def encode(message: Message) -> bytes:
     line = json.dumps(message, separators=(",", ":"), sort_keys=True).encode("ascii") + b"\n"
     if len(line) > MAX_LINE:
         raise ValueError(
@@ -49,7 +64,7 @@ def encode(message):
     return line
 
 
-def decode_host_message(line):
+def decode_host_message(line: bytes) -> Message:
     """A host line -> dict with a known `type`. Raises ProtocolError for anything else."""
     if len(line) > MAX_LINE:
         raise ProtocolError("host line of %d bytes exceeds %d" % (len(line), MAX_LINE))
@@ -73,13 +88,17 @@ def decode_host_message(line):
     raise ProtocolError("unknown host message type %r" % (kind,))
 
 
-def _limits(message):
-    floor, ceiling = message.get("floor"), message.get("ceiling")
-    for name, value in (("floor", floor), ("ceiling", ceiling)):
-        if type(value) is not int or value <= 0:
-            raise ProtocolError(
-                "limits: %s must be a positive integer of bytes, got %r" % (name, value)
-            )
+def _limits(message: Message) -> Message:
+    floor, ceiling = _positive_bytes(message, "floor"), _positive_bytes(message, "ceiling")
     if floor > ceiling:
         raise ProtocolError("limits: floor %d is above ceiling %d" % (floor, ceiling))
     return {"type": "limits", "floor": floor, "ceiling": ceiling}
+
+
+def _positive_bytes(message: Message, name: str) -> int:
+    value = message.get(name)
+    if type(value) is not int or value <= 0:
+        raise ProtocolError(
+            "limits: %s must be a positive integer of bytes, got %r" % (name, value)
+        )
+    return value

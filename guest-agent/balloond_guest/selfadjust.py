@@ -6,6 +6,8 @@ host last told us. Without limits from the host we do not move at all: the guest
 know what its host will tolerate.
 """
 
+from __future__ import annotations
+
 from balloond_guest.sizes import MIB
 
 SHRINK_FRACTION = 8
@@ -14,26 +16,31 @@ MIN_STEP = 4 * MIB  # smaller moves are noise: they cost a balloon operation and
 
 class SelfAdjuster:
     def __init__(
-        self, floor=None, ceiling=None, shrink_fraction=SHRINK_FRACTION, min_step=MIN_STEP
-    ):
+        self,
+        floor: int | None = None,
+        ceiling: int | None = None,
+        shrink_fraction: int = SHRINK_FRACTION,
+        min_step: int = MIN_STEP,
+    ) -> None:
         self.floor = floor
         self.ceiling = ceiling
         self.shrink_fraction = shrink_fraction
         self.min_step = min_step
 
-    def set_limits(self, floor, ceiling):
+    def set_limits(self, floor: int, ceiling: int) -> None:
         if floor > ceiling:
             raise ValueError("floor %d is above ceiling %d" % (floor, ceiling))
         self.floor, self.ceiling = floor, ceiling
 
     @property
-    def ready(self):
+    def ready(self) -> bool:
         return self.floor is not None and self.ceiling is not None
 
-    def clamp(self, size):
-        return min(self.ceiling, max(self.floor, size))
+    def clamp(self, size: int) -> int:
+        floor, ceiling = self._limits()
+        return min(ceiling, max(floor, size))
 
-    def step(self, current, wanted):
+    def step(self, current: int | None, wanted: int | None) -> int | None:
         """The next target from `current` toward `wanted`, or None to stay put."""
         if not self.ready or current is None or wanted is None:
             return None
@@ -48,5 +55,11 @@ class SelfAdjuster:
         nxt = self.clamp(goal if gap - move < self.min_step else current - move)
         return nxt if nxt != current else None
 
-    def _outside(self, current):
-        return current < self.floor or current > self.ceiling
+    def _outside(self, current: int) -> bool:
+        floor, ceiling = self._limits()
+        return current < floor or current > ceiling
+
+    def _limits(self) -> tuple[int, int]:
+        if self.floor is None or self.ceiling is None:
+            raise ValueError("no limits yet: the host has not sent any")
+        return self.floor, self.ceiling

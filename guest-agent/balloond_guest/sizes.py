@@ -1,5 +1,7 @@
 """Sizes as operators write them (512M, 2G, 1048576) to int bytes, and back."""
 
+from __future__ import annotations
+
 import re
 
 KIB = 1024
@@ -26,7 +28,7 @@ _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 MAX_SIZE = 1 << 60
 
 
-def parse_size(text, default_unit="b"):
+def parse_size(text: object, default_unit: str = "b") -> int:
     """'512M' -> 536870912. A bare number takes `default_unit`. Units are binary, as in the
     kernel's memparse and `xl mem-set` (the guest side has no use for decimal units)."""
     match = _SIZE.match(str(text))
@@ -42,7 +44,7 @@ def parse_size(text, default_unit="b"):
     return size
 
 
-def format_size(size):
+def format_size(size: int | float | None) -> str:
     """536870912 -> '512 MiB'; keeps one decimal when it matters."""
     if size is None:
         return "-"

@@ -6,6 +6,8 @@ Every transport has `send(line) -> bool` (False: dropped, the next report will t
 the agent, which would then also miss pressure events.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import shutil
@@ -13,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+from typing import TextIO
 
 from balloond_guest import PORT_NAME, procfs, xen
 from balloond_guest.protocol import MAX_LINE
@@ -23,7 +26,7 @@ XENSTORE_KEY = "data/balloond/report"  # relative: under this guest's /local/dom
 XS_WRITE = 11  # xs_wire.h message type
 
 
-def find_virtio_port(root, name=PORT_NAME):
+def find_virtio_port(root: str, name: str = PORT_NAME) -> str | None:
     """'/dev/vport0p2' for the port whose sysfs `name` is `name`, or None. Without udev there
     is no /dev/virtio-ports/<name> symlink, so we read /sys/class/virtio-ports/*/name."""
     base = procfs.path_under(root, VIRTIO_PORTS)
@@ -41,11 +44,11 @@ def find_virtio_port(root, name=PORT_NAME):
 class _LineReader:
     """Splits what the host sends into lines; a line longer than MAX_LINE is dropped."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._buffer = b""
         self._skipping = False
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
         lines = []
         while True:
@@ -61,17 +64,37 @@ class _LineReader:
         return lines
 
 
-class FdTransport:
+class Transport:
+    """What the agent needs of a transport (the module docstring says what each call means)."""
+
+    name = "?"
+
+    def send(self, line: bytes) -> bool:
+        raise NotImplementedError
+
+    def readable(self) -> int | None:
+        raise NotImplementedError
+
+    def read_lines(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class FdTransport(Transport):
     """A two-way byte stream given as a file descriptor: virtio port or unix socket."""
 
     name = "fd"
 
-    def __init__(self, fd, label):
-        self.fd = fd
+    def __init__(self, fd: int, label: str) -> None:
+        self.fd: int | None = fd
         self.label = label
         self._reader = _LineReader()
 
-    def send(self, line):
+    def send(self, line: bytes) -> bool:
+        if self.fd is None:
+            return False  # closed: the agent reopens a transport before the next report
         try:
             return os.write(self.fd, line) == len(line)
         except OSError as error:
@@ -85,10 +108,12 @@ class FdTransport:
                 return False  # host away or not reading: drop, the next report retries
             raise
 
-    def readable(self):
+    def readable(self) -> int | None:
         return self.fd
 
-    def read_lines(self):
+    def read_lines(self) -> list[bytes]:
+        if self.fd is None:
+            raise EOFError("%s: closed" % self.label)
         try:
             data = os.read(self.fd, 65536)
         except OSError as error:
@@ -99,7 +124,7 @@ class FdTransport:
             raise EOFError("%s: host end closed" % self.label)
         return self._reader.feed(data)
 
-    def close(self):
+    def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -109,7 +134,7 @@ class VirtioTransport(FdTransport):
     name = "virtio"
 
     @classmethod
-    def open(cls, device):
+    def open(cls, device: str) -> VirtioTransport:
         return cls(os.open(device, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), device)
 
 
@@ -117,7 +142,7 @@ class UnixTransport(FdTransport):
     name = "unix"
 
     @classmethod
-    def open(cls, path):
+    def open(cls, path: str) -> UnixTransport:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(path)
@@ -128,26 +153,26 @@ class UnixTransport(FdTransport):
         return cls(sock.detach(), path)
 
 
-class _OneWay:
+class _OneWay(Transport):
     """A transport the host cannot answer on: nothing to poll, read or close."""
 
-    def readable(self):
+    def readable(self) -> int | None:
         return None
 
-    def read_lines(self):
+    def read_lines(self) -> list[bytes]:
         return []
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
 class StdoutTransport(_OneWay):
     name = "stdout"
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
 
-    def send(self, line):
+    def send(self, line: bytes) -> bool:
         try:
             self.stream.write(line.decode("ascii"))
             self.stream.flush()
@@ -163,12 +188,12 @@ class XenstoreTransport(_OneWay):
 
     name = "xenstore"
 
-    def __init__(self, tool=None, device=None):
+    def __init__(self, tool: str | None = None, device: str | None = None) -> None:
         self.tool = tool
         self.device = device
         self._req = 0
 
-    def send(self, line):
+    def send(self, line: bytes) -> bool:
         value = line.rstrip(b"\n")
         if self.tool is not None:
             done = subprocess.call(
@@ -177,16 +202,18 @@ class XenstoreTransport(_OneWay):
                 stderr=subprocess.DEVNULL,
             )
             return done == 0
+        if self.device is None:
+            return False
         self._req += 1
         return xenbus_write(self.device, XENSTORE_KEY, value, self._req)
 
 
-def xenbus_request(kind, req_id, payload):
+def xenbus_request(kind: int, req_id: int, payload: bytes) -> bytes:
     """One xs_wire message: header (type, req_id, tx_id, len) as four native u32, payload."""
     return struct.pack("=IIII", kind, req_id, 0, len(payload)) + payload
 
 
-def xenbus_write(device, key, value, req_id):
+def xenbus_write(device: str, key: str, value: bytes, req_id: int) -> bool:
     """XS_WRITE `key`=`value` through the xenbus device; True when the reply is not an error."""
     payload = key.encode("ascii") + b"\0" + value
     fd = os.open(device, os.O_RDWR)
@@ -197,11 +224,11 @@ def xenbus_write(device, key, value, req_id):
         os.close(fd)
     if len(reply) < 16:
         return False
-    kind = struct.unpack("=IIII", reply[:16])[0]
+    kind: int = struct.unpack("=IIII", reply[:16])[0]
     return kind == XS_WRITE
 
 
-def choose(root, override=None, stream=None):
+def choose(root: str, override: str | None = None, stream: TextIO | None = None) -> Transport:
     """The transport to use: `override` ('virtio', 'xenstore', 'stdout', 'unix:PATH',
     'virtio:/dev/vportNpM') or the first that exists: virtio port, xenstore, stdout."""
     if override and override.startswith("unix:"):
@@ -227,7 +254,7 @@ def choose(root, override=None, stream=None):
     return StdoutTransport(stream)
 
 
-def _xenstore(root):
+def _xenstore(root: str) -> XenstoreTransport | None:
     if not xen.is_xen(root):
         return None
     tool = shutil.which("xenstore-write")

@@ -11,6 +11,8 @@ Three generations, newest first, each with its own unit:
   original driver source to confirm its unit; docs/protocol.md says so.
 """
 
+from __future__ import annotations
+
 import re
 
 from balloond_guest import procfs
@@ -27,7 +29,7 @@ _BALLOON_LINE = re.compile(
 _MEMPARSE = re.compile(r"^\s*(\d+)\s*([KMG]?)", re.I)
 
 
-def is_xen(root):
+def is_xen(root: str) -> bool:
     """Xen guest: the hypervisor says so in sysfs, or the XenLinux /proc/xen exists."""
     kind = procfs.read_text(root, "/sys/hypervisor/type")
     if kind is not None and kind.strip() == "xen":
@@ -35,7 +37,7 @@ def is_xen(root):
     return any(procfs.read_text(root, path) is not None for path in TARGET_FILES)
 
 
-def target_file(root):
+def target_file(root: str) -> str | None:
     """The path (without root) of the first target file that exists, or None."""
     for path in TARGET_FILES:
         if procfs.read_text(root, path) is not None:
@@ -43,21 +45,22 @@ def target_file(root):
     return None
 
 
-def read_target(root):
+def read_target(root: str) -> tuple[str, int | None, int | None] | None:
     """(path, current target in bytes, current allocation in bytes or None), or None."""
     path = target_file(root)
     if path is None:
         return None
     text = procfs.read_text(root, path) or ""
     if path == SYSFS_TARGET_KB:
-        return path, _int(text) * KIB if _int(text) is not None else None, None
+        kib = _int(text)
+        return path, kib * KIB if kib is not None else None, None
     if path == PROC_BALLOON:
         lines = {m.group(1).lower(): int(m.group(2)) * KIB for m in _BALLOON_LINE.finditer(text)}
         return path, lines.get("requested target"), lines.get("current allocation")
     return path, _memparse(text), None
 
 
-def write_target(root, size):
+def write_target(root: str, size: int) -> str:
     """Write `size` bytes to the target file in its own unit; return the path written.
     Raises OSError when no file exists (not Xen) or the kernel refuses the write."""
     path = target_file(root)
@@ -69,12 +72,12 @@ def write_target(root, size):
     return path
 
 
-def _int(text):
+def _int(text: str) -> int | None:
     text = text.strip()
     return int(text) if text.isdigit() else None
 
 
-def _memparse(text):
+def _memparse(text: str) -> int | None:
     match = _MEMPARSE.match(text)
     if match is None:
         return None

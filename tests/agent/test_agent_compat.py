@@ -49,6 +49,36 @@ def test_the_agent_imports_nothing_outside_the_standard_library() -> None:
                 assert top in stdlib or top == "balloond_guest", f"{path.name} imports {name}"
 
 
+def test_every_annotated_agent_module_keeps_its_annotations_unevaluated() -> None:
+    """The agent is typed for mypy with 3.9+ spellings (`int | None`, `list[str]`) that Python
+    3.7 cannot evaluate; `from __future__ import annotations` keeps them strings there. vermin
+    does not evaluate annotations, so without this a module would pass it and fail on 3.7."""
+    for path in sorted((AGENT / "balloond_guest").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        annotated = any(
+            isinstance(node, ast.AnnAssign)
+            or (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and (
+                    node.returns is not None
+                    or any(
+                        a.annotation is not None
+                        for a in ast.walk(node.args)
+                        if isinstance(a, ast.arg)
+                    )
+                )
+            )
+            for node in ast.walk(tree)
+        )
+        future = any(
+            isinstance(node, ast.ImportFrom)
+            and node.module == "__future__"
+            and any(alias.name == "annotations" for alias in node.names)
+            for node in tree.body
+        )
+        assert future or not annotated, f"{path.name} lacks `from __future__ import annotations`"
+
+
 _PROBE = """
 import sys, json
 sys.path.insert(0, sys.argv[1])
