@@ -42,6 +42,20 @@ KEYS = {
     "reaction_p95_s",
     "ops_per_guest_hour",
     "reserve_violations",
+    "weighted_stall_ratio",
+    "unfair_shortfall_ratio",
+    "oom_below_fair_share",
+    "contention_s",
+    "guests",
+}
+GUEST_KEYS = {
+    "name",
+    "weight",
+    "stall_mean_ratio",
+    "oom_events",
+    "oom_below_fair_share",
+    "shortfall_mean_bytes",
+    "unfair_shortfall_mean_bytes",
 }
 
 
@@ -55,6 +69,8 @@ def test_every_contender_runs_and_reports_every_key(results: dict[str, Figures])
     for name, figures in results.items():
         record = figures.to_json()
         assert set(record) == KEYS
+        assert [set(g) for g in record["guests"]] == [GUEST_KEYS, GUEST_KEYS]
+        assert [g["name"] for g in record["guests"]] == ["spiky", "idle"]
         assert record["contender"] == name and record["scenario"] == "short"
         assert 0.0 <= figures.reclaimed_ratio < 1.0
         assert 0.0 <= figures.stall_mean_ratio <= figures.stall_worst_ratio <= 1.0
@@ -115,8 +131,24 @@ def test_percentile() -> None:
     assert percentile([0.0, 10.0], 0.95) == pytest.approx(9.5)
 
 
-def fig(contender: str, reclaimed: float, stall: float, oom: int = 0) -> Figures:
-    return Figures("steady-x", contender, reclaimed, stall, stall, oom, 0, None, None, 0.0, 0)
+def fig(
+    contender: str, reclaimed: float, stall: float, oom: int = 0, unfair: float = 0.0
+) -> Figures:
+    return Figures(
+        scenario="steady-x",
+        contender=contender,
+        reclaimed_ratio=reclaimed,
+        stall_mean_ratio=stall,
+        stall_worst_ratio=stall,
+        oom_events=oom,
+        swap_in_bytes=0,
+        reaction_p50_s=None,
+        reaction_p95_s=None,
+        ops_per_guest_hour=0.0,
+        reserve_violations=0,
+        weighted_stall_ratio=stall,
+        unfair_shortfall_ratio=unfair,
+    )
 
 
 def test_goal_checks() -> None:
@@ -130,13 +162,17 @@ def test_goal_checks() -> None:
     assert found == {
         "no OOM, no reserve violation": True,
         "stall ≤ lowest-stall baseline that reclaims": True,  # qmemman OOMs: not a standard
+        "unfair shortfall ≤ 0.2 %": True,
+        "no OOM below the fair share": True,
         "reclaimed within 10 % of the oracle": True,
     }
-    worse = [*rows[:3], fig("balloond", 0.20, 0.01)]
+    worse = [*rows[:3], fig("balloond", 0.20, 0.01, unfair=0.0021)]
     assert {c.goal: c.met for c in checks(worse)} == {
         "no OOM, no reserve violation": True,
         "stall ≤ lowest-stall baseline that reclaims": False,
         "reclaimed ≥ best baseline at equal or lower stall": False,
+        "unfair shortfall ≤ 0.2 %": False,
+        "no OOM below the fair share": True,
         "reclaimed within 10 % of the oracle": False,
     }
     assert "**missed**" in scenario_markdown(worse)
@@ -163,7 +199,9 @@ def test_cli_json_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["contender"] for r in records] == ["static", "balloond"]
     assert all(set(r) == KEYS for r in records)
-    assert (out / "short.md").read_text().startswith("### short")
+    text = (out / "short.md").read_text()
+    assert text.startswith("### short")
+    assert "| guest (weight) | balloond |" in text and "| spiky (1000) |" in text
     assert "| **balloond** |" in (out / "overall.md").read_text()
     assert len(json.loads((out / "results.json").read_text())) == 2
 
@@ -195,3 +233,12 @@ def test_cli_writes_plots(tmp_path: Path) -> None:
     png = out / "short.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![short](short.png)" in (out / "short.md").read_text()
+    summary = out / "summary.png"
+    assert summary.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(summary.png)" in (out / "overall.md").read_text()
+    # Readable: at least 110 dpi (a pHYs chunk of >= 4331 pixels per metre).
+    for picture in (png, summary):
+        data = picture.read_bytes()
+        at = data.index(b"pHYs") + 4
+        per_metre = int.from_bytes(data[at : at + 4], "big")
+        assert per_metre >= 4330, (picture.name, per_metre)

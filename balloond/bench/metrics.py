@@ -13,6 +13,19 @@
   the scenario ends. None when a scenario has no rise.
 - `ops_per_guest_hour`: balloon target changes issued per hour of guest running time.
 - `reserve_violations`: steps (seconds, at the usual 1 s step) with host free below reserve.
+
+Who paid (issue 13), with the fair share of `balloond.bench.fairshare` computed at every step:
+- `weighted_stall_ratio`: time-average over steps of the running guests' stall averaged with
+  their weights (Σ weight x stall / Σ weight);
+- `unfair_shortfall_ratio`: time-average over steps of Σ over running guests of
+  max(0, min(need, fair share) - current) / Σ of their need;
+- `oom_below_fair_share`: OOM events of guests that held less than min(need, fair share)
+  when the killer ran;
+- `contention_s`: seconds in which the host could not cover every movable guest's need;
+- `guests`: per guest `name`, `weight`, `stall_mean_ratio`, `oom_events`,
+  `oom_below_fair_share`, `shortfall_mean_bytes` (time-average of max(0, need - current))
+  and `unfair_shortfall_mean_bytes` (of max(0, min(need, fair share) - current)), each over
+  the seconds the guest ran.
 """
 
 from __future__ import annotations
@@ -20,6 +33,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from balloond.bench.contenders.base import GuestConfig
+from balloond.bench.fairshare import fair_shares
 from balloond.sim.guest import SimGuest
 from balloond.sim.host import SimHost
 from balloond.units import MiB
@@ -30,8 +45,21 @@ TOLERANCE = 0.01  # a balloon within 1 % of the need counts as covering it
 
 
 @dataclass(frozen=True, slots=True)
+class GuestFigures:
+    """One guest's share of a record (`guests` in `balloond bench --json`)."""
+
+    name: str
+    weight: int
+    stall_mean_ratio: float
+    oom_events: int
+    oom_below_fair_share: int
+    shortfall_mean_bytes: int
+    unfair_shortfall_mean_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Figures:
-    """One record of `balloond bench --json` (keys exactly as issue 7 names them)."""
+    """One record of `balloond bench --json` (keys as issues 7 and 13 name them)."""
 
     scenario: str
     contender: str
@@ -44,6 +72,11 @@ class Figures:
     reaction_p95_s: float | None
     ops_per_guest_hour: float
     reserve_violations: int
+    weighted_stall_ratio: float = 0.0
+    unfair_shortfall_ratio: float = 0.0
+    oom_below_fair_share: int = 0
+    contention_s: float = 0.0
+    guests: tuple[GuestFigures, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,19 +91,41 @@ class Series:
     current: list[int] = field(default_factory=list)
     target: list[int] = field(default_factory=list)
     stall: list[float] = field(default_factory=list)
+    entitled: list[int] = field(default_factory=list)  # min(need, fair share)
     maxmem: int = 0
+    weight: int = 0
+
+
+@dataclass
+class Tally:
+    """One guest's sums over the seconds it ran."""
+
+    steps: int = 0
+    stall: float = 0.0
+    shortfall: int = 0
+    unfair: int = 0
+    oom_below_fair: int = 0
+    ooms_seen: int = 0  # the guest's OOM counter at the last sample
 
 
 class Recorder:
     """Samples the host after every step."""
 
-    def __init__(self, sim: SimHost) -> None:
+    def __init__(self, sim: SimHost, configs: dict[str, GuestConfig]) -> None:
         self.sim = sim
+        self.configs = configs
         self.guests: list[SimGuest] = [*sim.guests.values(), *sim.pending]
-        self.series: dict[str, Series] = {g.spec.name: Series(maxmem=g.maxmem) for g in self.guests}
+        self.series: dict[str, Series] = {
+            g.spec.name: Series(maxmem=g.maxmem, weight=configs[g.spec.name].weight)
+            for g in self.guests
+        }
+        self.tallies: dict[str, Tally] = {g.spec.name: Tally() for g in self.guests}
         self.steps = 0
         self.reclaimed_sum = 0.0
         self.stall_sum = 0.0
+        self.weighted_stall_sum = 0.0
+        self.unfair_sum = 0.0
+        self.contended = 0
         self.violations = 0
         self.guest_seconds = 0.0
         self.ops = 0
@@ -87,13 +142,37 @@ class Recorder:
         self.reclaimed_sum += sum(g.maxmem - g.current for g in active) / total
         self.stall_sum += sum(g.truth.stall_some for g in active) / len(active)
         self.guest_seconds += len(active) * sim.scenario.step
+        weights = {g.spec.name: self.configs[g.spec.name].weight for g in active}
+        self.weighted_stall_sum += sum(
+            weights[g.spec.name] * g.truth.stall_some for g in active
+        ) / sum(weights.values())
+        shares = fair_shares(sim, self.configs, {g.spec.name: g.truth.need for g in active})
+        self.contended += any(s.contended for s in shares.values())
+        unfair_total = 0
         for guest in active:
-            series = self.series[guest.spec.name]
+            name, need = guest.spec.name, guest.truth.need
+            entitled = shares[name].entitled(need)
+            unfair = max(0, entitled - guest.current)
+            unfair_total += unfair
+            self._tally(guest, need, unfair)
+            series = self.series[name]
             series.t.append(sim.t)
-            series.need.append(guest.truth.need)
+            series.need.append(need)
             series.current.append(guest.current)
             series.target.append(guest.target)
             series.stall.append(guest.truth.stall_some)
+            series.entitled.append(entitled)
+        self.unfair_sum += unfair_total / max(1, sum(g.truth.need for g in active))
+
+    def _tally(self, guest: SimGuest, need: int, unfair: int) -> None:
+        tally = self.tallies[guest.spec.name]
+        tally.steps += 1
+        tally.stall += guest.truth.stall_some
+        tally.shortfall += max(0, need - guest.current)
+        tally.unfair += unfair
+        if guest.oom_events > tally.ooms_seen and unfair > 0:
+            tally.oom_below_fair += guest.oom_events - tally.ooms_seen
+        tally.ooms_seen = guest.oom_events
 
     def figures(self, scenario: str, contender: str) -> Figures:
         steps = max(1, self.steps)
@@ -114,6 +193,25 @@ class Recorder:
             reaction_p95_s=_round(percentile(reactions, 0.95)),
             ops_per_guest_hour=round(self.ops / hours, 1) if hours > 0 else 0.0,
             reserve_violations=self.violations,
+            weighted_stall_ratio=round(self.weighted_stall_sum / steps, 5),
+            unfair_shortfall_ratio=round(self.unfair_sum / steps, 6),
+            oom_below_fair_share=sum(t.oom_below_fair for t in self.tallies.values()),
+            contention_s=self.contended * self.sim.scenario.step,
+            guests=tuple(self._guest_figures(g) for g in self.guests),
+        )
+
+    def _guest_figures(self, guest: SimGuest) -> GuestFigures:
+        name = guest.spec.name
+        tally = self.tallies[name]
+        steps = max(1, tally.steps)
+        return GuestFigures(
+            name=name,
+            weight=self.configs[name].weight,
+            stall_mean_ratio=round(tally.stall / steps, 5),
+            oom_events=guest.oom_events,
+            oom_below_fair_share=tally.oom_below_fair,
+            shortfall_mean_bytes=tally.shortfall // steps,
+            unfair_shortfall_mean_bytes=tally.unfair // steps,
         )
 
 

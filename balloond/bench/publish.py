@@ -1,8 +1,10 @@
-"""Write a benchmark's results: Markdown per scenario and overall, JSON, PNG plots."""
+"""Write a benchmark's results: Markdown per scenario and overall, JSON, PNG plots (one per
+scenario, and `summary.png`, reclaimed against weighted stall per contender)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,6 +31,9 @@ def publish(results: Results, out: Path | None, *, plots: bool) -> str:
             (out / f"{scenario.name}.md").write_text(text + "\n", encoding="utf-8")
     all_rows = [r.figures for _, runs in results for r in runs.values()]
     overall = "## Overall\n\n" + overall_markdown(all_rows)
+    if out is not None and plots and all_rows:
+        _summary(out, results)
+        overall += "\n![reclaimed against weighted stall](summary.png)\n"
     if out is not None:
         (out / "overall.md").write_text(overall + "\n", encoding="utf-8")
         records = [f.to_json() for f in all_rows]
@@ -39,13 +44,32 @@ def publish(results: Results, out: Path | None, *, plots: bool) -> str:
 def _plot(out: Path, scenario: Scenario, runs: Mapping[str, Run]) -> str | None:
     from balloond.bench.plots import plot_scenario
 
-    chosen = [name for name in ("balloond",) if name in runs]
+    chosen = [name for name in ("balloond", "oracle") if name in runs]
     best = best_baseline([r.figures for r in runs.values()])
     if best is not None:
         chosen.append(best.contender)
+    chosen = list(dict.fromkeys(chosen))
     if not chosen:
         return None
     out.mkdir(parents=True, exist_ok=True)
     name = f"{scenario.name}.png"
     plot_scenario(out / name, scenario.name, {c: runs[c].series for c in chosen})
     return name
+
+
+def _summary(out: Path, results: Results) -> None:
+    from balloond.bench.plots import plot_summary
+
+    names = list(dict.fromkeys(name for _, runs in results for name in runs))
+    points = []
+    for name in names:
+        rows = [runs[name].figures for _, runs in results if name in runs]
+        points.append(
+            (
+                name,
+                statistics.fmean(f.reclaimed_ratio for f in rows),
+                statistics.fmean(f.weighted_stall_ratio for f in rows),
+            )
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    plot_summary(out / "summary.png", points, len(results))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from balloond.backend.simulated import MIN_TARGET, SimulatedHost
 from balloond.bench.contenders import Contender, Observation, make
+from balloond.bench.contenders.base import guest_configs
 from balloond.bench.metrics import Figures, Recorder, Series
 from balloond.errors import BackendError
 from balloond.model import Snapshot
@@ -47,7 +48,7 @@ def run(scenario: Scenario, contender_name: str) -> Run:
     )
     try:
         contender = make(contender_name, scenario, host.sim)
-        recorder = Recorder(host.sim)
+        recorder = Recorder(host.sim, guest_configs(scenario))
         errors = 0
         steps = round(scenario.duration / scenario.step)
         next_decision = 0.0

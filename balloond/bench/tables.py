@@ -9,6 +9,9 @@ Goal checks follow issue 7, with the comparisons made precise:
   among valid baselines whose mean stall is at most balloond's;
 - "within 10 % of the oracle's reclaimed memory" on the idle and steady scenarios.
 Stall comparisons allow STALL_SLACK (float noise), nothing more.
+
+And issue 13's, on every scenario: the unfair shortfall (`balloond.bench.fairshare`) at most
+UNFAIR_GOAL of the need, and no OOM event of a guest below its fair share.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from dataclasses import dataclass
 
 from balloond.bench.contenders import BASELINES
 from balloond.bench.metrics import Figures
-from balloond.units import GiB
+from balloond.units import GiB, MiB
 
 STALL_SLACK = 1e-4
 RECLAIMS_ANYTHING = 0.01
 ORACLE_SHARE = 0.90
 ORACLE_SCENARIOS = ("idle", "steady")
+UNFAIR_GOAL = 0.002  # issue 13: unfair shortfall at most 0.2 % of the need
 
 _HEADER = (
-    "| contender | reclaimed | stall mean | stall worst | OOM | swap-in | reaction p50/p95 "
-    "| ops/guest·h | reserve viol. |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    "| contender | reclaimed | stall mean | weighted stall | stall worst | unfair shortfall "
+    "| OOM | swap-in | reaction p50/p95 | ops/guest·h | reserve viol. |\n"
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 )
 
 
@@ -43,8 +48,17 @@ def pct(value: float) -> str:
     return f"{value * 100:.1f} %" if value >= 0.001 or value == 0 else f"{value * 100:.2f} %"
 
 
+def pct3(value: float) -> str:
+    """A ratio held to a goal of tenths of a percent: two decimals, three when tiny."""
+    return f"{value * 100:.2f} %" if value >= 0.0001 or value == 0 else f"{value * 100:.3f} %"
+
+
 def _gib(size: int) -> str:
     return f"{size / GiB:.1f} GiB"
+
+
+def _mib(size: int) -> str:
+    return f"{size / MiB:.0f} MiB"
 
 
 def _reaction(f: Figures) -> str:
@@ -57,7 +71,8 @@ def _row(f: Figures) -> str:
     name = f"**{f.contender}**" if f.contender == "balloond" else f.contender
     return (
         f"| {name} | {pct(f.reclaimed_ratio)} | {pct(f.stall_mean_ratio)} | "
-        f"{pct(f.stall_worst_ratio)} | {f.oom_events} | {_gib(f.swap_in_bytes)} | "
+        f"{pct(f.weighted_stall_ratio)} | {pct(f.stall_worst_ratio)} | "
+        f"{pct3(f.unfair_shortfall_ratio)} | {f.oom_events} | {_gib(f.swap_in_bytes)} | "
         f"{_reaction(f)} | {f.ops_per_guest_hour:.0f} | {f.reserve_violations} |"
     )
 
@@ -118,6 +133,7 @@ def checks(rows: Sequence[Figures]) -> list[Check]:
                 f"{pct(ours.reclaimed_ratio)} vs {best.contender} {pct(best.reclaimed_ratio)}",
             )
         )
+    found += _fairness_checks(ours)
     oracle = next((f for f in rows if f.contender == "oracle"), None)
     if oracle is not None and any(word in ours.scenario for word in ORACLE_SCENARIOS):
         found.append(
@@ -130,12 +146,56 @@ def checks(rows: Sequence[Figures]) -> list[Check]:
     return found
 
 
+def _fairness_checks(ours: Figures) -> list[Check]:
+    return [
+        Check(
+            "unfair shortfall ≤ 0.2 %",
+            ours.unfair_shortfall_ratio <= UNFAIR_GOAL,
+            pct3(ours.unfair_shortfall_ratio),
+        ),
+        Check(
+            "no OOM below the fair share",
+            ours.oom_below_fair_share == 0,
+            f"{ours.oom_below_fair_share} OOM below the fair share",
+        ),
+    ]
+
+
+def guest_markdown(rows: Sequence[Figures]) -> list[str]:
+    """Who paid: each guest's mean stall, mean unfair shortfall and OOM events under
+    balloond, the oracle and the best baseline (as plotted)."""
+    by_name = {f.contender: f for f in rows}
+    best = best_baseline(rows)
+    shown: list[str] = [n for n in ("balloond", "oracle") if n in by_name]
+    if best is not None:
+        shown.append(best.contender)
+    if not shown or not by_name[shown[0]].guests:
+        return []
+    lines = [
+        "Per guest: mean stall / mean unfair shortfall (below min(need, fair share)) / OOM.",
+        "",
+        "| guest (weight) | " + " | ".join(shown) + " |",
+        "|---|" + "--:|" * len(shown),
+    ]
+    for i, guest in enumerate(by_name[shown[0]].guests):
+        cells = []
+        for name in shown:
+            g = by_name[name].guests[i]
+            cells.append(
+                f"{pct(g.stall_mean_ratio)} / {_mib(g.unfair_shortfall_mean_bytes)} / "
+                f"{g.oom_events}"
+            )
+        lines.append(f"| {guest.name} ({guest.weight}) | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def scenario_markdown(rows: Sequence[Figures], description: str = "") -> str:
     name = rows[0].scenario
     lines = [f"### {name}", ""]
     if description:
         lines += [description, ""]
     lines += [_HEADER, *(_row(f) for f in rows), ""]
+    lines += guest_markdown(rows)
     found = checks(rows)
     if found:
         lines += ["balloond's goals:", ""]
@@ -150,9 +210,9 @@ def overall_markdown(all_rows: Sequence[Figures]) -> str:
     names = list(dict.fromkeys(f.contender for f in all_rows))
     scenarios = list(dict.fromkeys(f.scenario for f in all_rows))
     lines = [
-        f"Over {len(scenarios)} scenarios: means of reclaimed, stall and ops; the worst "
-        "guest's stall and p95 reaction; totals of OOM, swap-in and reserve violations; "
-        "median of p50 reactions.",
+        f"Over {len(scenarios)} scenarios: means of reclaimed, stall, weighted stall, unfair "
+        "shortfall and ops; the worst guest's stall and p95 reaction; totals of OOM, swap-in "
+        "and reserve violations; median of p50 reactions.",
         "",
         _HEADER,
     ]
@@ -167,6 +227,8 @@ def overall_markdown(all_rows: Sequence[Figures]) -> str:
                     contender=name,
                     reclaimed_ratio=statistics.fmean(f.reclaimed_ratio for f in rows),
                     stall_mean_ratio=statistics.fmean(f.stall_mean_ratio for f in rows),
+                    weighted_stall_ratio=statistics.fmean(f.weighted_stall_ratio for f in rows),
+                    unfair_shortfall_ratio=statistics.fmean(f.unfair_shortfall_ratio for f in rows),
                     stall_worst_ratio=max(f.stall_worst_ratio for f in rows),
                     oom_events=sum(f.oom_events for f in rows),
                     swap_in_bytes=sum(f.swap_in_bytes for f in rows),
@@ -196,5 +258,5 @@ def _goal_summary(all_rows: Sequence[Figures], scenarios: list[str]) -> list[str
         )
         lines.append(f"- {scenario}: {verdict}")
     if lines:
-        lines = ["balloond against issue 7's goals:", "", *lines, ""]
+        lines = ["balloond against the goals of issues 7 and 13:", "", *lines, ""]
     return lines
