@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--contenders",
         metavar="A,B",
         help="comma-separated contenders (default: all: static, mom, squeezed,"
-        " qmemman, proxmox, selfballoon, oracle, balloond)",
+        " qmemman, proxmox, selfballoon, senpai, esx, hyperv, oracle, balloond)",
     )
     parser.add_argument(
         "--plots",

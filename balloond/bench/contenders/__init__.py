@@ -7,8 +7,18 @@ from balloond.errors import ConfigError
 from balloond.sim.host import SimHost
 from balloond.sim.scenario import Scenario
 
-NAMES = ("static", "mom", "squeezed", "qmemman", "proxmox", "selfballoon", "oracle", "balloond")
-BASELINES = ("static", "mom", "squeezed", "qmemman", "proxmox", "selfballoon")
+BASELINES = (
+    "static",
+    "mom",
+    "squeezed",
+    "qmemman",
+    "proxmox",
+    "selfballoon",
+    "senpai",
+    "esx",
+    "hyperv",
+)
+NAMES = (*BASELINES, "oracle", "balloond")
 
 __all__ = ["BASELINES", "NAMES", "Contender", "GuestConfig", "Observation", "make"]
 
@@ -39,6 +49,18 @@ def make(name: str, scenario: Scenario, sim: SimHost) -> Contender:
         from balloond.bench.contenders.selfballoon import Selfballoon
 
         return Selfballoon(scenario)
+    if name == "senpai":
+        from balloond.bench.contenders.senpai import Senpai
+
+        return Senpai(scenario)
+    if name == "esx":
+        from balloond.bench.contenders.esx import Esx
+
+        return Esx(scenario)
+    if name == "hyperv":
+        from balloond.bench.contenders.hyperv import HyperV
+
+        return HyperV(scenario)
     if name == "oracle":
         from balloond.bench.contenders.oracle import Oracle
 
