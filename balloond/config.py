@@ -211,6 +211,13 @@ def config_path(explicit: str | None) -> str | None:
     return DEFAULT_CONFIG_PATH if os.path.exists(DEFAULT_CONFIG_PATH) else None
 
 
+def effective_uri(option: str | None, config: DaemonConfig) -> str:
+    """The hypervisor URI, in virsh's order: --connect, else $LIBVIRT_DEFAULT_URI, else the
+    config's `uri` (qemu:///system unless set). The environment wins over the file as it
+    wins over libvirt.conf's uri_default for virsh."""
+    return option or os.environ.get("LIBVIRT_DEFAULT_URI") or config.uri
+
+
 def load_config(path: str | os.PathLike[str] | None) -> DaemonConfig:
     """Read and validate a daemon config file; None gives the defaults."""
     if path is None:

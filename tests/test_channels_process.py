@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from balloond_guest import AGENT
+
 from balloond.channels import AgentHub, HubSettings
 from balloond.model import DomainSnapshot
 from balloond.telemetry import Telemetry
@@ -88,7 +90,7 @@ def test_an_agent_process_reports_to_the_hub_and_receives_its_limits(tmp_path: P
             assert time.monotonic() < deadline, "no report reached the hub"
             time.sleep(0.02)
         first = hub.reports()["uuid-web1"]
-        assert first.agent_version == "balloond-guest/0.1"
+        assert first.agent_version == AGENT
         assert first.mem_total == 479848 * KiB
         assert hub.send_limits("uuid-web1", 300 * MiB, 400 * MiB)
         # --auto on KVM: the agent's request follows the limits it was just sent.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from balloond_guest import AGENT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,7 +52,7 @@ def line_of(**fields: Any) -> bytes:
 def test_a_real_agent_line_round_trips() -> None:
     report = parse(real_agent_line())
     assert report.seq == 41 and report.received_at == 1000.0
-    assert report.agent_version == "balloond-guest/0.1"
+    assert report.agent_version == AGENT
     assert report.mem_total == 479848 * KiB
     assert report.demand == (479848 - 330112) * KiB
     assert report.psi_some_avg10 == pytest.approx(0.025)

@@ -15,7 +15,9 @@ import tempfile
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from balloond.cli.common import EXIT_OK
+from balloond.cli.common import EXIT_OK, URI_DEFAULT
+from balloond.config import effective_uri
+from balloond.daemon.runconfig import load_daemon_config
 from balloond.errors import OperationFailed, Refused
 
 PORT_NAME = "org.balloond.agent.0"
@@ -81,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.apply:
         if args.channel_socket is None:
             os.makedirs(args.socket_dir, exist_ok=True)
-        apply(args.virsh, args.connect, args.domain, xml, args.live)
+        uri = effective_uri(args.connect, load_daemon_config(None))
+        apply(args.virsh, uri, args.domain, xml, args.live)
         where = "config and live domain" if args.live else "persistent config (next boot)"
         print(f"added the agent channel to {args.domain!r}: {where}")
     return EXIT_OK
@@ -114,8 +117,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "-c",
         "--connect",
-        default=os.environ.get("LIBVIRT_DEFAULT_URI", "qemu:///system"),
-        help="libvirt URI for --apply (default $LIBVIRT_DEFAULT_URI or qemu:///system)",
+        metavar="URI",
+        help=f"libvirt URI for --apply ({URI_DEFAULT})",
     )
     parser.add_argument("--virsh", default="virsh", help="the virsh command (default virsh)")
     parser.set_defaults(func=_run)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from balloond.cli.common import URI_DEFAULT
 from balloond.errors import BalloondError, ConfigError, DomainNotFound, OperationFailed
 from balloond.ops import (
     OpsContext,
@@ -69,8 +70,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "-c",
         "--connect",
         metavar="URI",
-        help="libvirt URI, as virsh --connect takes it (default: the daemon config's uri, "
-        "else qemu:///system)",
+        help=f"libvirt URI, as virsh --connect takes it ({URI_DEFAULT})",
     )
     parser.add_argument(
         "--config",

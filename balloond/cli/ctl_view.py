@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from balloond.backend import open_backend
 from balloond.backend.base import HoldStore
 from balloond.cli import ctl_view_text as text
-from balloond.cli.common import EXIT_OK, EXIT_UNREACHABLE
+from balloond.cli.common import EXIT_OK, EXIT_UNREACHABLE, URI_DEFAULT
+from balloond.config import effective_uri
 from balloond.daemon import present
 from balloond.daemon.assemble import compute_once
 from balloond.daemon.control import ControlClient, DaemonNotRunning
@@ -36,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "and the age of the last guest report.",
     )
     _common(parser, json_help="print the rows as JSON (sizes in bytes)")
+    parser.add_argument(
+        "--name",
+        action="store_true",
+        help="print only the domain names, one per line, as `virsh list --name` does (the "
+        "shell completion reads them so)",
+    )
     parser.set_defaults(func=cmd_list)
 
     parser = subparsers.add_parser(
@@ -84,9 +92,8 @@ def _common(parser: argparse.ArgumentParser, *, json_help: str | None) -> None:
         "--connect",
         "-c",
         metavar="URI",
-        help="hypervisor URI as virsh takes it (default: the config's `uri`, "
-        "qemu:///system); used when the daemon is not running or manages "
-        "another URI",
+        help=f"hypervisor URI as virsh takes it ({URI_DEFAULT}); used when the daemon is "
+        "not running or manages another URI",
     )
     parser.add_argument(
         "--config",
@@ -119,8 +126,10 @@ class Source:
     def __init__(self, args: argparse.Namespace) -> None:
         self.config = load_daemon_config(args.config)
         self.policy_dir_given = args.policy_dir is not None
-        self.requested_uri: str | None = args.connect
-        self.uri: str = args.connect or self.config.uri
+        # An explicit URI (--connect or $LIBVIRT_DEFAULT_URI, as virsh reads them): the
+        # daemon's answer counts only if it manages that one.
+        self.requested_uri: str | None = args.connect or os.environ.get("LIBVIRT_DEFAULT_URI")
+        self.uri: str = effective_uri(args.connect, self.config)
         self.socket = args.socket or str(self.config.control_socket)
         self.policy_dir = args.policy_dir or self.config.policy_dir
         self.note = COMPUTED_NOW
@@ -178,6 +187,9 @@ def _emit(answer: object, as_json: bool, text: str, note: str) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.name:
+        return _list_names(Source(args))
+
     def local(daemon: Daemon) -> dict[str, Any]:
         return {"uri": daemon.uri, "rows": present.list_rows(daemon, daemon.clock())}
 
@@ -187,6 +199,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     if stale:
         print(stale, file=sys.stderr)
     _emit(rows, args.json, text.list_table(rows), note)
+    return EXIT_OK
+
+
+def _list_names(source: Source) -> int:
+    """Names only: from the daemon, else straight from the hypervisor (no decision is
+    computed: a shell completing a name waits for this)."""
+    answer = source.ask("list")
+    if answer is not None:
+        names = [str(row.get("name")) for row in answer.get("rows", []) if row.get("name")]
+    else:
+        backend = open_backend(source.uri)
+        try:
+            names = [domain.name for domain in backend.domains()]
+        finally:
+            backend.close()
+    for name in sorted(names):
+        print(name)
     return EXIT_OK
 
 

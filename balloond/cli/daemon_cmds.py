@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from balloond.backend.simulated import SimulatedHost, open_simulated
+from balloond.cli.common import URI_DEFAULT
 from balloond.daemon import heap
 from balloond.daemon.assemble import build_daemon, source_tree_policies
 from balloond.daemon.commands import handlers
@@ -50,8 +51,8 @@ def _register_run(subparsers: argparse._SubParsersAction[Any]) -> None:
     run.add_argument(
         "--connect",
         metavar="URI",
-        help="hypervisor URI, as virsh takes it (default: the config's `uri`, "
-        "qemu:///system); sim://default is the simulated host",
+        help=f"hypervisor URI, as virsh takes it ({URI_DEFAULT}); sim://default is the "
+        "simulated host",
     )
     run.add_argument(
         "--dry-run",

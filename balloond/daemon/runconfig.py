@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from balloond.config import DaemonConfig, config_path, load_config
+from balloond.config import DaemonConfig, config_path, effective_uri, load_config
 from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.errors import ConfigError
 from balloond.metrics import MetricsServer, serve, write_textfile
@@ -62,7 +62,7 @@ class RunConfig:
                 raise ConfigError(f"--interval must be 0.1s..3600s, got: {args.interval!r}")
         return cls(
             config=config,
-            uri=args.connect or config.uri,
+            uri=effective_uri(args.connect, config),
             settings=loop_settings(config, interval=interval, dry_run=args.dry_run),
             policy_dir=Path(args.policy_dir or config.policy_dir),
             state_dir=Path(config.state_dir),

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from balloond.backend.base import Backend, HoldStore, Operations
-from balloond.config import DaemonConfig, config_path, load_config
+from balloond.config import DaemonConfig, config_path, effective_uri, load_config
 from balloond.errors import ConfigError, DomainNotFound
 from balloond.model import DomainSnapshot
 from balloond.policy.model import Policy, PolicySet
@@ -44,7 +44,7 @@ class OpsContext:
     def load(cls, *, config: str | None, connect: str | None) -> OpsContext:
         path = config_path(config)
         loaded = load_config(path)
-        return cls(config=loaded, uri=connect or loaded.uri)
+        return cls(config=loaded, uri=effective_uri(connect, loaded))
 
     @property
     def backend(self) -> OpsBackend:

@@ -4,7 +4,7 @@ Standard library only, Python 3.7+: guests are often older than hosts, and a min
 guest has just python3-minimal plus libpython3-stdlib (json lives in the latter).
 """
 
-VERSION = "0.1"
+VERSION = "0.1.0"
 AGENT = "balloond-guest/" + VERSION
 PROTOCOL_VERSION = 1
 PORT_NAME = "org.balloond.agent.0"

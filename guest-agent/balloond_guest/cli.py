@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from balloond_guest import AGENT, PORT_NAME, control, demand, psi, transport, xen
+from balloond_guest import PORT_NAME, VERSION, control, demand, psi, transport, xen
 from balloond_guest.agent import Agent, Settings
 from balloond_guest.procfs import path_under
 from balloond_guest.psi import Trigger
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=AGENT)
+    parser.add_argument("--version", action="version", version="balloond-guest " + VERSION)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="report to the host (the default command)")
     _common(run)
