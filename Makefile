@@ -1,12 +1,15 @@
 # balloond entry points. Every target installs what it needs itself (scripts/bootstrap.sh).
-.PHONY: demo test lint unit e2e bench clean
+.PHONY: demo test lint unit e2e bench clean deb test-floor test-install man
 
 VENV := .venv/bin
 
+# The demo and nothing else: bootstrap is quiet (its log is .cache/bootstrap.log).
 demo:
 	@scripts/bootstrap.sh demo
-	$(VENV)/balloond demo $(ARGS)
+	@$(VENV)/balloond demo $(ARGS)
 
+# Lint, the whole suite, the unit tests again against Debian 12's library versions, and the
+# .debs built and installed into a clean Debian 12 root.
 test:
 	@scripts/bootstrap.sh test
 	$(VENV)/ruff check balloond tests bench e2e guest-agent
@@ -14,6 +17,25 @@ test:
 	$(VENV)/mypy
 	cd guest-agent && ../$(VENV)/mypy
 	$(VENV)/python -m pytest $(PYTEST_ARGS)
+	@scripts/floor-test
+	@$(MAKE) --no-print-directory test-install
+
+# Debian packages with Debian's tools: dist/deb/balloond_*.deb, dist/deb/balloond-guest_*.deb
+deb:
+	@scripts/build-deb
+
+test-floor:
+	@scripts/floor-test $(PYTEST_ARGS)
+
+test-install: deb
+	@scripts/bootstrap.sh test
+	@$(VENV)/python -m e2e.install_test dist/deb/*.deb
+
+# The man pages and shell completion as the package builds them, to read: build/man/
+man:
+	@scripts/bootstrap.sh test
+	@$(VENV)/python -m balloond.cli.docgen --out build/man >/dev/null
+	@ls build/man/*/*
 
 lint:
 	@scripts/bootstrap.sh test

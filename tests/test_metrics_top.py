@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def test_narrow_console_gets_the_compact_table() -> None:
     assert max(len(line) for line in text.splitlines()) <= 110
     for name in ("web1", "idle1", "db1", "batch1"):
         assert name in text
-    assert "a-rather-long-doma…" in text
+    assert re.search(r"a-rather-long-dom\w*…", text)  # where it is cut depends on rich
     assert "grow_pressure" in text
 
 
