@@ -6,8 +6,10 @@ Everything here is immutable; the decision core never sees a hypervisor object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, NamedTuple
 
 
 class DomainState(StrEnum):
@@ -167,9 +169,29 @@ class Reason(StrEnum):
     DISABLED = "disabled"
 
 
+class Explanation(NamedTuple):
+    """Why a target is what it is, written when read: `write(*facts)`.
+
+    A tick decides every domain but only the few that move are logged, and an operator asks
+    about one domain at a time: the core hands out the facts a sentence is written from
+    instead of a thousand sentences nobody reads. The facts are immutable values (sizes,
+    the estimate, the policy), so the text is the same whenever and from whichever thread it
+    is read; nothing is stored when it is read."""
+
+    write: Callable[..., str]
+    facts: tuple[Any, ...]
+
+    def text(self) -> str:
+        return self.write(*self.facts)
+
+    def __repr__(self) -> str:
+        return repr(self.text())
+
+
 @dataclass(frozen=True, slots=True)
 class DomainDecision:
-    """What the core decided for one domain, and why, in words an operator reads."""
+    """What the core decided for one domain, and why, in words an operator reads
+    (`explanation`; `why` is that text or the `Explanation` it is written from)."""
 
     name: str
     uuid: str
@@ -179,10 +201,15 @@ class DomainDecision:
     target: int
     floor: int
     ceiling: int
-    explanation: str
+    why: str | Explanation
     demand: int | None = None
     pressure: float | None = None
     act: bool = False  # True: the daemon should set `target` now
+
+    @property
+    def explanation(self) -> str:
+        why = self.why
+        return why if isinstance(why, str) else why.text()
 
     @property
     def delta(self) -> int:

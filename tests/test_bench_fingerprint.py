@@ -52,7 +52,7 @@ def test_any_change_in_a_decision_or_the_next_state_changes_the_digest() -> None
     first = decision.domains[0]
     for change in (
         {"target": first.target + 1},
-        {"explanation": first.explanation + "!"},
+        {"why": first.explanation + "!"},
         {"act": not first.act},
     ):
         changed = dataclasses.replace(

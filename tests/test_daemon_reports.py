@@ -162,7 +162,7 @@ def _action(explanation: str, current: int, target: int) -> DomainDecision:
         target=target,
         floor=0,
         ceiling=8 * GiB,
-        explanation=explanation,
+        why=explanation,
         act=True,
     )
 

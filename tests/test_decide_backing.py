@@ -17,7 +17,6 @@ from balloond.core import ControllerState
 from balloond.core.backing import (
     OVERHEAD_BASE,
     RSS_SLACK,
-    account,
     learn,
     untouched,
 )
@@ -264,25 +263,3 @@ def test_learned_overheads_survive_a_restart_and_garbage_is_dropped() -> None:
     assert ControllerState.from_dict({"domains": {}, "backing": []}).backing == {}
     assert "u1" not in state.forget("u1").backing
     assert state.forget_target("u1").backing == state.backing
-
-
-@settings(max_examples=500, deadline=None)
-@given(
-    st.integers(-GiB, 2 * GiB),
-    st.none() | st.integers(-GiB, 3 * GiB + RSS_SLACK),
-    st.sampled_from([DomainState.RUNNING, DomainState.PAUSED, DomainState.SHUTOFF]),
-    st.sampled_from([None, 5, 6]),
-    st.none()
-    | st.tuples(st.sampled_from([None, 5, 6]), st.integers(0, GiB), st.integers(0, 2 * GiB)),
-)
-def test_the_one_pass_account_is_learn_then_untouched(
-    current: int,
-    rss: int | None,
-    state: DomainState,
-    dom_id: int | None,
-    known: tuple[int | None, int, int] | None,
-) -> None:
-    d = with_rss(dom("a", current, maxmem=GiB, state=state, id=dom_id), rss)
-    before = None if known is None else Backing(*known)
-    learned = learn(d, before)
-    assert account(d, before) == (learned, untouched(d, learned))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from balloond.core import ControllerState, DomainMemo
-from balloond.core.decide import GROW_COOLDOWN
-from balloond.core.estimate import overhead_for
+from balloond.core.overhead import overhead_for
+from balloond.core.want import GROW_COOLDOWN
 from balloond.model import DomainDecision, DomainSnapshot, Reason
 from balloond.policy.model import Amount, Policy
 from balloond.units import GiB, KiB, MiB
@@ -98,7 +98,7 @@ _LEARNED = DomainMemo(overhead=OVERHEAD, overhead_seen=60 * MiB)
         # nothing learned yet: the largest plausible gap seen, not this tick's smaller one
         (DomainMemo(overhead_seen=OVERHEAD), 286 * MiB, NOW - 1, 20 * MiB, OVERHEAD, None),
         (DomainMemo(overhead_seen=20 * MiB), 286 * MiB, NOW - 1, OVERHEAD, OVERHEAD, None),
-        # an implausible gap (0 from `_overhead`) is never learned and keeps what was learned
+        # an implausible gap (`observed_overhead` 0) is never learned and keeps what was learned
         (
             _LEARNED._replace(seen_current=286 * MiB, current_since=NOW - 5),
             286 * MiB,
@@ -113,16 +113,7 @@ _LEARNED = DomainMemo(overhead=OVERHEAD, overhead_seen=60 * MiB)
 def test_overhead_table(
     memo: DomainMemo, current: int, stats_at: float, observed: int, used: int, learned: int | None
 ) -> None:
-    got_used, got_learned, got_seen = overhead_for(
-        observed,
-        memo.overhead,
-        memo.overhead_seen,
-        memo.seen_current,
-        current,
-        memo.current_since,
-        memo.target,
-        stats_at,
-    )
+    got_used, got_learned, got_seen = overhead_for(observed, memo, current, stats_at)
     assert (got_used, got_learned) == (used, learned)
     assert got_seen == (max(memo.overhead_seen or 0, observed) or None)
 

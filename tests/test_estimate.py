@@ -14,6 +14,7 @@ from balloond.core.estimate import (
     estimate,
     stats_problem,
 )
+from balloond.core.overhead import OVERHEAD_BASE, OVERHEAD_PER_MAXMEM
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 from balloond.units import GiB, MiB
@@ -151,3 +152,65 @@ def test_committed_as_witnesses_the_need_of_a_stalled_guest() -> None:
         seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.0, committed_as=1800 * MiB
     )
     assert est(dom("a", 1 * GiB, rep=calm)).demand == 900 * MiB  # not short: not evidence
+
+
+def est_of(
+    report: GuestReport | None = None,
+    st: MemoryStats | None = None,
+    memo: DomainMemo | None = None,
+    current: int = 2 * GiB,
+) -> Estimate:
+    """A 2 GiB guest using 1 GiB by default, with this report, statistics and memo."""
+    return est(dom("a", current, rep=report, st=st or stats(GiB, current)), memo)
+
+
+@pytest.mark.parametrize("rate", [-1.0, math.nan, math.inf, 1e15, 2e15])
+def test_a_garbage_agent_rate_is_no_rate(rate: float) -> None:
+    rep = GuestReport(
+        seq=1, received_at=NOW, demand=GiB, psi_some=0.0, swap_in_rate=rate, major_fault_rate=rate
+    )
+    e = est_of(rep, memo=DomainMemo(swap_in=0, major_faults=0, counters_at=NOW - 10))
+    assert (e.swap_in_rate, e.major_fault_rate) == (None, None)  # not even the counters' rate
+
+
+@pytest.mark.parametrize("rate", [0.0, 4096.0, 1e15 - 1])
+def test_a_plausible_agent_rate_wins_over_the_counters(rate: float) -> None:
+    rep = GuestReport(seq=1, received_at=NOW, demand=GiB, psi_some=0.0, swap_in_rate=rate)
+    memo = DomainMemo(swap_in=0, counters_at=NOW - 10)
+    assert est_of(rep, st=stats(GiB, 2 * GiB, swap_in=100 * MiB), memo=memo).swap_in_rate == rate
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "counters_at"),
+    [
+        (-4096, -8192, NOW - 10),  # negative counters: garbage even when they grow
+        (4096, None, NOW - 10),  # nothing to compare with
+        (8192, 4096, NOW),  # no time between the samples
+        (8192, 4096, NOW + 5),  # samples out of order
+    ],
+)
+def test_counters_give_no_rate_unless_they_grow_over_time(
+    new: int, old: int | None, counters_at: float
+) -> None:
+    memo = DomainMemo(swap_in=old, major_faults=old, counters_at=counters_at)
+    e = est_of(st=stats(GiB, 2 * GiB, swap_in=new, faults=new), memo=memo)
+    assert (e.swap_in_rate, e.major_fault_rate) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("current", "memtotal", "overhead"),
+    [
+        (2 * GiB, 2 * GiB - 50 * MiB, 50 * MiB),  # a kernel's reservation
+        (2 * GiB, 2 * GiB, 0),  # MemTotal is the balloon
+        (2 * GiB, 2 * GiB + MiB, 0),  # MemTotal above the balloon: no overhead
+        (2 * GiB, GiB, 0),  # more than a quarter of the balloon: a reading from before a grow
+        # plausible as a share of the balloon, but more than a kernel reserves: capped
+        (4 * GiB, 3 * GiB + 512 * MiB, OVERHEAD_BASE + int(4 * GiB * OVERHEAD_PER_MAXMEM)),
+    ],
+)
+def test_the_overhead_is_what_a_kernel_plausibly_reserves(
+    current: int, memtotal: int, overhead: int
+) -> None:
+    st = MemoryStats(total=memtotal, available=memtotal - GiB // 2, last_update=NOW - 1)
+    d = dom("a", current, st=st)
+    assert estimate(d, DEFAULT, DomainMemo(), NOW, 15.0, NOW).overhead == overhead

@@ -28,8 +28,8 @@ from __future__ import annotations
 from balloond.core.classify import ALIVE
 from balloond.core.state import Backing
 from balloond.model import DomainSnapshot
+from balloond.units import MiB
 
-MiB = 1024 * 1024
 # An `rss` above maxmem by more than this is garbage, not QEMU overhead (which is tens of MiB).
 RSS_SLACK = 1024 * MiB
 # A learned overhead is capped: a larger gap is not QEMU's own memory but something that
@@ -38,7 +38,6 @@ RSS_SLACK = 1024 * MiB
 # lab is well inside 192 MiB + maxmem / 8.
 OVERHEAD_BASE = 192 * MiB
 OVERHEAD_PER_MAXMEM = 8
-_new_tuple = tuple.__new__  # a Backing without NamedTuple.__new__: once per domain per tick
 
 
 def _rss(dom: DomainSnapshot) -> int | None:
@@ -51,6 +50,10 @@ def _rss(dom: DomainSnapshot) -> int | None:
     return rss
 
 
+def _max_overhead(maxmem: int) -> int:
+    return OVERHEAD_BASE + max(maxmem, 0) // OVERHEAD_PER_MAXMEM
+
+
 def learn(dom: DomainSnapshot, known: Backing | None) -> Backing | None:
     """This tick's knowledge of `dom`'s QEMU overhead, from what was `known` and this sample.
 
@@ -59,34 +62,22 @@ def learn(dom: DomainSnapshot, known: Backing | None) -> Backing | None:
     given, before `current` shows them, would look like overhead. So a first positive gap
     only opens an entry, and the next tick's sample teaches. Guests that never show
     `rss` above their balloon (the simulator's, Xen's) get no entry. Not running: forgotten."""
-    return account(dom, known)[0]
-
-
-def account(dom: DomainSnapshot, known: Backing | None) -> tuple[Backing | None, int]:
-    """`learn(dom, known)` and the `untouched()` part of the balloon with what it learned, in
-    one pass (decide() runs it for every domain with an rss every tick; a test holds it to
-    the two definitions)."""
     if dom.state not in ALIVE:
-        return None, 0
+        return None
     if known is not None and known.domain_id != dom.id:
         known = None  # another QEMU process now runs the domain
-    stats = dom.stats
-    rss = None if stats is None else stats.rss
-    maxmem = dom.maxmem if dom.maxmem > 0 else 0
-    if rss is None or rss <= 0 or rss > maxmem + RSS_SLACK:
-        return known, 0  # no believable figure: assumed fully backed
+    rss = _rss(dom)
+    if rss is None:
+        return known  # no believable figure this tick: keep what was learned
     current = dom.current
     gap = rss - current
     if known is None:
-        if gap > 0:
-            return _new_tuple(Backing, (dom.id, 0, current)), 0
-        return None, -gap
-    overhead = known.overhead
+        return Backing(domain_id=dom.id, overhead=0, current=current) if gap > 0 else None
     if known.current != current:
-        known = _new_tuple(Backing, (dom.id, overhead, current))
-    elif overhead < gap <= OVERHEAD_BASE + maxmem // OVERHEAD_PER_MAXMEM:
-        known, overhead = _new_tuple(Backing, (dom.id, gap, current)), gap
-    return known, (overhead - gap if overhead > gap else 0)
+        return known._replace(current=current)  # the balloon moved: nothing to learn
+    if known.overhead < gap <= _max_overhead(dom.maxmem):
+        return known._replace(overhead=gap)
+    return known
 
 
 def untouched(dom: DomainSnapshot, known: Backing | None = None) -> int:

@@ -1,29 +1,28 @@
 """Demand estimation: how much memory a guest needs to run without stalling.
 
-Sources, best first:
+Sources, best first (`read_demand`):
 
 1. a fresh guest-agent report: the agent's `demand` (used memory that is not reclaimable
-   cache, shmem counted), else its MemTotal - MemAvailable; plus PSI `some` and swap rates;
-2. fresh balloon statistics: MemTotal - MemAvailable (libvirt `available` - `usable`), and
-   swap-in / major-fault rates from the cumulative counters of two ticks.
+   cache, shmem counted), else its MemTotal - MemAvailable (`report_demand`);
+2. fresh balloon statistics: MemTotal - MemAvailable (libvirt `available` - `usable`).
 
 Anything implausible (zero, negative, larger than maxmem, MemAvailable > MemTotal, older than
-`stale_after`, dated in the future) is discarded; with no usable source the domain has
-"no data" and the caller keeps it where it is.
+`stale_after`, dated in the future) is discarded (`fresh_report`, `stats_problem`); with no
+usable source the domain has "no data" and the caller keeps it where it is.
 
 A report is believed unless it claims more than the guest occupies (MemTotal - MemFree)
-while nothing stalls: a guest that does not stall holds all it needs, so such a claim is a
-lie and the kernel's balloon statistics are used instead.
+while nothing stalls (`is_lie`): a guest that does not stall holds all it needs, so such a
+claim is a lie and the kernel's balloon statistics are used instead.
 
 MemTotal - MemAvailable counts page cache as free to take. The cache a guest really needs
-is learned from the stall its loss causes (`_hidden`: the cache it held when a shrink
+is learned from the stall its loss causes (`learn_hidden`: the cache it held when a shrink
 reached its working set), kept, and forgotten slowly (half-life HIDDEN_HALF_LIFE).
 
-Finally the reading is corrected upward when the guest is short of memory (PSI above the
-policy's target, heavy swap-in, or, without PSI, a fault storm): a stalled guest's reading is
-capped by its balloon, so the correction starts from its size and adds a boost that grows
-with the overshoot, and takes the swapped-out memory and Committed_AS as witnesses of the
-need. Unlike MoM (page cache counted as used) this does not keep every cache page; unlike
+Finally the reading is corrected upward when the guest is short of memory (`corrected`; the
+signs are in `balloond.core.signals`): a stalled guest's reading is capped by its balloon, so
+the correction starts from its size and adds a boost that grows with the overshoot
+(`boost_for`), and takes the swapped-out memory and Committed_AS as witnesses of the need.
+Unlike MoM (page cache counted as used) this does not keep every cache page; unlike
 selfballoon (Committed_AS as the target) it does not pay for allocations never touched.
 """
 
@@ -31,26 +30,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from balloond.core.progress import reach_tolerance
+from balloond.core.overhead import observed_overhead, overhead_for
+from balloond.core.signals import signals
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 from balloond.policy.model import Policy
+from balloond.units import MiB
 
-PAGE = 4096
-# A guest swapping in faster than this is short of memory (16 pages/s: more than noise).
-SWAP_IN_SHORT = 16.0 * PAGE
-# Any sustained swap-in (1 page/s) blocks shrinking when the policy's swap_guard is on.
-SWAP_IN_GUARD = float(PAGE)
-# (Floats, as the rates they are compared with every tick: the interpreter compares a float
-# with an int on a slower path than two floats, with the same result.)
-# Major faults also come from ordinary file reads; only a storm of them means "short".
-MAJOR_FAULTS_SHORT = 200.0
-# Signs that a shrink reached the working set (see `estimate`): a stall of a tenth of the
-# pressure target, or this many major faults per second soon after a shrink.
-TOUCH_FRACTION = 0.1
-SHRINK_BLAME = 60.0
-MAJOR_FAULTS_AFTER_SHRINK = 16.0
-FAULT_BASE_FACTOR = 2.0  # ... and at least twice the guest's usual rate (see fault_base)
 # Upward correction when short: boost = BOOST_PER_TARGET x (pressure / pressure_target),
 # at least BOOST_MIN, at most BOOST_MAX of the current size.
 BOOST_MIN = 0.10
@@ -59,13 +45,8 @@ BOOST_MAX = 1.0
 # A report that claims more than the guest occupies, with no stall to back it, is not believed
 # (a lying guest): claim > occupied + max(LIE_SLACK, occupied x LIE_RATIO).
 LIE_RATIO = 0.10
-LIE_SLACK = 64 * 1024 * 1024
-# Balloon taken as invisible to the guest (see `estimate`): at most this share of it, and at
-# most OVERHEAD_BASE + maxmem x OVERHEAD_PER_MAXMEM (kernel and firmware reservations, plus
-# struct pages: 64 bytes per 4 KiB page of maxmem, doubled for margin).
-MAX_OVERHEAD = 0.25
-OVERHEAD_BASE = 64 * 1024 * 1024
-OVERHEAD_PER_MAXMEM = 1 / 32
+LIE_SLACK = 64 * MiB
+LIE_NOTE = "guest report claims more than its balloon statistics show; using statistics"
 # Learned hidden demand (hot cache the statistics count as available) halves in this time.
 HIDDEN_HALF_LIFE = 1800.0
 
@@ -83,40 +64,39 @@ class Estimate(NamedTuple):
     requested: int | None  # the guest's own requested target (not yet clamped)
     why_no_data: str = ""
     note: str = ""  # e.g. a disbelieved report
-    hidden: int = 0  # learned demand the balloon statistics do not show (see _hidden)
+    hidden: int = 0  # learned demand the balloon statistics do not show (see learn_hidden)
     touched: bool = False  # a shrink reached the working set: shrink no further
     overhead: int = 0  # balloon the guest never sees, added to the target (`overhead_for`)
     overhead_learned: int | None = None  # what `overhead_for` learned, for the next memo
     overhead_seen: int | None = None  # ... and the largest plausible gap seen so far
 
 
-# Hot tuples are built with tuple.__new__ (no Python-level NamedTuple.__new__ frame), with
-# every field given: these checks catch a field added later.
-_new_tuple = tuple.__new__
-if Estimate._fields[-1] != "overhead_seen" or len(Estimate._fields) != 15:
-    raise RuntimeError("Estimate changed: update estimate()")
+class Reading(NamedTuple):
+    """Demand as a source reads it, before any correction."""
+
+    raw: int | None
+    source: str  # "report", "stats", or "" when there is none
+    note: str = ""
 
 
-def _plausible(size: int | None, maxmem: int) -> bool:
-    return size is not None and 0 < size <= maxmem
+def half_life_factor(age: float, half_life: float) -> float:
+    """What is left of a learned amount after `age` seconds (a negative age: all of it)."""
+    left: float = 0.5 ** (max(age, 0.0) / half_life)
+    return left
 
 
-def report_demand(report: GuestReport, maxmem: int) -> int | None:
-    if _plausible(report.demand, maxmem):
-        return report.demand
-    total, avail = report.mem_total, report.mem_available
-    if total is None or avail is None or not 0 <= avail < total <= maxmem:
+def fresh_report(report: GuestReport | None, now: float, stale_after: float) -> GuestReport | None:
+    """The report, unless it is older than `stale_after` or dated in the future."""
+    if report is None or not -stale_after <= now - report.received_at <= stale_after:
         return None
-    return total - avail
+    return report
 
 
 def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_after: float) -> str:
     """Why the balloon statistics are unusable, or "" when they are fine."""
-    if stats is None:
+    if stats is None or stats.total is None or stats.available is None:
         return "no balloon statistics"
-    total, available, last = stats.total, stats.available, stats.last_update  # read once: hot
-    if total is None or available is None:
-        return "no balloon statistics"
+    total, available, last = stats.total, stats.available, stats.last_update
     if last is not None and not -stale_after <= now - last <= stale_after:
         return f"balloon statistics are {now - last:.0f} s old"
     if not 0 < total <= maxmem:
@@ -126,24 +106,91 @@ def stats_problem(stats: MemoryStats | None, maxmem: int, now: float, stale_afte
     return ""
 
 
-# An Estimate's fields as a plain tuple, as `reading` returns them.
-Reading = tuple[
-    int | None,
-    int | None,
-    str,
-    float | None,
-    float | None,
-    float | None,
-    bool,
-    int | None,
-    str,
-    str,
-    int,
-    bool,
-    int,
-    int | None,
-    int | None,
-]
+def _plausible(size: int | None, maxmem: int) -> bool:
+    return size is not None and 0 < size <= maxmem
+
+
+def report_demand(report: GuestReport, maxmem: int) -> int | None:
+    """The agent's demand, else its MemTotal - MemAvailable, when plausible."""
+    if _plausible(report.demand, maxmem):
+        return report.demand
+    total, avail = report.mem_total, report.mem_available
+    if total is None or avail is None or not 0 <= avail < total <= maxmem:
+        return None
+    return total - avail
+
+
+def requested_target(report: GuestReport | None, maxmem: int) -> int | None:
+    """The balloon size the guest asks for, when plausible (the policy range clamps it)."""
+    if report is None or not _plausible(report.requested_target, maxmem):
+        return None
+    return report.requested_target
+
+
+def is_lie(claimed: int, stats: MemoryStats) -> bool:
+    """A claim beyond what the guest occupies (MemTotal - MemFree: used memory plus every cache
+    page), with slack. Asked only of a guest that does not stall: it holds all it needs."""
+    total = stats.total or 0
+    unused = stats.unused
+    if unused is None or not 0 <= unused <= total:
+        unused = 0
+    occupied = total - unused
+    return claimed > occupied + max(LIE_SLACK, int(occupied * LIE_RATIO))
+
+
+def read_demand(
+    report: GuestReport | None, stats: MemoryStats | None, short: bool, maxmem: int
+) -> Reading:
+    """The demand reading of the best believable source: a fresh report's claim, else the
+    usable balloon statistics (`stats` None: unusable)."""
+    claimed = None if report is None else report_demand(report, maxmem)
+    stats_demand = None
+    lie = False
+    if stats is not None and stats.total is not None and stats.available is not None:
+        stats_demand = stats.total - stats.available
+        lie = claimed is not None and not short and is_lie(claimed, stats)
+    if claimed is not None and not lie:
+        return Reading(raw=claimed, source="report")
+    if stats_demand is None:
+        return Reading(raw=None, source="")
+    return Reading(raw=stats_demand, source="stats", note=LIE_NOTE if lie else "")
+
+
+def visible_size(
+    stats: MemoryStats | None, report: GuestReport | None, current: int, maxmem: int
+) -> int:
+    """What a reading capped by the balloon is capped at: the guest's MemTotal (usable
+    statistics', else a fresh report's if plausible, else the balloon itself)."""
+    if stats is not None and stats.total is not None:
+        return stats.total
+    if report is not None and _plausible(report.mem_total, maxmem):
+        assert report.mem_total is not None
+        return report.mem_total
+    return current
+
+
+def decayed_hidden(memo: DomainMemo, now: float) -> int:
+    """Hidden demand learned earlier, decayed (half-life HIDDEN_HALF_LIFE)."""
+    if memo.hidden is None or memo.hidden_at is None:
+        return 0
+    return int(memo.hidden * half_life_factor(now - memo.hidden_at, HIDDEN_HALF_LIFE))
+
+
+def learn_hidden(hidden: int, stats: MemoryStats | None, report: GuestReport | None) -> int:
+    """Demand that MemTotal - MemAvailable does not show (hot page cache), learned when a
+    shrink touched the working set; `hidden` is what was learned before, decayed. Both the
+    balloon statistics and the agent's `demand` count cache as free to take. A guest that
+    stalls anyway needed (at least) the cache it still had: remember that cache
+    (MemAvailable - MemFree: the cache in use, not free memory; a guest with MemFree to
+    spare is not short) and add it to the reading from then on, decaying slowly so the guest
+    is probed again now and then (Senpai probes continuously; this probes about once per
+    HIDDEN_HALF_LIFE)."""
+    if stats is not None and stats.available is not None:
+        free = stats.unused if stats.unused is not None else 0
+        return max(hidden, stats.available - min(max(free, 0), stats.available))
+    if report is not None and report.mem_available is not None:
+        return max(hidden, min(report.mem_available, report.mem_total or 0))
+    return hidden
 
 
 def estimate(
@@ -156,341 +203,57 @@ def estimate(
 ) -> Estimate:
     """Estimate the demand of one running domain. Pure; never raises on guest data.
     `stats_at` is when the balloon statistics were sampled (their `last_update`, else now)."""
-    (
-        swap_in,
-        faults,
-        counters_at,
-        _,
-        _,
-        target,
-        _,
-        _,
-        _,
-        _,
-        _,
-        hidden,
-        hidden_at,
-        shrunk_at,
-        fault_base,
-        learned,
-        seen,
-        seen_current,
-        since,
-        _,
-    ) = memo
-    return _new_tuple(
-        Estimate,
-        reading(
-            dom,
-            policy.pressure_target,
-            now,
-            stale_after,
-            stats_at,
-            swap_in,
-            faults,
-            counters_at,
-            target,
-            hidden,
-            hidden_at,
-            shrunk_at,
-            fault_base,
-            learned,
-            seen,
-            seen_current,
-            since,
-        ),
-    )
-
-
-def reading(
-    dom: DomainSnapshot,
-    pressure_target: float,
-    now: float,
-    stale_after: float,
-    stats_at: float,
-    # The DomainMemo's fields it reads, by their names there (overhead, overhead_seen as
-    # learned, seen):
-    swap_in: int | None,
-    faults: int | None,
-    counters_at: float | None,
-    target: int | None,
-    hidden: int | None,
-    hidden_at: float | None,
-    shrunk_at: float | None,
-    fault_base: float | None,
-    learned: int | None,
-    seen: int | None,
-    seen_current: int | None,
-    since: float | None,
-) -> Reading:
-    """`estimate()`'s fields as a plain tuple, for the core's first pass: it unpacks them at
-    once (an exact tuple unpacks without an iterator) and builds the Estimate only when an
-    explanation asks for it. It takes the memo's fields one by one because its caller has
-    them unpacked already: unpacking a NamedTuple goes through an iterator, a few times the
-    cost of passing the values.
-
-    One function with its checks written out, not a call per check: it runs for every domain
-    every tick, and a Python call costs as much as the check it makes. For the same reason
-    min() and max() of two values are spelled out where every domain passes: the builtins
-    parse keyword arguments on each call and cost several times the comparison. The
-    statistics are checked inline, `stats_problem` naming the problem only when there is one.
-    """
-    maxmem = dom.maxmem
-    report = dom.report
-    if report is not None and not -stale_after <= now - report.received_at <= stale_after:
-        report = None  # stale, or dated in the future
-    stats = dom.stats
-    usable = stats_total = available = None
-    stats_why = ""
-    if stats is not None:
-        stats_total, available, last = stats.total, stats.available, stats.last_update
-        if (
-            stats_total is not None
-            and available is not None
-            and (last is None or -stale_after <= now - last <= stale_after)
-            and 0 < stats_total <= maxmem
-            and 0 <= available < stats_total
-        ):  # stats_problem() finds none
-            usable = stats
-        else:
-            stats_total = None
-    if usable is None:
-        stats_why = stats_problem(stats, maxmem, now, stale_after)
-    swap_rate = fault_rate = pressure = requested = claimed = None
-    counted = 2  # rates left for the counters (below)
-    if report is not None:
-        pressure = report.psi_some
-        if pressure is None or not 0.0 <= pressure <= 1.0:
-            pressure = report.psi_some_avg10
-            if pressure is not None and not 0.0 <= pressure <= 1.0:
-                pressure = None
-        # The agent's own rates, when it gives them, win over the counters (garbage: none).
-        rate = report.swap_in_rate
-        if rate is not None:
-            swap_rate = rate if 0.0 <= rate < 1e15 else None
-            counted -= 1
-        rate = report.major_fault_rate
-        if rate is not None:
-            fault_rate = rate if 0.0 <= rate < 1e15 else None
-            counted -= 1
-        requested = report.requested_target
-        if requested is not None and not 0 < requested <= maxmem:
-            requested = None
-        claimed = report.demand
-        if claimed is None or not 0 < claimed <= maxmem:
-            claimed = report_demand(report, maxmem)
-    # Swap-in bytes/s and major faults/s from the previous tick's cumulative counters, for
-    # the rates the agent did not give (most agents give both: no need to compute them). A
-    # counter that went backwards (guest reboot) or garbage gives no rate this tick.
-    if counted and stats is not None and counters_at is not None:
-        dt = stats_at - counters_at
-        if not dt <= 0.0:
-            if report is None or report.swap_in_rate is None:
-                new, old = stats.swap_in, swap_in
-                if new is not None and old is not None and not (new < old or new < 0):
-                    swap_rate = (new - old) / dt
-            if report is None or report.major_fault_rate is None:
-                new, old = stats.major_faults, faults
-                if new is not None and old is not None and not (new < old or new < 0):
-                    fault_rate = (new - old) / dt
-    # Short of memory: a stall above the policy's target, heavy swap-in, or, without PSI, a
-    # storm of major faults (the only other sign of thrashing).
-    short = (
-        (pressure is not None and pressure > pressure_target)
-        or (swap_rate is not None and swap_rate >= SWAP_IN_SHORT)
-        or (pressure is None and fault_rate is not None and fault_rate >= MAJOR_FAULTS_SHORT)
-    )
-    # Has a shrink reached the working set? Weaker signs than `short`: a stall of a tenth of
-    # the pressure target, any swap-in, or, within SHRINK_BLAME seconds of a shrink, major
-    # faults beyond what the guest's ordinary file reads explain (busy guests read files all
-    # day: only faults well above their usual rate are blamed).
-    touched = (
-        short
-        or (pressure is not None and pressure >= pressure_target * TOUCH_FRACTION)
-        or (swap_rate is not None and swap_rate >= SWAP_IN_GUARD)
-        or (
-            fault_rate is not None
-            and shrunk_at is not None  # shrunk within SHRINK_BLAME seconds
-            and now - shrunk_at <= SHRINK_BLAME
-            and fault_rate
-            >= (  # max() spelled out
-                blame
-                if (blame := FAULT_BASE_FACTOR * (fault_base if fault_base is not None else 0.0))
-                > MAJOR_FAULTS_AFTER_SHRINK
-                else MAJOR_FAULTS_AFTER_SHRINK
-            )
-        )
-    )
-    # Learned hidden demand, decayed (see _hidden, which learns more of it when touched).
-    if hidden is not None and hidden_at is not None:
-        age = now - hidden_at
-        hidden = int(hidden * 0.5 ** ((age if age > 0.0 else 0.0) / HIDDEN_HALF_LIFE))
-    else:
-        hidden = 0
-    if touched:
-        hidden = _hidden(hidden, usable, report)
-    stats_demand = None
-    lie = False
-    if usable is not None:
-        assert stats_total is not None and available is not None
-        stats_demand = stats_total - available
-        if claimed is not None and not short:
-            # A guest that does not stall holds all it needs, so it cannot need more than it
-            # occupies (MemTotal - MemFree: used memory plus every cache page). A claim
-            # beyond that is a lie (or a bug): the kernel's balloon statistics are used.
-            unused = usable.unused
-            if unused is None or not 0 <= unused <= stats_total:
-                unused = 0
-            occupied = stats_total - unused
-            # Within LIE_SLACK it is no lie whatever the ratio gives: skip its float product.
-            if claimed > occupied + LIE_SLACK:
-                slack = int(occupied * LIE_RATIO)
-                lie = claimed > occupied + (slack if slack > LIE_SLACK else LIE_SLACK)
-    raw, source, note = claimed, "report", ""
-    if claimed is None or lie:
-        if lie:
-            note = "guest report claims more than its balloon statistics show; using statistics"
-        raw, source = stats_demand, "stats"
-    if raw is None:
-        why = "no fresh guest report and " + stats_why if stats_why else "no usable data"
+    maxmem, current = dom.maxmem, dom.current
+    report = fresh_report(dom.report, now, stale_after)
+    problem = stats_problem(dom.stats, maxmem, now, stale_after)
+    stats = None if problem else dom.stats
+    signs = signals(report, dom.stats, memo, policy.pressure_target, stats_at, now)
+    hidden = decayed_hidden(memo, now)
+    if signs.touched:
+        hidden = learn_hidden(hidden, stats, report)
+    reading = read_demand(report, stats, signs.short, maxmem)
+    if reading.raw is None:
         # What was learned of the overhead is kept for when data comes back.
-        used, learned, seen = overhead_for(
-            0, learned, seen, seen_current, dom.current, since, target, stats_at
+        overhead = overhead_for(0, memo, current, stats_at)
+        return Estimate(
+            demand=None,
+            raw=None,
+            source="",
+            pressure=signs.pressure,
+            swap_in_rate=signs.swap_in_rate,
+            major_fault_rate=signs.major_fault_rate,
+            short=signs.short,
+            requested=requested_target(report, maxmem),
+            why_no_data="no fresh guest report and " + problem if problem else "no usable data",
+            overhead=overhead.used,
+            overhead_learned=overhead.learned,
+            overhead_seen=overhead.seen,
         )
-        return (
-            None,
-            None,
-            "",
-            pressure,
-            swap_rate,
-            fault_rate,
-            short,
-            requested,
-            why,
-            "",
-            0,
-            False,
-            used,
-            learned,
-            seen,
-        )
-    # What a reading capped by the balloon is capped at: the guest's MemTotal.
-    if stats_total is not None:
-        visible = stats_total
-    elif report is not None and report.mem_total is not None and 0 < report.mem_total <= maxmem:
-        visible = report.mem_total
-    else:
-        visible = dom.current
+    visible = visible_size(stats, report, current, maxmem)
+    raw = reading.raw
     knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
     if not knows:
-        raw += hidden
-        if maxmem < raw:
-            raw = maxmem
-    demand = _corrected(raw, visible, knows, pressure, pressure_target, report) if short else raw
-    if demand > maxmem:
-        demand = maxmem
-    # Balloon the guest never sees: its MemTotal is smaller than the balloon by the kernel
-    # image, struct pages and firmware reservations (measured in the lab: ~50 MiB, so a
-    # 256 MiB balloon gives a 206 MiB MemTotal). Demand is in the guest's terms, targets are
-    # balloon sizes: without this a demand-sized target leaves the guest nothing to spare.
-    # A larger gap is not overhead but a reading from before the balloon grew (statistics lag
-    # the balloon by up to a stats period): counting it would grow the guest again on its own
-    # growth, so it is ignored beyond MAX_OVERHEAD of the balloon and capped at what a kernel
-    # plausibly reserves. `overhead_for` then keeps it steady while the balloon moves.
-    current = dom.current
-    overhead = current - visible
-    if not 0 < overhead <= current * MAX_OVERHEAD:
-        overhead = 0
-    else:
-        if overhead > OVERHEAD_BASE and overhead > (
-            cap := OVERHEAD_BASE + int(maxmem * OVERHEAD_PER_MAXMEM)  # >= OVERHEAD_BASE
-        ):  # (maxmem > 0 here: raw is a plausible reading)
-            overhead = cap
-    used, learned, seen = overhead_for(
-        overhead, learned, seen, seen_current, current, since, target, stats_at
+        raw = min(raw + hidden, maxmem)
+    demand = raw
+    if signs.short:
+        demand = corrected(raw, visible, knows, signs.pressure, policy.pressure_target, report)
+    overhead = overhead_for(observed_overhead(current, visible, maxmem), memo, current, stats_at)
+    return Estimate(
+        demand=min(demand, maxmem),
+        raw=raw,
+        source=reading.source,
+        pressure=signs.pressure,
+        swap_in_rate=signs.swap_in_rate,
+        major_fault_rate=signs.major_fault_rate,
+        short=signs.short,
+        requested=requested_target(report, maxmem),
+        note=reading.note,
+        hidden=hidden,
+        touched=signs.touched,
+        overhead=overhead.used,
+        overhead_learned=overhead.learned,
+        overhead_seen=overhead.seen,
     )
-    return (
-        demand,
-        raw,
-        source,
-        pressure,
-        swap_rate,
-        fault_rate,
-        short,
-        requested,
-        "",
-        note,
-        hidden,
-        touched,
-        used,
-        learned,
-        seen,
-    )
-
-
-def _hidden(
-    hidden: int,
-    stats: MemoryStats | None,
-    report: GuestReport | None,
-) -> int:
-    """Demand that MemTotal - MemAvailable does not show (hot page cache), learned from
-    stalls, for a guest whose working set was touched; `hidden` is what was learned before,
-    decayed. Both the balloon statistics and the agent's `demand` count cache as free to
-    take. A guest that stalls anyway needed (at least) the cache it still had: remember
-    that cache (MemAvailable - MemFree) and add it to the reading from then on, decaying
-    slowly so the guest is probed again now and then (Senpai probes continuously; this
-    probes about once per HIDDEN_HALF_LIFE)."""
-    # The cache in use, not free memory: a guest with MemFree to spare is not short.
-    if stats is not None and stats.available is not None:
-        free = stats.unused if stats.unused is not None else 0
-        hidden = max(hidden, stats.available - min(max(free, 0), stats.available))
-    elif report is not None and report.mem_available is not None:
-        hidden = max(hidden, min(report.mem_available, report.mem_total or 0))
-    return hidden
-
-
-def overhead_for(
-    observed: int,
-    learned: int | None,
-    seen: int | None,
-    seen_current: int | None,
-    current: int,
-    since: float | None,
-    target: int | None,
-    stats_at: float,
-) -> tuple[int, int | None, int | None]:
-    """(used, learned, seen): the overhead added to the target this tick, the one learned
-    from a settled sample (this tick's or an earlier one), the largest plausible gap seen so
-    far. A plain tuple: `reading` unpacks it for every domain every tick.
-
-    `observed` is this tick's plausible balloon - MemTotal (0: none); `learned`, `seen`,
-    `seen_current`, `since` and `target` are the memo's overhead, overhead_seen,
-    seen_current, current_since and target (passed one by one: `reading` has them unpacked).
-
-    Balloon - MemTotal is a per-guest constant (kernel image, struct pages, firmware) that
-    only looks different while the balloon moves: learn it from settled samples and use the
-    learned value meanwhile. Before one is learned, use the largest plausible gap seen (a
-    larger target is the safe error; `estimate` already caps what counts as plausible).
-
-    Settled: the balloon is at rest (seen at this size last tick, its target in force
-    reached), and the statistics were sampled after it came to rest. Only then is current -
-    MemTotal the guest's reservation: while the balloon moves, `current` and MemTotal are
-    sampled at different moments (the lab saw 20-45 MiB instead of 54 while a guest grew, and
-    the lower target cancelled the grow in flight)."""
-    # A gap equal to the one learned already has nothing to teach: the settled test is
-    # skipped for it (most domains, most ticks).
-    if (
-        observed != learned
-        and observed > 0
-        and seen_current == current
-        and since is not None
-        and not stats_at <= since
-        and (target is None or abs(target - current) <= reach_tolerance(target))
-    ):
-        learned = observed
-    before = seen or 0
-    seen = (observed if observed > before else before) or None
-    return (learned if learned is not None else seen or 0), learned, seen
 
 
 def boost_for(pressure: float | None, target: float) -> float:
@@ -500,7 +263,7 @@ def boost_for(pressure: float | None, target: float) -> float:
     return min(BOOST_MAX, max(BOOST_MIN, BOOST_PER_TARGET * pressure / target))
 
 
-def _corrected(
+def corrected(
     raw: int,
     visible: int,
     knows: bool,

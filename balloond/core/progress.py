@@ -6,141 +6,116 @@ squeezed counted a single page per 5 s as progress, which let a nearly stuck dom
 promise for ever. A domain with no real progress for `stuck_after` seconds is stuck: it is left
 alone until `stuck_until`, then retried; each consecutive strike doubles the wait (capped, see
 `state.stuck_backoff`). Any real movement clears the strikes.
+
+A balloon within `reach_tolerance` of its target has reached it; this one definition serves
+stuck detection, the steady/moving wording of a decision and the settled test of the overhead.
 """
 
 from __future__ import annotations
 
-from balloond.core.state import MEMO_ARITY, DomainMemo, stuck_backoff
+from typing import NamedTuple
 
-MiB = 1024 * 1024
-_new_tuple = tuple.__new__  # a DomainMemo of all MEMO_ARITY fields, without NamedTuple.__new__
-if MEMO_ARITY != 20:
-    raise RuntimeError(f"DomainMemo has {MEMO_ARITY} fields; update {__name__}")
+from balloond.core.state import STUCK_BACKOFF_CAP, DomainMemo, stuck_backoff
+from balloond.units import MiB
+
 PROGRESS_RATIO = 0.10
+# Drivers stop a few pages short of a target: within 1 % of it (at least 1 MiB) is reached.
+REACH_PERCENT = 1
+MAX_STRIKES = 64
 
 
 def reach_tolerance(target: int) -> int:
-    """A balloon within this of its target has reached it (drivers stop a few pages short):
-    no progress is expected of it any more."""
-    tolerance = target // 100
-    return tolerance if tolerance > MiB else MiB  # max() without the builtin call: hot
+    """A balloon within this of its target has reached it: no progress is expected of it."""
+    return max(MiB, target * REACH_PERCENT // 100)
 
 
-def _set(
-    memo: DomainMemo,
-    target: int | None,
-    target_at: float | None,
-    mark: int | None,
-    mark_at: float | None,
-    stuck_until: float | None,
-    strikes: int,
-    shrunk_at: float | None,
-) -> DomainMemo:
-    # Built directly, not with _replace (several times slower), from one unpacking of the old
-    # memo (cheaper than reading its fields by name; `memo[:]` is an exact tuple, which
-    # unpacks without the iterator a NamedTuple goes through).
-    (
-        swap_in,
-        faults,
-        counters_at,
-        peak,
-        peak_at,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        hidden,
-        hidden_at,
-        _,
-        base,
-        overhead,
-        overhead_seen,
-        seen,
-        since,
-        grown_at,
-    ) = memo[:]
-    return _new_tuple(
-        DomainMemo,
-        (
-            swap_in,
-            faults,
-            counters_at,
-            peak,
-            peak_at,
-            target,
-            target_at,
-            mark,
-            mark_at,
-            stuck_until,
-            strikes,
-            hidden,
-            hidden_at,
-            shrunk_at,
-            base,
-            overhead,
-            overhead_seen,
-            seen,
-            since,
-            grown_at,
-        ),
+def reached(target: int, current: int) -> bool:
+    """The balloon is at its target, give or take what drivers leave (`reach_tolerance`)."""
+    return abs(target - current) <= reach_tolerance(target)
+
+
+class Marks(NamedTuple):
+    """A domain's progress mark and stuck marks, as its memo keeps them."""
+
+    mark_current: int | None
+    mark_at: float | None
+    stuck_until: float | None
+    strikes: int
+
+
+def marks_of(memo: DomainMemo) -> Marks:
+    return Marks(
+        mark_current=memo.mark_current,
+        mark_at=memo.mark_at,
+        stuck_until=memo.stuck_until,
+        strikes=memo.strikes,
     )
 
 
-def track(memo: DomainMemo, current: int, now: float, stuck_after: float) -> DomainMemo:
-    """Update the progress mark and stuck marks of one domain for this tick (`marks`)."""
-    target = memo.target
-    if target is None:
-        return memo
-    before = (memo.mark_current, memo.mark_at, memo.stuck_until, memo.strikes)
-    after = marks(target, *before, current, now, stuck_after)
-    if after == before:
-        return memo
-    return _set(memo, target, memo.target_at, *after, memo.shrunk_at)
+def with_marks(memo: DomainMemo, marks: Marks) -> DomainMemo:
+    return memo._replace(
+        mark_current=marks.mark_current,
+        mark_at=marks.mark_at,
+        stuck_until=marks.stuck_until,
+        strikes=marks.strikes,
+    )
 
 
-# A domain's progress mark and stuck marks: (mark_current, mark_at, stuck_until, strikes).
-Marks = tuple[int | None, float | None, float | None, int]
-
-
-def marks(
-    target: int,
-    mark: int | None,
-    mark_at: float | None,
-    stuck_until: float | None,
-    strikes: int,
-    current: int,
-    now: float,
-    stuck_after: float,
-) -> Marks:
-    """The progress mark and stuck marks of one domain with a target issued earlier, updated
-    for this tick. On the memo's fields rather than the memo: `classify` has them unpacked
-    already and builds the next memo anyway (this runs for every domain on its way to a
-    target: most of them at boot)."""
-    gap = target - current  # abs() and reach_tolerance() spelled out: hot
-    tolerance = target // 100
-    if tolerance < MiB:
-        tolerance = MiB
-    if -tolerance <= gap <= tolerance:
-        # Reached. The target stays recorded: it is still in force in the hypervisor, and
-        # the last pages the balloon moves are still promised.
-        if mark is None and stuck_until is None and not strikes:
-            return mark, mark_at, stuck_until, strikes
-        return None, None, None, 0
+def follow(target: int, marks: Marks, current: int, now: float, stuck_after: float) -> Marks:
+    """The marks of a domain with a target issued earlier, after this tick's look at it."""
+    if reached(target, current):
+        # The target stays recorded: it is still in force in the hypervisor, and the last
+        # pages the balloon moves are still promised. The marks clear.
+        cleared = Marks(mark_current=None, mark_at=None, stuck_until=None, strikes=0)
+        unmarked = marks.mark_current is None and marks.stuck_until is None
+        return marks if unmarked and not marks.strikes else cleared
+    mark, mark_at = marks.mark_current, marks.mark_at
     if mark is None or mark_at is None:
-        return current, now, stuck_until, strikes
-    moved = (current - mark) if target > mark else (mark - current)
-    # Real progress: max(MiB, PROGRESS_RATIO of abs(target - mark)) spelled out.
-    needed = int((target - mark if target > mark else mark - target) * PROGRESS_RATIO)
-    if moved >= (needed if needed > MiB else MiB):
-        return current, now, None, 0
-    # Stuck: wait for the retry, which re-issues a target and a fresh mark. Not stuck yet:
-    # wait for `stuck_after` to pass without progress.
-    if stuck_until is not None or now - mark_at < stuck_after:
-        return mark, mark_at, stuck_until, strikes
-    strikes = min(strikes + 1, 64)
-    return current, now, now + stuck_backoff(strikes), strikes
+        return marks._replace(mark_current=current, mark_at=now)
+    moved = current - mark if target > mark else mark - current
+    if moved >= max(MiB, int(abs(target - mark) * PROGRESS_RATIO)):
+        return Marks(mark_current=current, mark_at=now, stuck_until=None, strikes=0)
+    if marks.stuck_until is not None or now - mark_at < stuck_after:
+        # Stuck already (waiting for the retry, which re-issues a target and a fresh mark),
+        # or not for long enough yet.
+        return marks
+    strikes = min(marks.strikes + 1, MAX_STRIKES)
+    return Marks(
+        mark_current=current,
+        mark_at=now,
+        stuck_until=now + stuck_backoff(strikes),
+        strikes=strikes,
+    )
+
+
+def never_permanent(memo: DomainMemo, now: float) -> DomainMemo:
+    """A stuck mark further away than the longest backoff (a clock set back, an edited state
+    file) is brought back to it: a domain is never given up on."""
+    latest = now + STUCK_BACKOFF_CAP
+    if memo.stuck_until is not None and memo.stuck_until > latest:
+        return memo._replace(stuck_until=latest)
+    return memo
+
+
+def track(memo: DomainMemo, current: int, now: float, stuck_after: float) -> DomainMemo:
+    """The memo with this tick's progress of the target issued earlier followed (`follow`).
+    A domain sitting exactly on its target with nothing marked has nothing to follow."""
+    target = memo.target
+    if target is None or (target == current and memo.mark_at is None and not memo.strikes):
+        return memo
+    before = marks_of(memo)
+    after = follow(target, before, current, now, stuck_after)
+    return memo if after == before else with_marks(memo, after)
+
+
+def gone(memo: DomainMemo, current: int, now: float, stuck_after: float) -> DomainMemo:
+    """The memo of a domain with a target that is no longer alive (shut off, crashed): its
+    progress followed one last time, then everything but its stuck marks forgotten, so that
+    a restart neither keeps an old target nor resets its backoff."""
+    if memo.target is None:
+        return memo
+    marks = follow(memo.target, marks_of(memo), current, now, stuck_after)
+    return DomainMemo(stuck_until=marks.stuck_until, strikes=marks.strikes)
 
 
 def issued(
@@ -150,43 +125,13 @@ def issued(
     changes or the domain is being retried after a stuck period, so a retry gets a full
     `stuck_after` to show progress. A shrink is remembered (`shrunk_at`): faults that
     follow it are blamed on it; `grown` True: so is a grow for pressure or demand
-    (`grown_at`, the grow cooldown). The memo is unpacked once and built once, as in `_set`:
-    this runs for every domain that moves (most of them at boot)."""
-    (
-        swap_in,
-        faults,
-        counters_at,
-        peak,
-        peak_at,
-        old,
-        _,
-        mark,
-        mark_at,
-        stuck_until,
-        strikes,
-        hidden,
-        hidden_at,
-        shrunk_at,
-        base,
-        overhead,
-        overhead_seen,
-        seen,
-        since,
-        grown_at,
-    ) = memo[:]
-    retried = stuck_until is not None and stuck_until <= now
+    (`grown_at`, the grow cooldown)."""
+    retried = memo.stuck_until is not None and memo.stuck_until <= now
     # A retry keeps its strikes (the next stuck period is longer) but is no longer stuck.
-    if retried:
-        stuck_until = None
-    if target < current:
-        shrunk_at = now
-    if grown:
-        grown_at = now
-    gap = target - current  # abs() and reach_tolerance() spelled out: hot
-    tolerance = target // 100
-    if tolerance < MiB:
-        tolerance = MiB
-    if -tolerance <= gap <= tolerance:
+    stuck_until = None if retried else memo.stuck_until
+    mark, mark_at = memo.mark_current, memo.mark_at
+    old = memo.target
+    if reached(target, current):
         mark = mark_at = None
     elif (
         retried
@@ -196,28 +141,12 @@ def issued(
         or (old > current) != (target > current)
     ):  # a new direction, a retry or no mark yet: the mark restarts here
         mark, mark_at = current, now
-    return _new_tuple(
-        DomainMemo,
-        (
-            swap_in,
-            faults,
-            counters_at,
-            peak,
-            peak_at,
-            target,
-            now,
-            mark,
-            mark_at,
-            stuck_until,
-            strikes,
-            hidden,
-            hidden_at,
-            shrunk_at,
-            base,
-            overhead,
-            overhead_seen,
-            seen,
-            since,
-            grown_at,
-        ),
+    return memo._replace(
+        target=target,
+        target_at=now,
+        mark_current=mark,
+        mark_at=mark_at,
+        stuck_until=stuck_until,
+        shrunk_at=now if target < current else memo.shrunk_at,
+        grown_at=now if grown else memo.grown_at,
     )

@@ -13,11 +13,11 @@ Per domain (a `DomainMemo`, keyed by UUID) it remembers:
   `mark_at`): where the balloon was when progress was last seen. A growing target that is not
   reached yet is memory *promised but not yet taken* and counts as taken;
 - learned hidden demand (`hidden`, at `hidden_at`): hot page cache the balloon statistics
-  count as available, learned when the guest stalled (see `estimate._hidden`);
+  count as available, learned when the guest stalled (see `estimate.learn_hidden`);
 - stuck marks: `stuck_until` (retry time, epoch seconds) and `strikes` (how many times in a
   row it was found stuck; the backoff doubles with each, capped). A mark is never permanent;
 - the balloon the guest never sees (`overhead`, balloon - MemTotal): learned only from settled
-  samples (see `estimate.overhead_for`); `overhead_seen` is the largest plausible gap seen,
+  samples (see `overhead.overhead_for`); `overhead_seen` is the largest plausible gap seen,
   used until one is learned; `seen_current` / `current_since` tell whether the balloon moved;
 - `grown_at`: when a grow for pressure or demand was last issued (the grow cooldown).
 
@@ -54,8 +54,8 @@ def stuck_backoff(strikes: int) -> float:
 
 
 class DomainMemo(NamedTuple):
-    """What the core remembers about one domain. Every field is optional. A NamedTuple, not a
-    frozen dataclass: one is built per domain per tick and this is four times cheaper."""
+    """What the core remembers about one domain. Every field is optional. Immutable: each
+    tick builds the next one by keyword (or `_replace`)."""
 
     swap_in: int | None = None
     major_faults: int | None = None
@@ -97,11 +97,6 @@ class Backing(NamedTuple):
 
 
 _EMPTY_MEMO = DomainMemo()
-# The hot paths (classify.classify, progress._set) build memos with tuple.__new__ and every
-# field in order; they check this arity at import so an added field is not silently dropped.
-MEMO_ARITY = 20
-if len(DomainMemo._fields) != MEMO_ARITY:
-    raise RuntimeError("DomainMemo changed: update MEMO_ARITY, classify.classify, progress._set")
 _INT_FIELDS = frozenset(
     {
         "swap_in",

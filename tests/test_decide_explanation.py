@@ -1,5 +1,6 @@
-"""Decisions whose explanation is written on first read behave like plain DomainDecisions:
-same text, frozen, equal, printable, replaceable and picklable."""
+"""A decision's explanation is written when read, from facts captured when the decision was
+made: not before, the same text on every read, and a decision stays a frozen, replaceable,
+picklable DomainDecision."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import pickle
 import pytest
 
 from balloond.core import ControllerState, decide
-from balloond.core.deferred import DeferredDecision, decided, realize
 from balloond.model import (
     DomainDecision,
     DomainSnapshot,
+    Explanation,
     GuestReport,
     HostSnapshot,
     MemoryStats,
@@ -31,55 +32,33 @@ def _text(size: int, word: str) -> str:
     return f"{word} at {size}"
 
 
-def test_the_text_is_built_on_first_read_only_and_then_kept() -> None:
+def _lazy(size: int = GiB) -> DomainDecision:
+    why = Explanation(_text, (size, "steady"))
+    return DomainDecision("web1", "u1", "web", Reason.STEADY, GiB, GiB, 0, 2 * GiB, why)
+
+
+def test_the_text_is_written_when_read_and_the_same_on_every_read() -> None:
     calls.clear()
-    d = decided(
-        "web1",
-        "u1",
-        "web",
-        Reason.STEADY,
-        GiB,
-        GiB,
-        0,
-        2 * GiB,
-        (_text, (GiB, "steady")),
-        5,
-        0.1,
-        False,
-    )
+    d = _lazy()
     assert calls == []
     assert d.explanation == f"steady at {GiB}" == d.explanation
-    assert calls == [(GiB, "steady")]
+    assert calls == [(GiB, "steady"), (GiB, "steady")]  # nothing stored: written per read
 
 
-def test_a_deferred_decision_is_a_frozen_domain_decision_equal_to_an_eager_one() -> None:
-    lazy = decided(
-        "web1",
-        "u1",
-        "web",
-        Reason.STEADY,
-        GiB,
-        GiB,
-        0,
-        2 * GiB,
-        (_text, (1, "steady")),
-        None,
-        None,
-        False,
-    )
+def test_a_lazily_explained_decision_is_a_frozen_domain_decision() -> None:
+    lazy = _lazy(1)
     eager = DomainDecision("web1", "u1", "web", Reason.STEADY, GiB, GiB, 0, 2 * GiB, "steady at 1")
-    assert isinstance(lazy, DomainDecision) and isinstance(lazy, DeferredDecision)
-    assert dataclasses.astuple(lazy) == dataclasses.astuple(eager)
-    assert "explanation='steady at 1'" in repr(lazy)
+    assert lazy.explanation == eager.explanation
+    assert "why='steady at 1'" in repr(lazy)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        lazy.explanation = "changed"
+        lazy.why = "changed"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         lazy.target = 0  # type: ignore[misc]
     moved = dataclasses.replace(lazy, target=2 * GiB)
     assert (moved.target, moved.explanation) == (2 * GiB, "steady at 1")
     again = pickle.loads(pickle.dumps(lazy))
     assert again == lazy and hash(again) == hash(lazy)
-    assert realize("plain") == "plain"
+    assert again.explanation == "steady at 1"
 
 
 def test_every_domain_of_a_tick_still_explains_itself() -> None:
