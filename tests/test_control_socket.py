@@ -124,6 +124,11 @@ def test_hold_and_release(running: tuple[Daemon, ControlServer, Any]) -> None:
         (b'{"cmd": "hold", "domain": "web", "pid": -1}\n', "'pid' must be"),
         (b'{"cmd": "release", "domain": "' + b"x" * 1000 + b'"}\n', "longer than"),
         (b"[" * 50_000 + b"\n", "not a JSON object"),
+        (
+            b'{"cmd": "hold", "domain": "web", "target": ' + b"9" * 5000 + b"}\n",
+            "integer of 5000 digits",
+        ),
+        (b'{"cmd": "hold", "domain": "web", "pid": -' + b"1" * 21 + b"}\n", "21 digits"),
     ],
 )
 def test_malformed_requests_get_an_error_response(
@@ -134,6 +139,17 @@ def test_malformed_requests_get_an_error_response(
     assert len(responses) == 1 and responses[0]["ok"] is False
     assert error in responses[0]["error"]
     assert ControlClient(server.path).call("status")["domains"] == 6, "still serving"
+
+
+def test_a_huge_integer_is_one_clear_line_not_a_traceback(
+    running: tuple[Daemon, ControlServer, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, server, _ = running
+    request = b'{"cmd": "hold", "domain": "web", "target": ' + b"9" * 5000 + b"}\n"
+    responses = _raw(server.path, request)
+    assert responses[0]["error"] == "request has an integer of 5000 digits (at most 20)"
+    assert responses[0]["kind"] == "bad_request"
+    assert not [r for r in caplog.records if r.exc_info], "no traceback in the daemon's log"
 
 
 def test_a_huge_line_is_refused_and_the_connection_closed(

@@ -25,7 +25,7 @@ from balloond.daemon.control import Handler, RequestError, UnknownDomain
 from balloond.daemon.loop import Daemon
 from balloond.errors import BackendError
 from balloond.model import DomainSnapshot, Hold
-from balloond.units import MAX_SIZE
+from balloond.units import MAX_SIZE, format_size
 
 MAX_TEXT = 500
 
@@ -107,13 +107,21 @@ def _nonnegative(request: Mapping[str, Any], key: str) -> float | None:
 def put_hold(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
     domain = _known_domain(daemon, _text(request, "domain", required=True))
     seconds = _number(request, "seconds")
+    target = _size(request, "target")
+    if target is not None and target > domain.maxmem:
+        # A pin above maxmem can never be reached, but it would be promised: the host
+        # budget would go to it and the other domains be shrunk for "contention".
+        raise RequestError(
+            f"'target' {format_size(target)} is above domain '{domain.name}''s maxmem "
+            f"{format_size(domain.maxmem)}"
+        )
     now = daemon.clock()
     hold = Hold(
         domain=domain.uuid,
         owner=_text(request, "owner") or "balloonctl hold",
         reason=_text(request, "reason") or "held by an operator",
         until=None if seconds is None else now + seconds,
-        target=_size(request, "target"),
+        target=target,
         pid=_pid(request),
     )
     where = _store_hold(daemon, domain, hold)

@@ -32,6 +32,7 @@ MAX_REQUEST_BYTES = 64 * KiB
 MAX_RESPONSE_BYTES = 64 * MiB
 MAX_CONNECTIONS = 16
 CONNECTION_TIMEOUT = 10.0
+MAX_INT_DIGITS = 20
 
 Handler = Callable[[Mapping[str, Any]], object]
 
@@ -141,14 +142,26 @@ class ControlServer:
 
 def _parse(line: bytes) -> dict[str, Any]:
     try:
-        request = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        request = json.loads(line.decode("utf-8"), parse_int=_bounded_int)
+    except RequestError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise RequestError("request is not a JSON object on one line") from None
     if not isinstance(request, dict):
         raise RequestError(f"request must be a JSON object, got: {type(request).__name__}")
     if not isinstance(request.get("cmd"), str):
         raise RequestError("request needs a string 'cmd'")
     return request
+
+
+def _bounded_int(text: str) -> int:
+    """No value of a request needs more digits than a byte count (2^64 has 20); a longer
+    integer is refused before Python converts it (5000 digits cost a ValueError, and a
+    traceback, in int() itself)."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise RequestError(f"request has an integer of {digits} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
 
 
 def _encode(message: Mapping[str, Any]) -> bytes:

@@ -13,9 +13,10 @@ a command that dies does not pin its domain forever. The store judges the pids o
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 
-from balloond.model import Hold
+from balloond.model import DomainSnapshot, Hold
 from balloond.pids import pid_alive
 
 
@@ -55,3 +56,24 @@ class HoldBook:
         # on: a `balloonctl --connect` on another host names a pid that means nothing here.
         merged.update({u: h for u, h in backend_holds.items() if h.active(now)})
         return merged
+
+
+def within_maxmem(
+    holds: Mapping[str, Hold], domains: Iterable[DomainSnapshot]
+) -> tuple[dict[str, Hold], list[tuple[DomainSnapshot, Hold]]]:
+    """The holds with every pinned size above its domain's maxmem brought down to maxmem,
+    and the (domain, hold as written) pairs that were. A pin is promised to its domain
+    whatever the domain does, so one the hypervisor can never grant (a state file or
+    libvirt metadata edited by hand, an older balloond) would take the host's whole budget
+    and have the other domains shrunk for "contention". The control socket refuses such a
+    pin; holds read from elsewhere are brought within reach here, where maxmem is known."""
+    maxmem = {dom.uuid: dom for dom in domains}
+    kept: dict[str, Hold] = {}
+    clamped: list[tuple[DomainSnapshot, Hold]] = []
+    for uuid, hold in holds.items():
+        dom = maxmem.get(uuid)
+        if dom is not None and hold.target is not None and hold.target > dom.maxmem > 0:
+            clamped.append((dom, hold))
+            hold = replace(hold, target=dom.maxmem)
+        kept[uuid] = hold
+    return kept, clamped

@@ -27,7 +27,7 @@ from balloond.config import DEFAULT_INTERVAL, DEFAULT_STATS_PERIOD, default_stal
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
 from balloond.daemon.early import EARLY_TICK_GAP, Debounce, under_pressure
-from balloond.daemon.holds import HoldBook
+from balloond.daemon.holds import HoldBook, within_maxmem
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.reporting import ReportCollector, describe_action, policy_rules
 from balloond.daemon.statefile import PersistedState, StateFile
@@ -43,7 +43,7 @@ from balloond.model import (
 from balloond.policy.match import matcher_for
 from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
-from balloond.units import GiB
+from balloond.units import GiB, format_size
 
 log = logging.getLogger("balloond.daemon")
 decisions_log = logging.getLogger("balloond.decisions")
@@ -129,6 +129,7 @@ class Daemon:
         self._snapshot: Snapshot | None = None
         self._decision: Decision | None = None
         self._holds_seen: dict[str, Hold] = {}
+        self._clamp_warned: set[tuple[str, int]] = set()
         # Resolved against the host's total at each tick; before that, what is known.
         reserve = settings.reserve
         self._reserve = reserve if isinstance(reserve, int) else (reserve.size or 0)
@@ -243,11 +244,27 @@ class Daemon:
         self._ensure_stats_period(backend, off)
         reports = self._reports.collect(backend, domains)
         backend_holds = backend.holds() if isinstance(backend, HoldStore) else {}
-        holds = self.holds_book.active(backend_holds, now)
+        holds, clamped = within_maxmem(self.holds_book.active(backend_holds, now), domains)
+        self._warn_clamped(clamped)
         with_reports = tuple(
             replace(d, report=reports[d.uuid]) if d.uuid in reports else d for d in domains
         )
         return Snapshot(taken_at=now, host=host, domains=with_reports), holds
+
+    def _warn_clamped(self, clamped: list[tuple[DomainSnapshot, Hold]]) -> None:
+        """Once per pin (it stays as written, in its store, until someone changes it)."""
+        for dom, hold in clamped:
+            key = (dom.uuid, hold.target or 0)
+            if key in self._clamp_warned:
+                continue
+            self._clamp_warned.add(key)
+            log.warning(
+                "domain %r: hold by %s pins %s, above its maxmem %s; holding it at maxmem",
+                dom.name,
+                hold.owner,
+                format_size(hold.target or 0),
+                format_size(dom.maxmem),
+            )
 
     def _act(
         self, backend: Backend, decision: Decision, now: float, rules: Mapping[str, str]
