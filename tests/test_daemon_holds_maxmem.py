@@ -10,13 +10,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from daemonlib.harness import Recording, make_daemon, run_ticks, sim_host
 
 from balloond.daemon.commands import handlers
 from balloond.daemon.control import ControlClient, ControlServer
 from balloond.daemon.loop import Daemon
 from balloond.errors import ControlError
 from balloond.model import DomainSnapshot, DomainState, Hold
+from tests.support.daemon import Recording, make_daemon, run_ticks, sim_host
 
 HUGE = 1 << 60
 
