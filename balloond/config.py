@@ -17,6 +17,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node
 
 from balloond.errors import ConfigError
+from balloond.logs import DEFAULT_LEVEL, LEVELS
 from balloond.policy.knobs import (
     AmountKind,
     BoolKind,
@@ -93,6 +94,7 @@ class DaemonConfig:
     stale_after: float | None = None  # None: default_stale_after(interval)
     stuck_after: float = 30.0
     dry_run: bool = False
+    log_level: str = DEFAULT_LEVEL
     source: str = "<defaults>"  # the file it came from
 
     @property
@@ -169,6 +171,12 @@ CONFIG_FIELDS: tuple[Knob, ...] = (
         "left alone for a while, then retried.",
     ),
     Knob("dry_run", BoolKind(), "Decide and report, but change nothing."),
+    Knob(
+        "log_level",
+        TextKind(f"^({'|'.join(LEVELS)})$", what=f"log level ({', '.join(LEVELS)})"),
+        "How much the daemon logs: debug (also every routine shrink), info (decisions; "
+        "routine shrinks summed up once a minute), warning, error.",
+    ),
 )
 
 _FIELDS = {knob.name: knob for knob in CONFIG_FIELDS}

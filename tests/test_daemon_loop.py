@@ -331,7 +331,7 @@ def test_decision_lines_name_the_policy_and_the_rule_that_chose_it(
     )
     host = sim_host()
     daemon = make_daemon(lambda: Recording(host), clock=host.now, policy_dir=tmp_path, dry_run=True)
-    caplog.set_level("INFO", logger="balloond.decisions")
+    caplog.set_level("DEBUG", logger="balloond.decisions")  # routine shrinks are at debug
     run_ticks(daemon, host, 10)
     lines = [r.getMessage() for r in caplog.records if r.name == "balloond.decisions"]
     web = [line for line in lines if line.split()[2] == "web"]

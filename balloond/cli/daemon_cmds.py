@@ -6,12 +6,12 @@ import argparse
 import contextlib
 import logging
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from balloond import logs
 from balloond.backend.simulated import SimulatedHost, open_simulated
 from balloond.cli.common import URI_DEFAULT
 from balloond.daemon import heap
@@ -22,6 +22,7 @@ from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.daemon.runconfig import RunConfig, option_duration
 from balloond.daemon.scheduler import Runner
 from balloond.errors import ConfigError
+from balloond.logs import LEVELS
 from balloond.metrics import DEFAULT_PORT, serve
 from balloond.units import format_size
 
@@ -69,6 +70,12 @@ def _register_run(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="DUR",
         help="time between ticks, e.g. 10s (default: the config's `interval`, "
         "2s unless set); pressure reported by a guest agent also ticks early",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        help="how much to log (default: the config's `log_level`, info: each decision, "
+        "routine shrinks summed up once a minute; debug: every one)",
     )
     run.add_argument(
         "--once",
@@ -125,33 +132,6 @@ def _register_demo(subparsers: argparse._SubParsersAction[Any]) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
-def setup_logging(*, timestamps: bool) -> None:
-    """Decisions go to stdout, one line each; warnings and errors are marked as such.
-    Under systemd the journal adds the time, so `run` leaves it out."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_Formatter(timestamps))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
-class _Formatter(logging.Formatter):
-    def __init__(self, timestamps: bool) -> None:
-        super().__init__(datefmt="%H:%M:%S")
-        self._timestamps = timestamps
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            text = f"{record.levelname.lower()}: {text}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        if self._timestamps:
-            text = f"{self.formatTime(record, self.datefmt)} {text}"
-        return text
-
-
 # -- balloond demo ------------------------------------------------------------------------
 
 
@@ -160,10 +140,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     interval = option_duration(args.interval, "--interval")
     if interval <= 0:
         raise ConfigError(f"--interval must be positive, got: {args.interval!r}")
-    setup_logging(timestamps=True)
+    logs.setup(timestamps=True)
     host = open_simulated(f"{DEMO_URI}?speed={args.speed:g}")
     policy_dir = args.policy_dir or source_tree_policies()
-    settings = LoopSettings(interval=interval, reserve=host.scenario.host.reserve)
+    # The demo is there to watch decisions: every change on its own line.
+    settings = LoopSettings(
+        interval=interval, reserve=host.scenario.host.reserve, routine_summary=0.0
+    )
     daemon = build_daemon(DEMO_URI, settings, policy_dir, connect=lambda: host)
     socket_dir = None if args.socket else tempfile.mkdtemp(prefix="balloond-demo-")
     socket_path = Path(args.socket) if args.socket else Path(socket_dir or ".") / "control.sock"
@@ -237,7 +220,7 @@ def _extra_status(
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig.from_args(args)
-    setup_logging(timestamps=sys.stdout.isatty())
+    logs.setup(config.log_level)
     daemon = build_daemon(
         config.uri,
         config.settings,

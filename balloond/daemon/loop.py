@@ -26,6 +26,7 @@ from balloond.backend.base import Backend, DomainEvent, EventKind, HoldStore, Re
 from balloond.config import DEFAULT_INTERVAL, DEFAULT_STATS_PERIOD, default_stale_after
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
+from balloond.daemon.decision_log import SUMMARY_EVERY, DecisionLog
 from balloond.daemon.early import EARLY_TICK_GAP, Debounce, under_pressure
 from balloond.daemon.holds import HoldBook, within_maxmem
 from balloond.daemon.reload import PolicyWatcher
@@ -83,6 +84,7 @@ class LoopSettings:
     dry_run: bool = False  # decide and report, change nothing
     reconnect_initial: float = 1.0  # first retry delay after a lost connection
     reconnect_cap: float = 60.0  # retry delay never grows past this
+    routine_summary: float = SUMMARY_EVERY  # seconds; 0: log every routine shrink at info
 
     @property
     def stale_seconds(self) -> float:
@@ -139,6 +141,7 @@ class Daemon:
         persisted = state_file.load() if state_file is not None else PersistedState()
         self._state = _controller_state(persisted)
         self.holds_book = HoldBook(persisted.holds, clock)
+        self._changes = DecisionLog(decisions_log, settings.routine_summary)
 
     # -- DaemonView ---------------------------------------------------------------------
 
@@ -198,6 +201,7 @@ class Daemon:
             self.policies.check()
             decision = self._step(now)
             self._telemetry.record_tick(time.perf_counter() - started, decision is not None, now)
+            self._changes.tick_done(now)
             return decision
 
     def _step(self, now: float) -> Decision | None:
@@ -273,7 +277,7 @@ class Daemon:
         for action in decision.actions:  # shrinks first: free memory before promising it
             line = describe_action(action, rules.get(action.uuid, ""))
             if self.settings.dry_run:
-                decisions_log.info("[dry-run] %s", line)
+                self._changes.changed(action, line, now, dry_run=True)
             elif self._backend is not None and self._apply(backend, action, line, now):
                 applied.add(action.uuid)
                 continue
@@ -294,7 +298,7 @@ class Daemon:
             log.error("could not %s: %s", line, error)
             self._telemetry.record_failure("set_target")
         else:
-            decisions_log.info("%s", line)
+            self._changes.changed(action, line, now, dry_run=False)
             return True
         return False
 
@@ -420,6 +424,7 @@ class Daemon:
                 self._decision = replace(decision, domains=kept_d)
 
     def close(self) -> None:
+        self._changes.flush(self._clock())
         backend, self._backend = self._backend, None
         self._reports.close()
         self._close_quietly(backend, "")

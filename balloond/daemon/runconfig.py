@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from balloond.config import DaemonConfig, config_path, effective_uri, load_config
@@ -46,6 +46,7 @@ def loop_settings(
 @dataclass(frozen=True)
 class RunConfig:
     config: DaemonConfig
+    log_level: str
     uri: str
     settings: LoopSettings
     policy_dir: Path
@@ -60,10 +61,14 @@ class RunConfig:
             interval = option_duration(args.interval, "--interval")
             if not 0.1 <= interval <= 3600:
                 raise ConfigError(f"--interval must be 0.1s..3600s, got: {args.interval!r}")
+        settings = loop_settings(config, interval=interval, dry_run=args.dry_run)
+        if args.once:  # one tick: every change it decides on its own line
+            settings = replace(settings, routine_summary=0.0)
         return cls(
             config=config,
+            log_level=args.log_level or config.log_level,
             uri=effective_uri(args.connect, config),
-            settings=loop_settings(config, interval=interval, dry_run=args.dry_run),
+            settings=settings,
             policy_dir=Path(args.policy_dir or config.policy_dir),
             state_dir=Path(config.state_dir),
             control_socket=Path(config.control_socket),
