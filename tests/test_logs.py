@@ -115,7 +115,7 @@ def _change(name: str, delta: int, reason: Reason) -> DomainDecision:
         target=1024 * MiB + delta,
         floor=0,
         ceiling=2048 * MiB,
-        explanation="...",
+        why="...",
         act=True,
     )
 
