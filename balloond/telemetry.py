@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from balloond.model import Decision
+from balloond.model import Decision, Reason
 
 # Tick-duration histogram buckets (seconds): a 1000-domain tick should sit well under 0.1 s.
 TICK_BUCKETS: tuple[float, ...] = (
@@ -31,6 +31,30 @@ TICK_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
+
+# Every label value a counter below can take, known before anything has happened: the metrics
+# export each of them from the start, at 0, so that increase() in an alert sees the first
+# failure after a start and a dashboard shows 0 rather than "no data". A label value used in
+# the code but missing here fails tests/test_metrics_known.py.
+DIRECTIONS = ("grow", "shrink")
+ADJUSTMENT_REASONS = tuple(reason.value for reason in Reason)
+FAILURE_REASONS = (
+    "set_target",  # libvirt refused the new target
+    "domain_vanished",  # the domain went away between list and act (a race, not an error)
+    "connection_lost",  # the connection dropped while acting
+)
+REPORT_REJECT_REASONS = (
+    "too_long",
+    "bad_encoding",
+    "bad_json",
+    "bad_field",
+    "version",
+    "stale_seq",
+    "out_of_range",
+    "rate_limited",
+)
+OPERATIONS = ("save", "restore", "migrate", "balloon", "maxmem")
+OPERATION_RESULTS = ("ok", "failed", "refused", "aborted")
 
 
 @dataclass

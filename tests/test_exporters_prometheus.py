@@ -23,7 +23,13 @@ from balloond.daemon.assemble import build_daemon
 from balloond.daemon.loop import LoopSettings
 from balloond.metrics import serve
 from balloond.units import MiB
-from tests.support.exporters import ALERTS, alert_rules, dashboard_targets, substitute
+from tests.support.exporters import (
+    ALERTS,
+    alert_rules,
+    dashboard_targets,
+    scrape_job,
+    substitute,
+)
 
 pytestmark = pytest.mark.prometheus
 
@@ -112,6 +118,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             {
                 "job_name": "balloond",
                 "static_configs": [{"targets": [f"127.0.0.1:{metrics.port}"]}],
+                "relabel_configs": scrape_job()["relabel_configs"],  # the shipped `host` label
             }
         ],
     }
@@ -188,7 +195,8 @@ def test_dashboard_variables_have_values(prometheus: Prometheus) -> None:
 
     domains = wait_for("domain names for the $domain variable", lambda: values("domain"))
     assert "web" in domains and "idle" in domains  # the demo scenario's guests
-    assert wait_for("instances for the $instance variable", lambda: values("instance"))
+    hosts = wait_for("hosts for the $host variable", lambda: values("host"))
+    assert hosts == ["127.0.0.1"]  # from the target address, by scrape.yml relabelling
 
 
 def test_no_alert_fires_for_a_healthy_daemon(prometheus: Prometheus) -> None:

@@ -21,8 +21,10 @@ from tests.support.exporters import (
     ROOT,
     SCRAPE,
     alert_rules,
+    all_panels,
     dashboard,
     dashboard_targets,
+    scrape_job,
 )
 from tests.support.views import hand_made_view, scrape
 
@@ -134,6 +136,62 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert names - quiet == set()
 
 
+def test_every_alert_links_its_section_of_the_runbook() -> None:
+    runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    anchors = {title.lower() for title in re.findall(r"^## (\S+)$", runbook, re.M)}
+    for rule in alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        page, _, anchor = url.partition("#")
+        assert page.endswith("/docs/runbook.md"), url
+        assert anchor == rule["alert"].lower() and anchor in anchors, url
+
+
+def _counts_events(expr: str) -> bool:
+    """An alert on how often something happened: increase() or rate() of a counter."""
+    return re.search(r"\b(increase|rate)\([a-z_]+_total\b", expr) is not None
+
+
+def test_every_failure_alert_is_tested_on_the_first_failure_after_a_start() -> None:
+    """Such an alert must see a counter's first event after a (re)start; the unit test
+    named after it starts the counter at 0 (as the daemon exports it) and expects it to
+    fire on the first failures."""
+    tests = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    for rule in alert_rules():
+        if not _counts_events(rule["expr"]) and rule["alert"] != "BalloondTicksStale":
+            continue
+        name = f"first failure after a start: {rule['alert']}"
+        cases = [case for case in tests if case.get("name", "").startswith(name)]
+        assert cases, f"no promtool test named {name!r}"
+        fired = [c for case in cases for c in case["alert_rule_test"] if c["exp_alerts"]]
+        assert fired, name
+        first = [s["values"].split()[0] for case in cases for s in case["input_series"]]
+        assert all(value == "0" or value.startswith("0x") for value in first), name
+    assert any(_counts_events(rule["expr"]) for rule in alert_rules())
+
+
+def test_the_scrape_config_labels_every_target_with_its_host() -> None:
+    job = scrape_job()
+    relabel = job["relabel_configs"][0]
+    assert relabel["target_label"] == "host"
+    pattern = re.compile(relabel["regex"].replace("$", ""))
+    # Prometheus joins the source labels with ";": no host label yet, then the address.
+    assert pattern.fullmatch(";hv1.example.net:9877").group(1) == "hv1.example.net"  # type: ignore[union-attr]
+    assert pattern.fullmatch("hv0;127.0.0.1:9877") is None  # a host named by hand stays
+
+
+def test_the_dashboard_opens_with_the_domain_row_collapsed() -> None:
+    rows = [panel for panel in dashboard()["panels"] if panel["type"] == "row"]
+    domains = next(row for row in rows if row["title"] == "Domains")
+    assert domains["collapsed"] and len(domains["panels"]) >= 5
+    assert any("$domain" in t["expr"] for p in domains["panels"] for t in p["targets"])
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert variables["host"]["query"]["query"] == "label_values(balloond_build_info, host)"
+    exprs = [expr for _, _, expr in dashboard_targets()]
+    assert all('host=~"$host"' in expr for expr in exprs if expr.startswith("balloond_")), [
+        e for e in exprs if 'host=~"$host"' not in e
+    ][:3]
+
+
 @pytest.fixture(scope="module")
 def promtool() -> str:
     binary = shutil.which("promtool")
@@ -214,7 +272,7 @@ def test_dashboard_is_importable_as_is() -> None:
 
 
 def test_dashboard_covers_the_issue() -> None:
-    titles = " / ".join(p["title"].lower() for p in dashboard()["panels"])
+    titles = " / ".join(p["title"].lower() for p in all_panels())
     for words in (
         "reclaimed",
         "free vs reserve",

@@ -333,9 +333,9 @@ def test_textfile_is_written_whole_and_readable_by_others(tmp_path: Path) -> Non
 
 def test_textfile_replaces_the_previous_one(tmp_path: Path) -> None:
     target = tmp_path / "balloond.prom"
-    target.write_text("stale 1\n")
+    target.write_text("previous_content_marker 1\n")
     write_textfile(view(), target)
-    assert "stale" not in target.read_text()
+    assert "previous_content_marker" not in target.read_text()
 
 
 def test_textfile_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from balloond import telemetry
 from balloond.backend.base import HoldStore
 from balloond.daemon import present
 from balloond.daemon.control import Handler, RequestError, UnknownDomain
@@ -75,8 +76,8 @@ def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> d
     }
 
 
-OPERATIONS = frozenset({"save", "restore", "migrate", "balloon", "maxmem"})
-RESULTS = frozenset({"ok", "failed", "refused", "aborted"})
+OPERATIONS = frozenset(telemetry.OPERATIONS)
+RESULTS = frozenset(telemetry.OPERATION_RESULTS)
 
 
 def record_operation(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,16 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from balloond import __version__
 from balloond.metrics.families import Family, Labels, counter, gauge
-from balloond.telemetry import TICK_BUCKETS, Telemetry
+from balloond.telemetry import (
+    ADJUSTMENT_REASONS,
+    DIRECTIONS,
+    FAILURE_REASONS,
+    OPERATION_RESULTS,
+    OPERATIONS,
+    REPORT_REJECT_REASONS,
+    TICK_BUCKETS,
+    Telemetry,
+)
 
 
 def tick_histogram(telemetry: Telemetry) -> Family:
@@ -39,12 +48,13 @@ def daemon_families(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[
     )
     yield tick_histogram(t)
     yield counter("balloond_tick_failures", "Ticks that failed.", value=t.tick_failures)
-    if t.last_tick_at is not None:
-        yield gauge(
-            "balloond_last_tick_timestamp_seconds",
-            "When the last successful tick ended (epoch).",
-            value=t.last_tick_at,
-        )
+    # 0 until the first tick ends: a daemon whose first tick never ends is as stale as one
+    # whose ticks stopped (the series must exist for the alert to see either).
+    yield gauge(
+        "balloond_last_tick_timestamp_seconds",
+        "When the last successful tick ended (epoch; 0 before the first).",
+        value=t.last_tick_at or 0,
+    )
     yield gauge(
         "balloond_libvirt_up",
         "1 while the hypervisor connection is up.",
@@ -76,10 +86,18 @@ def daemon_families(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[
 
 
 def _counter(
-    name: str, doc: str, labelnames: Labels, items: Iterable[tuple[Labels, int]]
+    name: str,
+    doc: str,
+    labelnames: Labels,
+    items: Iterable[tuple[Labels, int]],
+    known: Iterable[Labels] = (),
 ) -> Family:
+    """A labelled counter: every `known` label set from the start (0 until it happens),
+    and any other that happened."""
     family = counter(name, doc, labelnames)
-    family.samples.extend(sorted(items))
+    counts = dict.fromkeys(known, 0)
+    counts.update(items)
+    family.samples.extend(sorted(counts.items()))
     return family
 
 
@@ -93,18 +111,21 @@ def _decision_counters(telemetry: Telemetry) -> Iterator[Family]:
         "Balloon targets set, by direction and reason.",
         ("direction", "reason"),
         telemetry.adjustments.items(),
+        [(direction, reason) for direction in DIRECTIONS for reason in ADJUSTMENT_REASONS],
     )
     yield _counter(
         "balloond_adjusted_bytes",
         "Bytes moved by balloon targets set, by direction.",
         ("direction",),
         _single(telemetry.bytes_moved),
+        [(direction,) for direction in DIRECTIONS],
     )
     yield _counter(
         "balloond_adjustment_failures",
         "Balloon targets that could not be set, by reason.",
         ("reason",),
         _single(telemetry.failures),
+        [(reason,) for reason in FAILURE_REASONS],
     )
 
 
@@ -124,6 +145,7 @@ def _report_counters(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator
         "Guest agent reports rejected, by reason.",
         ("reason",),
         _single(telemetry.reports_rejected),
+        [(reason,) for reason in REPORT_REJECT_REASONS],
     )
 
 
@@ -133,6 +155,7 @@ def _operation_families(telemetry: Telemetry) -> Iterator[Family]:
         "Operator operations (save, restore, migrate, ...) by result.",
         ("operation", "result"),
         telemetry.operations.items(),
+        [(operation, result) for operation in OPERATIONS for result in OPERATION_RESULTS],
     )
     # Telemetry keeps only a window of recent migrations, so a histogram built from it would
     # not be monotonic; expose the latest and the window's worst instead.

@@ -16,7 +16,7 @@ ALERTS_TEST = ROOT / "exporters" / "prometheus" / "alerts_test.yml"
 SCRAPE = ROOT / "exporters" / "prometheus" / "scrape.yml"
 
 # Grafana's template variables, as a dashboard with every host and domain selected sends them.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$instance": ".*", "$domain": ".*"}
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$host": ".*", "$domain": ".*"}
 
 
 def dashboard() -> dict[str, Any]:
@@ -27,10 +27,26 @@ def dashboard() -> dict[str, Any]:
 def dashboard_targets() -> list[tuple[str, str, str]]:
     """(panel title, refId, expression) for every query of the dashboard."""
     found = []
-    for panel in dashboard()["panels"]:
+    for panel in all_panels():
         for target in panel.get("targets", []):
             found.append((panel["title"], target["refId"], target["expr"]))
     return found
+
+
+def all_panels() -> list[dict[str, Any]]:
+    """Every panel, also those inside a collapsed row (Grafana keeps them in the row)."""
+    found = []
+    for panel in dashboard()["panels"]:
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return found
+
+
+def scrape_job() -> dict[str, Any]:
+    """The balloond job of the example scrape config (its relabelling included)."""
+    jobs = yaml.safe_load(SCRAPE.read_text())["scrape_configs"]
+    job: dict[str, Any] = next(j for j in jobs if j["job_name"] == "balloond")
+    return job
 
 
 def substitute(expr: str) -> str:
