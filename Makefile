@@ -1,5 +1,5 @@
 # balloond entry points. Every target installs what it needs itself (scripts/bootstrap.sh).
-.PHONY: demo test lint unit e2e bench clean deb test-floor test-install man
+.PHONY: demo test lint unit e2e bench clean deb test-floor test-install man pictures
 
 VENV := .venv/bin
 
@@ -30,6 +30,11 @@ test-floor:
 test-install: deb
 	@scripts/bootstrap.sh test
 	@$(VENV)/python -m e2e.install_test dist/deb/*.deb
+
+# The README's picture of balloonctl top, drawn by its own renderer (a test holds it current)
+pictures:
+	@scripts/bootstrap.sh test
+	@$(VENV)/python -m balloond.bench.pictures --out docs/img/balloonctl-top.svg
 
 # The man pages and shell completion as the package builds them, to read: build/man/
 man:

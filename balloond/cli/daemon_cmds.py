@@ -15,6 +15,7 @@ from balloond import logs
 from balloond.backend.simulated import SimulatedHost, open_simulated
 from balloond.cli.common import URI_DEFAULT
 from balloond.daemon import heap
+from balloond.daemon.advice import no_data_advice
 from balloond.daemon.assemble import build_daemon, source_tree_policies
 from balloond.daemon.commands import handlers
 from balloond.daemon.control import ControlServer
@@ -256,6 +257,13 @@ def _run_once(daemon: Daemon) -> int:
             raise ConnectionLost(f"{daemon.uri}: the host's domains could not be read")
         if not decision.actions:
             print("nothing to change")  # each change was logged as it was decided
+        snapshot = daemon.last_snapshot()
+        if snapshot is not None:
+            settings = daemon.settings
+            for line in no_data_advice(
+                snapshot, decision, daemon.uri, settings.stats_period, dry_run=settings.dry_run
+            ):
+                print(line)
     finally:
         daemon.close()
     return 0
