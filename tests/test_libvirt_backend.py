@@ -6,8 +6,6 @@ from __future__ import annotations
 import gc
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from balloond.errors import (  # noqa: E402
 )
 from balloond.model import DomainSnapshot, DomainState, Hold  # noqa: E402
 from balloond.units import GiB, MiB  # noqa: E402
+from tests.support.pids import dead_pid  # noqa: E402
 
 pytestmark = pytest.mark.libvirt
 HOST_XML = Path(__file__).parent / "contract" / "host.xml"
@@ -192,13 +191,7 @@ def test_tags_refresh_after_metadata_change(host: LibvirtBackend) -> None:
 
 
 def test_hold_of_a_dead_command_has_expired(host: LibvirtBackend) -> None:
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    pid = int(dead.stdout)
+    pid = dead_pid()
     host.put_hold("web1", Hold(domain="x", owner="balloonctl save", reason="r", pid=pid))
     host.put_hold("batch1", Hold(domain="x", owner="balloonctl save", reason="r", pid=os.getpid()))
     holds = {h.owner + str(h.pid): h for h in host.holds().values()}
@@ -343,15 +336,7 @@ def test_a_watching_daemon_reads_holds_from_its_cache_and_sees_every_change(
     host.put_hold("web1", Hold(domain=uuid, owner="balloonctl balloon", reason="r", target=GiB))
     assert wait_for(lambda: uuid in host.holds())
     assert host.holds()[uuid].target == GiB
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    host.put_hold(
-        "web1", Hold(domain=uuid, owner="balloonctl save", reason="r", pid=int(dead.stdout))
-    )
+    host.put_hold("web1", Hold(domain=uuid, owner="balloonctl save", reason="r", pid=dead_pid()))
     assert wait_for(lambda: host.holds()[uuid].owner == "balloonctl save")
     assert not host.holds()[uuid].active(time.time())  # its command died here: expired
     host.clear_hold("web1")

@@ -23,6 +23,8 @@ from balloond.model import (
 )
 from balloond.telemetry import TICK_BUCKETS
 from balloond.units import GiB, MiB
+from balloond.view import ClockedView
+from tests.support.daemon import make_daemon, sim_host
 from tests.support.views import NOW, hand_made_view, scrape
 
 # Every family the issue asks for; a scrape of a busy view must contain each one.
@@ -357,6 +359,13 @@ def test_nan_and_infinite_values_survive_the_text_format() -> None:
     body = scrape(hand_made_view(last_reports={"u-db1": report}))
     assert math.isnan(value(body, "balloond_domain_pressure_some_ratio", domain="db1"))
     assert value(body, "balloond_domain_pressure_full_ratio", domain="db1") == math.inf
+
+
+def test_the_daemon_is_a_view_on_its_own_clock_and_a_static_view_is_not() -> None:
+    host = sim_host()
+    daemon = make_daemon(lambda: host, clock=host.now)
+    assert isinstance(daemon, ClockedView) and daemon.clock() == host.now()
+    assert not isinstance(hand_made_view(), ClockedView)
 
 
 def test_ages_use_the_views_own_clock_when_none_is_given() -> None:

@@ -8,11 +8,29 @@ migration.
 Errors: implementations raise only `balloond.errors.BackendError` subclasses:
 `DomainNotFound` when the domain vanished, `ConnectionLost` when the hypervisor connection
 is gone (the daemon reconnects with backoff), `NotSupported`, `OperationFailed`.
+
+Capabilities: what only some backends (or report sources) offer is a small Protocol of its
+own below the one it extends (`Operations`, `HoldStore`, `HoldLookup`, `DomainLookup`,
+`StatsPeriod`, `Locality`; `SyncedSource`, `LimitSink`, `ReportPush`). Callers ask
+`isinstance(thing, Capability)` and have a plain way without it; nobody probes with
+`getattr`. tests/contract/ runs each against the simulated host and libvirt's test driver.
+
+    capability      libvirt   simulated host   agent hub
+    Operations      yes       yes
+    HoldStore       yes       yes
+    HoldLookup      yes       yes
+    DomainLookup    yes       yes
+    StatsPeriod     yes       no (its statistics are always on)
+    Locality        yes       no (it works in this process's filesystem)
+    ReportSource    no        yes              yes
+    SyncedSource                               yes
+    LimitSink                                  yes
+    ReportPush                                 yes
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -81,6 +99,38 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class DomainLookup(Protocol):
+    """Reads one domain without reading the whole host (libvirt: a listing reads every
+    domain's balloon statistics, one QEMU monitor round trip each)."""
+
+    def domain(self, name: str) -> DomainSnapshot:
+        """The domain's snapshot, as `domains()` gives it for an active one; libvirt also
+        finds defined, shut-off domains. Raises `DomainNotFound`."""
+        ...
+
+
+@runtime_checkable
+class StatsPeriod(Protocol):
+    """Balloon statistics that stay off until asked for (libvirt with QEMU: virtio-balloon
+    statistics need a polling period set on each domain)."""
+
+    def ensure_stats_period(self, name: str, seconds: int) -> None:
+        """Have the guest's balloon statistics refreshed every `seconds`."""
+        ...
+
+
+@runtime_checkable
+class Locality(Protocol):
+    """A backend that may run on another machine (libvirt over ssh or tcp). A backend
+    without this capability works on this machine's files."""
+
+    @property
+    def is_local(self) -> bool:
+        """Whether file paths (save images) mean the same to the backend and to us."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class MigrationResult:
     duration: float  # seconds, start to end
@@ -137,6 +187,33 @@ class ReportSource(Protocol):
 
 
 @runtime_checkable
+class SyncedSource(Protocol):
+    """A report source that needs the current domain list (the agent channel hub)."""
+
+    def sync(self, domains: Sequence[DomainSnapshot]) -> None: ...
+
+
+@runtime_checkable
+class LimitSink(Protocol):
+    """A report source that can pass each guest agent its floor and ceiling (bytes)."""
+
+    def send_limits(self, uuid: str, floor: int, ceiling: int) -> None: ...
+
+
+OnReport = Callable[[str, GuestReport], None]
+
+
+@runtime_checkable
+class ReportPush(Protocol):
+    """A report source that also tells `on_report(uuid, report)` of each report it accepts
+    (the agent hub: on its own thread, outside its lock, so the callback must be quick), so
+    that a guest reporting pressure is looked at now, not at the next tick. The callback is
+    set after the source is built: the daemon that listens needs the source first."""
+
+    on_report: OnReport | None
+
+
+@runtime_checkable
 class HoldStore(Protocol):
     """Holds kept with the domain itself (libvirt metadata; in memory for the simulated host),
     so `balloonctl` and the daemon see the same holds, with or without the daemon running,
@@ -149,3 +226,13 @@ class HoldStore(Protocol):
     def put_hold(self, name: str, hold: Hold) -> None: ...
 
     def clear_hold(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class HoldLookup(Protocol):
+    """A hold store that reads one domain's hold by name, shut-off domains included (where
+    the store keeps them: libvirt does)."""
+
+    def get_hold(self, name: str) -> Hold | None:
+        """The domain's hold (an expired one included), or None. Raises `DomainNotFound`."""
+        ...

@@ -13,8 +13,9 @@ the host catches up lazily, in whole steps, whenever it is queried. Epoch instan
 `epoch + t` (manual) or the wall clock (wall).
 
 The host implements Backend, Operations (save/restore to a JSON file; migrate to another
-SimulatedHost open in this process, under its URI), ReportSource (agent reports by UUID) and
-HoldStore (in memory). A few extra methods let tests inject faults (`break_connection`,
+SimulatedHost open in this process, under its URI), ReportSource (agent reports by UUID),
+HoldStore and HoldLookup (in memory) and DomainLookup (its domains are all active: a saved
+or migrated guest leaves it). A few extra methods let tests inject faults (`break_connection`,
 `fail_next`, `vanish`, `pause`, `set_job`, `override_stats`).
 """
 
@@ -204,6 +205,11 @@ class SimulatedHost:
             self._sync()
             return [self._snapshot(g) for g in self.sim.active()]
 
+    def domain(self, name: str) -> DomainSnapshot:
+        with self._lock:
+            self._sync()
+            return self._snapshot(self._guest(name))
+
     def _snapshot(self, guest: SimGuest) -> DomainSnapshot:
         name = guest.spec.name
         # A guest that has not run a step yet has not reported (as after a real boot).
@@ -290,13 +296,13 @@ class SimulatedHost:
         other) has died is returned as expired."""
         with self._lock:
             active = {g.uuid for g in self.sim.active()}
-            return {
-                uuid: replace(hold, until=0.0)
-                if hold.pid is not None and not pid_alive(hold.pid)
-                else hold
-                for uuid, hold in self._holds.items()
-                if uuid in active
-            }
+            return {uuid: _judged(hold) for uuid, hold in self._holds.items() if uuid in active}
+
+    def get_hold(self, name: str) -> Hold | None:
+        with self._lock:
+            self._sync()
+            hold = self._holds.get(self._guest(name).uuid)
+            return _judged(hold) if hold is not None else None
 
     def put_hold(self, name: str, hold: Hold) -> None:
         with self._lock:
@@ -414,3 +420,8 @@ class SimulatedHost:
         """Report these statistics for `name` instead of the model's (garbage-input tests)."""
         with self._lock:
             self._stats_override[name] = stats
+
+
+def _judged(hold: Hold) -> Hold:
+    """A hold whose command has died (on this host: the simulator has no other) is expired."""
+    return replace(hold, until=0.0) if hold.pid is not None and not pid_alive(hold.pid) else hold

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from balloond.backend.base import OnReport
 from balloond.channels.ratelimit import TokenBucket
 from balloond.channels.xenstore import XenstoreReader
 from balloond.errors import ReportRejected
@@ -33,10 +34,6 @@ from balloond.telemetry import Telemetry
 log = logging.getLogger("balloond.channels")
 
 READ_CHUNK = 65536
-
-# Told of every accepted report (the domain's UUID, the report), on the hub's thread and
-# outside its lock; it must be quick (the daemon uses it to tick early on pressure).
-OnReport = Callable[[str, GuestReport], None]
 
 
 @dataclass(frozen=True)

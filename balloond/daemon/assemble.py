@@ -13,7 +13,7 @@ from pathlib import Path
 
 import balloond
 from balloond.backend import open_backend
-from balloond.backend.base import Backend, ReportSource
+from balloond.backend.base import Backend, ReportPush, ReportSource
 from balloond.daemon.loop import Clock, Daemon, LoopSettings
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.statefile import StateFile
@@ -77,7 +77,7 @@ def build_daemon(
         state_file=StateFile(state_dir) if state_dir is not None else None,
         report_sources=[hub] if hub is not None else [],
     )
-    if hub is not None and hasattr(hub, "on_report"):
+    if isinstance(hub, ReportPush):
         hub.on_report = daemon.on_report  # pressure in a report ticks early
     return daemon
 

@@ -22,7 +22,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from balloond.backend.base import Backend, DomainEvent, EventKind, HoldStore, ReportSource
+from balloond.backend.base import (
+    Backend,
+    DomainEvent,
+    EventKind,
+    HoldStore,
+    ReportSource,
+    StatsPeriod,
+)
 from balloond.config import DEFAULT_INTERVAL, DEFAULT_STATS_PERIOD, default_stale_after
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
@@ -361,15 +368,14 @@ class Daemon:
         self._close_quietly(backend, " after a lost connection")
 
     def _ensure_stats_period(self, backend: Backend, names: list[str]) -> None:
-        ensure = getattr(backend, "ensure_stats_period", None)
-        if ensure is None or self.settings.dry_run:
+        if not isinstance(backend, StatsPeriod) or self.settings.dry_run:
             return
         for name in names:
             if name in self._stats_period_set:
                 continue
             self._stats_period_set.add(name)  # once per connection, even if it fails
             try:
-                ensure(name, self.settings.stats_period)
+                backend.ensure_stats_period(name, self.settings.stats_period)
             except BackendError as error:
                 log.warning("domain %r: cannot set the statistics period: %s", name, error)
 

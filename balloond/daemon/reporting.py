@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from balloond.backend.base import Backend, ReportSource
+from balloond.backend.base import Backend, LimitSink, ReportSource, SyncedSource
 from balloond.errors import BalloondError
 from balloond.model import Decision, DomainDecision, DomainSnapshot, GuestReport, Snapshot
 from balloond.policy.match import matcher_for
@@ -21,18 +21,6 @@ from balloond.telemetry import Telemetry
 from balloond.units import format_size, format_sizes_apart
 
 log = logging.getLogger("balloond.daemon")
-
-
-@runtime_checkable
-class SyncedSource(Protocol):
-    """A report source that needs the current domain list (the agent channel hub)."""
-
-    def sync(self, domains: Sequence[DomainSnapshot]) -> None: ...
-
-
-@runtime_checkable
-class LimitSink(Protocol):
-    def send_limits(self, uuid: str, floor: int, ceiling: int) -> None: ...
 
 
 @runtime_checkable

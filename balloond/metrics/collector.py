@@ -19,19 +19,18 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from balloond.metrics.daemon import daemon_families
 from balloond.metrics.domains import DomainInputs, domain_families, host_families
 from balloond.metrics.families import Family, render_text, to_metric
-from balloond.view import DaemonView
+from balloond.view import ClockedView, DaemonView
 
 Clock = Callable[[], float]
 
 
 def clock_of(view: DaemonView, clock: Clock | None = None) -> Clock:
-    """The clock ages are measured on: the one given, else the view's own `clock()` when it
-    has one (the daemon does: a simulated host's clock may run ahead of the wall), else the
-    wall clock. Report timestamps are on the daemon's clock, so "now" must be too."""
+    """The clock ages are measured on: the one given, else the view's own (`ClockedView`:
+    the daemon), else the wall clock. Report timestamps are on the daemon's clock, so "now"
+    must be too."""
     if clock is not None:
         return clock
-    own = getattr(view, "clock", None)
-    return own if callable(own) else time.time
+    return view.clock if isinstance(view, ClockedView) else time.time
 
 
 def families(view: DaemonView, clock: Clock | None = None) -> Iterator[Family]:

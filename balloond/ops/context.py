@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from balloond.backend.base import Backend, HoldStore, Operations
+from balloond.backend.base import Backend, DomainLookup, HoldStore, Operations
 from balloond.config import DaemonConfig, config_path, effective_uri, load_config
 from balloond.errors import ConfigError, DomainNotFound
 from balloond.model import DomainSnapshot
@@ -101,16 +101,19 @@ def load_policies(policy_dir: str) -> PolicySet:
 
 
 def find_domain(backend: Backend, name: str) -> DomainSnapshot:
-    """One domain by name: active ones from `domains()`, else the backend's own lookup
-    (libvirt also finds shut-off domains)."""
+    """One domain by name, active or (where the backend keeps them) shut off.
+
+    The backend's own one-domain lookup comes first, and its "not found" is final: it reads
+    that domain alone, where a listing reads every domain on the host (libvirt: each one's
+    balloon statistics, a QEMU monitor round trip per domain, which `squeeze` would pay on
+    every poll), and it finds what a listing cannot (libvirt's shut-off domains). Both give
+    the same snapshot of an active domain. Without a lookup, the listing it is."""
+    if isinstance(backend, DomainLookup):
+        try:
+            return backend.domain(name)
+        except DomainNotFound as exc:  # libvirt's own words add nothing to this
+            raise DomainNotFound(f"domain '{name}' not found on {backend.uri}") from exc
     for dom in backend.domains():
         if dom.name == name:
             return dom
-    lookup = getattr(backend, "domain", None)
-    if lookup is not None:
-        try:
-            found: DomainSnapshot = lookup(name)
-        except DomainNotFound as exc:  # libvirt's own words add nothing to this
-            raise DomainNotFound(f"domain '{name}' not found on {backend.uri}") from exc
-        return found
     raise DomainNotFound(f"domain '{name}' not found on {backend.uri}")

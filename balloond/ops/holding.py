@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from balloond.backend.base import HoldStore
+from balloond.backend.base import HoldLookup, HoldStore
 from balloond.errors import BackendError, DomainNotFound, Refused
 from balloond.model import DomainSnapshot, Hold
 
@@ -36,13 +36,11 @@ def command_hold(dom: DomainSnapshot, owner: str, reason: str, now: float | None
 
 def hold_of(store: HoldStore, dom: DomainSnapshot) -> Hold | None:
     """The hold on one domain, shut-off ones too (`holds()` lists active domains only)."""
-    get_hold = getattr(store, "get_hold", None)
-    if get_hold is not None:
+    if isinstance(store, HoldLookup):
         try:
-            hold: Hold | None = get_hold(dom.name)
+            return store.get_hold(dom.name)
         except DomainNotFound:
             return None
-        return hold
     return store.holds().get(dom.uuid)
 
 

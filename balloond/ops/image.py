@@ -12,6 +12,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 
+from balloond.backend.base import Backend, Locality
 from balloond.errors import ConfigError, OperationFailed, Refused
 from balloond.ops.context import OpsContext, find_domain
 from balloond.ops.holding import clear_command_hold, working_hold
@@ -49,7 +50,7 @@ def save_domain(
     squeeze_timeout: float = DEFAULT_SQUEEZE_TIMEOUT,
 ) -> SaveResult:
     backend = ctx.backend
-    local = getattr(backend, "is_local", True)
+    local = _paths_are_local(backend)
     if not path:
         raise ConfigError(f"domain '{name}': no file name to save to")
     if local:
@@ -125,7 +126,7 @@ def restore_domain(ctx: OpsContext, path: str, *, force: bool = False) -> Restor
     backend = ctx.backend
     if not path:
         raise ConfigError("no saved image to restore from")
-    if getattr(backend, "is_local", True) and os.path.isdir(path):
+    if _paths_are_local(backend) and os.path.isdir(path):
         raise OperationFailed(f"'{path}' is a directory, not a saved domain image")
     name, memory = backend.saved_image_memory(path)
     if not force:
@@ -138,3 +139,9 @@ def restore_domain(ctx: OpsContext, path: str, *, force: bool = False) -> Restor
     # The save command's hold was recorded in the live XML and came back with the image.
     clear_command_hold(backend, restored, dom.uuid)
     return RestoreResult(name=restored, path=path, memory=memory, seconds=seconds)
+
+
+def _paths_are_local(backend: Backend) -> bool:
+    """Whether a path we are given names the file the backend will read or write, so that
+    it can be checked here first. A backend that cannot be elsewhere works on our files."""
+    return backend.is_local if isinstance(backend, Locality) else True

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from balloond.backend.base import Backend
 from balloond.errors import DomainNotFound
+from balloond.ops.context import find_domain
 from balloond.units import MiB
 
 # A guest reports its balloon size in pages; "there" means within this of the target.
@@ -55,15 +56,7 @@ def squeeze(
 
 
 def _current(backend: Backend, name: str) -> int:
-    lookup = getattr(backend, "domain", None)  # one domain, not the whole host, per poll
-    if lookup is not None:
-        try:
-            size: int = lookup(name).current
-        except DomainNotFound:
-            pass
-        else:
-            return size
-    for dom in backend.domains():
-        if dom.name == name:
-            return dom.current
-    raise DomainNotFound(f"domain '{name}' vanished while being squeezed")
+    try:
+        return find_domain(backend, name).current
+    except DomainNotFound as exc:
+        raise DomainNotFound(f"domain '{name}' vanished while being squeezed") from exc

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +19,7 @@ from balloond.ops import OpsContext, balloon, release, save_domain, set_maxmem
 from balloond.ops.holding import command_hold
 from balloond.ops.memory import check_balloon
 from balloond.units import GiB, MiB
+from tests.support.pids import dead_pid
 
 pytestmark = pytest.mark.libvirt
 
@@ -207,17 +206,11 @@ def test_a_pin_whose_time_is_up_no_longer_holds(default_ctx: OpsContext, policy_
 def test_the_hold_of_a_command_that_died_no_longer_holds(
     default_ctx: OpsContext, policy_dir: Path
 ) -> None:
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
     dom = domain(default_ctx, "test")
     default_ctx.backend.put_hold("test", command_hold(dom, "balloonctl save", "saving"))
     assert _decided("test:///default", policy_dir)["test"] == Reason.HOLD  # we are alive
     default_ctx.backend.put_hold(
-        "test", replace(command_hold(dom, "balloonctl save", "saving"), pid=int(dead.stdout))
+        "test", replace(command_hold(dom, "balloonctl save", "saving"), pid=dead_pid())
     )
     assert _decided("test:///default", policy_dir)["test"] != Reason.HOLD
 
