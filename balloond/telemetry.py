@@ -71,6 +71,8 @@ class Telemetry:
     policy_reloads: int = 0
     policy_errors: int = 0
     last_policy_error: str | None = None
+    state_write_failures: int = 0  # state file writes that failed (the old file stays)
+    last_state_error: str | None = None  # why the most recent write failed; None: it worked
     # (direction, reason) -> count; direction is "grow" or "shrink"
     adjustments: Counter[tuple[str, str]] = field(default_factory=Counter)
     bytes_moved: Counter[str] = field(default_factory=Counter)  # direction -> bytes
@@ -133,6 +135,12 @@ class Telemetry:
             if error is not None:
                 self.policy_errors += 1
             self.last_policy_error = error
+
+    def record_state_write(self, error: str | None) -> None:
+        with self.lock:
+            if error is not None:
+                self.state_write_failures += 1
+            self.last_state_error = error
 
     def record_operation(
         self,

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 
+from balloond.cli.ctl_view_text import status as status_text
 from balloond.core.state import ControllerState, DomainMemo
+from balloond.daemon import present
 from balloond.daemon.notify import Notifier, watchdog_interval
 from balloond.daemon.statefile import PersistedState, StateFile, hold_from_dict
+from balloond.metrics import render
 from balloond.model import Hold, Reason
 from balloond.units import GiB, MiB
 from tests.support.daemon import Recording, make_daemon, run_ticks, sim_host
@@ -58,9 +63,6 @@ def test_unchanged_state_is_not_rewritten(tmp_path: Path) -> None:
         b"\x00\xff\xfe garbage",
         b"[1, 2, 3]",
         b'{"version": 99}',
-        b'{"version": 1, "holds": {"u": {"domain": 5}}}',
-        b'{"version": 1, "holds": {"u": {"domain": "u", "until": "soon"}}}',
-        b'{"version": 1, "holds": {"u": {"domain": "u", "target": -1}}}',
         b'{"version": 1, "controller": [], "holds": {}}',
         b"[" * 100_000,
     ],
@@ -116,16 +118,106 @@ def test_hold_from_dict_rejects_wrong_types() -> None:
             hold_from_dict(raw)
 
 
-def test_unwritable_state_dir_is_logged_not_fatal(
+def test_unwritable_state_dir_is_logged_counted_and_not_fatal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
+    state_dir = tmp_path / "state"
+    state_dir.write_text("not a folder")  # every write fails
     host = sim_host()
-    daemon = make_daemon(lambda: Recording(host), clock=host.now, state_dir=blocker / "sub")
+    daemon = make_daemon(lambda: Recording(host), clock=host.now, state_dir=state_dir)
     run_ticks(daemon, host, 2)
     assert any("could not write state file" in r.getMessage() for r in caplog.records)
-    assert daemon.telemetry().tick_failures == 0 and daemon.telemetry().ticks == 2
+    telemetry = daemon.telemetry()
+    assert telemetry.tick_failures == 0 and telemetry.ticks == 2
+    assert telemetry.state_write_failures == 2
+    assert telemetry.last_state_error and "state.json" in telemetry.last_state_error
+    status = present.status(daemon, daemon.policies.current, {}, host.now())
+    assert status["state_write_failures"] == 2 and status["last_state_error"]
+    assert "2 writes failed" in status_text(status)
+    exposition = render(daemon).decode()
+    assert "balloond_state_write_failures_total 2\n" in exposition
+    assert "balloond_state_last_write_failed 1" in exposition
+
+    state_dir.unlink()  # the disk is back
+    run_ticks(daemon, host, 1)
+    telemetry = daemon.telemetry()
+    assert telemetry.state_write_failures == 2 and telemetry.last_state_error is None
+    assert "balloond_state_last_write_failed 0" in render(daemon).decode()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "folder", "socket"])
+def test_a_state_file_that_is_not_a_regular_file_is_set_aside_unopened(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "state.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    elif kind == "symlink":
+        target = tmp_path / "elsewhere.json"
+        target.write_text(json.dumps(PersistedState().to_json()))
+        path.symlink_to(target)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+    loaded: list[PersistedState] = []
+    reader = threading.Thread(target=lambda: loaded.append(StateFile(tmp_path).load()))
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # unblock the thread before failing
+        with open(path, "w"):
+            pass
+        pytest.fail("loading the state file blocked")
+    assert loaded == [PersistedState()]
+    assert not path.exists() and os.path.lexists(tmp_path / "state.json.bad")
+    if kind == "symlink":
+        assert (tmp_path / "elsewhere.json").exists(), "the link's target is left alone"
+
+
+def test_one_damaged_hold_is_set_aside_alone(tmp_path: Path) -> None:
+    good = {"domain": "u1", "owner": "o", "reason": "r", "until": None, "target": 1 << 30}
+    bad = {"domain": "u2", "owner": "o", "reason": "r", "until": "soon"}
+    document = {"version": 1, "controller": {"version": 1, "domains": {}}, "holds": {}}
+    document["holds"] = {"u1": good, "u2": bad}
+    (tmp_path / "state.json").write_text(json.dumps(document))
+    store = StateFile(tmp_path)
+    loaded = store.load()
+    assert set(loaded.holds) == {"u1"} and loaded.holds["u1"].target == 1 << 30
+    aside = json.loads((tmp_path / "state.json.bad").read_text())
+    assert aside["holds"] == {"u2": bad}
+    assert store.save(loaded) is True, "rewritten at once without the damaged entry"
+    assert set(json.loads((tmp_path / "state.json").read_text())["holds"]) == {"u1"}
+
+
+def test_temp_files_of_an_interrupted_write_are_removed_at_start(tmp_path: Path) -> None:
+    leftovers = [tmp_path / ".state.json.k3x9_a", tmp_path / ".state.json.q1"]
+    for path in leftovers:
+        path.write_text('{"half": ')
+    others = [tmp_path / ".other.tmp", tmp_path / "notes.txt"]
+    for path in others:
+        path.write_text("not ours")
+    (tmp_path / ".state.json.link").symlink_to(tmp_path / "notes.txt")
+    StateFile(tmp_path).save(_state())
+    StateFile(tmp_path).load()
+    assert not any(path.exists() for path in leftovers)
+    assert all(path.exists() for path in others)
+    assert os.path.islink(tmp_path / ".state.json.link"), "a symlink is not ours to remove"
+
+
+def test_the_folder_is_synced_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    StateFile(tmp_path).save(_state())
+    assert synced == ["file", "folder"]
 
 
 def test_notifier_sends_datagrams(tmp_path: Path) -> None:

@@ -119,6 +119,7 @@ def test_the_issue_asks_for_these_alerts() -> None:
         "BalloondHostFreeBelowReserve",
         "BalloondBalloonStuck",
         "BalloondReportChannelSilent",
+        "BalloondStateWritesFailing",  # issue 16: failed state writes are alerted on
     } <= names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]

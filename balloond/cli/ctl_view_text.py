@@ -273,4 +273,8 @@ def status(answer: Mapping[str, Any]) -> str:
     ]
     if answer.get("last_policy_error"):
         lines.append(f"  last policy error: {answer['last_policy_error']}")
+    if answer.get("state_write_failures"):
+        lines.append(f"  state file: {answer['state_write_failures']} writes failed")
+    if answer.get("last_state_error"):
+        lines.append(f"  state file NOT written: {answer['last_state_error']}")
     return "\n".join(lines)

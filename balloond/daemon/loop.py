@@ -322,8 +322,12 @@ class Daemon:
         try:
             self._state_file.save(state)
         except OSError as error:
-            # Logged, not counted: `failures` are adjustment failures in the metrics.
+            # Counted apart from `failures` (adjustment failures): status, the metrics and
+            # an alert show it, since a restart would lose the holds and marks not written.
             log.error("could not write state file %s: %s", self._state_file.path, error)
+            self._telemetry.record_state_write(f"{self._state_file.path}: {error}")
+        else:
+            self._telemetry.record_state_write(None)
 
     # -- connection -----------------------------------------------------------------------
 

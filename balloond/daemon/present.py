@@ -217,6 +217,8 @@ def status(
         "policy_reloads": telemetry.policy_reloads,
         "policy_errors": telemetry.policy_errors,
         "last_policy_error": telemetry.last_policy_error,
+        "state_write_failures": telemetry.state_write_failures,
+        "last_state_error": telemetry.last_state_error,
         "adjustments": sum(telemetry.adjustments.values()),
         "failures": dict(telemetry.failures),
         **extra,

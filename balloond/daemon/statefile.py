@@ -4,10 +4,13 @@ It holds the decision core's controller state (stuck marks and the like, as
 `ControllerState.to_dict()` gives it) and the holds the daemon keeps itself (those its
 control socket was asked for when the backend cannot store holds with the domain).
 
-Writes are atomic (temp file in the same folder, fsync, rename), so a crash leaves either
-the old or the new file, never half of one. A file that cannot be read or parsed is logged,
-set aside as `<name>.bad`, and the daemon starts empty: a restart must never be blocked by
-its own leftovers.
+Writes are atomic (temp file in the same folder, fsync, rename, fsync of the folder), so a
+crash leaves either the old or the new file, never half of one; the temp files of a write
+that a crash interrupted are removed at the next start. A file that cannot be read or parsed,
+or that is not a regular file at all (a FIFO would block the start, a device or a symlink is
+not ours), is logged, set aside as `<name>.bad` without being opened, and the daemon starts
+empty: a restart must never be blocked by its own leftovers. One damaged hold among good
+ones is set aside alone (into `<name>.bad`); the others are kept.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,27 +100,60 @@ class StateFile:
 
     def load(self) -> PersistedState:
         """The saved state, or an empty one when there is none or it is garbage."""
+        self._remove_leftovers()
         try:
-            with self.path.open("rb") as handle:
-                data = handle.read(MAX_STATE_BYTES + 1)
+            data = self._read()
         except FileNotFoundError:
+            return PersistedState()
+        except ValueError as error:  # not a regular file: never opened, set aside
+            self._damaged(str(error))
             return PersistedState()
         except OSError as error:
             log.error("state file %s unreadable (%s); starting with empty state", self.path, error)
             return PersistedState()
         try:
-            state = self._parse(data)
+            state, bad_holds = self._parse(data)
         except ValueError as error:
-            log.error(
-                "state file %s is damaged (%s); set aside as %s.bad, starting empty",
-                self.path,
-                error,
-                self.path.name,
-            )
-            self._set_aside()
+            self._damaged(str(error))
             return PersistedState()
-        self._last_written = _render(state)
+        if bad_holds:
+            self._set_holds_aside(bad_holds)
+            self._last_written = None  # the next tick writes the file without them
+        else:
+            self._last_written = _render(state)
         return state
+
+    def _read(self) -> bytes:
+        """The file's bytes. Raises ValueError, before opening it, for anything but a
+        regular file: opening a FIFO blocks until a writer comes, a device may act."""
+        _check_regular(os.lstat(self.path))
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(self.path, flags)
+        with os.fdopen(fd, "rb") as handle:
+            _check_regular(os.fstat(fd))  # swapped after the lstat: still refused
+            return handle.read(MAX_STATE_BYTES + 1)
+
+    def _damaged(self, why: str) -> None:
+        log.error(
+            "state file %s is damaged (%s); set aside as %s.bad, starting empty",
+            self.path,
+            why,
+            self.path.name,
+        )
+        self._set_aside()
+
+    def _remove_leftovers(self) -> None:
+        """Temp files of writes a crash (or `kill -9`) interrupted: only this daemon writes
+        here, and it is starting, so none of them is being written."""
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return
+        prefix = f".{self.path.name}."
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+                log.info("removing %s, left by an interrupted state write", entry.path)
+                _unlink_quietly(entry.path)
 
     def save(self, state: PersistedState) -> bool:
         """Write `state` if it differs from what is on disk; return True when written."""
@@ -134,33 +171,77 @@ class StateFile:
         except BaseException:
             _unlink_quietly(temp)
             raise
+        _sync_folder(self.path.parent)  # the rename itself survives a power cut
         self._last_written = text
         return True
 
-    def _parse(self, data: bytes) -> PersistedState:
+    def _parse(self, data: bytes) -> tuple[PersistedState, dict[str, object]]:
+        """The state, and the raw hold entries that were damaged (left out of it)."""
         if len(data) > MAX_STATE_BYTES:
             raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
         try:
             raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise ValueError(f"not JSON: {error}") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise ValueError(f"not JSON: {str(error)[:120]}") from None
         if not isinstance(raw, dict):
             raise ValueError("top level is not an object")
         if raw.get("version") != FORMAT_VERSION:
             raise ValueError(f"version {raw.get('version')!r:.40} is not {FORMAT_VERSION}")
-        controller, holds = raw.get("controller", {}), raw.get("holds", {})
-        if not isinstance(controller, dict) or not isinstance(holds, dict):
+        controller, raw_holds = raw.get("controller", {}), raw.get("holds", {})
+        if not isinstance(controller, dict) or not isinstance(raw_holds, dict):
             raise ValueError("'controller' and 'holds' must be objects")
-        return PersistedState(
-            controller=controller,
-            holds={str(uuid): hold_from_dict(hold) for uuid, hold in holds.items()},
-        )
+        holds: dict[str, Hold] = {}
+        bad: dict[str, object] = {}
+        for uuid, entry in raw_holds.items():
+            try:
+                holds[str(uuid)] = hold_from_dict(entry)
+            except ValueError as error:
+                log.error("state file %s: hold of %s set aside: %s", self.path, uuid, error)
+                bad[str(uuid)] = entry
+        return PersistedState(controller=controller, holds=holds), bad
 
     def _set_aside(self) -> None:
         try:
-            os.replace(self.path, self.path.with_name(self.path.name + ".bad"))
+            os.replace(self.path, self.bad_path)
         except OSError as error:
             log.warning("could not set aside damaged state file %s: %s", self.path, error)
+
+    def _set_holds_aside(self, bad: dict[str, object]) -> None:
+        """The damaged entries go to `<name>.bad` for the operator to look at."""
+        text = json.dumps({"version": FORMAT_VERSION, "holds": bad}, sort_keys=True, default=str)
+        try:
+            self.bad_path.write_text(text + "\n", encoding="utf-8")
+        except OSError as error:
+            log.warning("could not set aside damaged holds in %s: %s", self.bad_path, error)
+
+    @property
+    def bad_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".bad")
+
+
+def _check_regular(info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"it is a {_kind(info.st_mode)}, not a regular file")
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _render(state: PersistedState) -> str:

@@ -80,6 +80,16 @@ def daemon_families(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[
         "1 if the most recent policy load failed.",
         value=1 if t.last_policy_error is not None else 0,
     )
+    yield counter(
+        "balloond_state_write_failures",
+        "State file writes that failed (holds and marks not saved for a restart).",
+        value=t.state_write_failures,
+    )
+    yield gauge(
+        "balloond_state_last_write_failed",
+        "1 if the most recent state file write failed.",
+        value=1 if t.last_state_error is not None else 0,
+    )
     yield from _decision_counters(t)
     yield from _report_counters(t, names)
     yield from _operation_families(t)
