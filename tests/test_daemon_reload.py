@@ -198,3 +198,85 @@ def test_a_loader_bug_keeps_the_last_good_set(tmp_path: Path) -> None:
     assert watcher.current is good
     assert telemetry.policy_errors == 1
     assert "internal error: RecursionError" in (telemetry.last_policy_error or "")
+
+
+def _broken_entry(path: Path, kind: str) -> None:
+    path.unlink()
+    if kind == "dangling symlink":
+        path.symlink_to("/nonexistent/web.yaml")
+    elif kind == "symlink loop":
+        path.symlink_to(path.name)
+    else:
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("kind", ["dangling symlink", "symlink loop", "fifo"])
+def test_an_unreadable_entry_is_a_broken_file_not_a_removed_one(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "web.yaml").write_text(GOOD)
+    host = sim_host()
+    daemon = make_daemon(lambda: Recording(host), clock=host.now, policy_dir=tmp_path)
+    good = daemon.policies.current
+    run_ticks(daemon, host, 1)
+    _broken_entry(tmp_path / "web.yaml", kind)
+    with caplog.at_level(logging.ERROR):
+        run_ticks(daemon, host, 2)
+    assert daemon.policies.current is good, "web did not fall to the default policy"
+    decision = daemon.last_decision()
+    assert decision is not None
+    assert next(d for d in decision.domains if d.name == "web").policy == "web"
+    assert daemon.telemetry().policy_errors == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(f"{tmp_path / 'web.yaml'}: " in line for line in errors), errors
+    if kind == "dangling symlink":
+        assert any("a symlink to '/nonexistent/web.yaml'" in line for line in errors), errors
+
+
+def test_a_folder_that_disappears_keeps_the_last_good_set_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "web.yaml").write_text(GOOD)
+    watcher = PolicyWatcher(folder, Telemetry())
+    good = watcher.load_initial()
+    away = folder.rename(tmp_path / "away")
+    with caplog.at_level(logging.ERROR):
+        assert watcher.check() is False
+        assert watcher.check() is False
+    assert watcher.current is good
+    telemetry = watcher._telemetry
+    assert telemetry.policy_errors == 1, "logged and counted once, not every tick"
+    assert "the policy folder is gone (it had 1 file)" in (telemetry.last_policy_error or "")
+    assert [r for r in caplog.records if "folder is gone" in r.getMessage()]
+    away.rename(folder)
+    assert watcher.check() is True
+    assert telemetry.last_policy_error is None
+
+
+def test_a_folder_emptied_for_a_tick_keeps_the_last_good_set(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(GOOD)
+    host = sim_host()
+    daemon = make_daemon(lambda: Recording(host), clock=host.now, policy_dir=tmp_path)
+    good = daemon.policies.current
+    run_ticks(daemon, host, 1)
+    moved = (tmp_path / "web.yaml").rename(tmp_path / "web.yaml.deploying")
+    run_ticks(daemon, host, 1)  # the deploy tool's moment between removing and writing
+    assert daemon.policies.current is good
+    assert daemon.telemetry().policy_errors == 1
+    assert "has no policy files" in (daemon.telemetry().last_policy_error or "")
+    moved.rename(tmp_path / "web.yaml")
+    _write(tmp_path / "web.yaml", GOOD)
+    run_ticks(daemon, host, 1)
+    assert _names(daemon.policies) == ["web"] and daemon.telemetry().last_policy_error is None
+
+
+def test_the_default_alone_is_one_file_of_no_policies_away(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(GOOD)
+    watcher = PolicyWatcher(tmp_path, Telemetry())
+    watcher.load_initial()
+    (tmp_path / "web.yaml").unlink()
+    (tmp_path / "none.yaml").write_text("policies: []\n")
+    assert watcher.check() is True
+    assert watcher.current.policies == ()

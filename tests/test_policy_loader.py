@@ -371,7 +371,8 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(PolicyLoadErrors, match=r"fifo\.yaml: not a regular file"):
         load_policy_files([fifo])
-    assert load_policy_dir(tmp_path).policies == ()  # the folder scan skips it
+    with pytest.raises(PolicyLoadErrors, match=r"fifo\.yaml: not a regular file"):
+        load_policy_dir(tmp_path)  # the folder scan finds it too: a broken file, not none
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:

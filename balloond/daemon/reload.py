@@ -113,11 +113,11 @@ class PolicyWatcher:
         """Load the whole folder now; keep the last good set on any error."""
         if self.folder is None:
             return False
-        if not self.folder.exists() and self._seen == ():
-            return False  # still absent: nothing to load, nothing wrong
+        if not self.folder.exists() and not self._current.files:
+            return False  # still absent, nothing loaded from it yet: nothing wrong
         with self._lock:
             try:
-                policies = self._loader(self.folder)
+                policies = self._load(self.folder)
             except ConfigError as error:
                 # One log line per error, each "file:line: key: message".
                 for line in str(error).splitlines():
@@ -138,6 +138,23 @@ class PolicyWatcher:
             self._telemetry.record_policy_load(None)
             log.info("policies reloaded from %s: %s", self.folder, describe(policies))
             return True
+
+    def _load(self, folder: Path) -> PolicySet:
+        """The folder's set. A folder that had policy files and is gone, or has none now
+        (emptied while a deploy rewrites it), fails like a broken file does: falling back to
+        the built-in default for a tick would move every domain to the default's floor."""
+        had = len(self._current.files)
+        files = f"{had} file{'' if had == 1 else 's'}"
+        if had and not folder.is_dir():
+            raise ConfigError(f"the policy folder is gone (it had {files})", file=str(folder))
+        policies = self._loader(folder)
+        if had and not policies.files:
+            raise ConfigError(
+                f"the policy folder has no policy files (it had {files}); to run on the "
+                "built-in default alone, leave one file holding 'policies: []'",
+                file=str(folder),
+            )
+        return policies
 
 
 def describe(policies: PolicySet) -> str:

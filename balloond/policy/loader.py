@@ -60,8 +60,9 @@ def _as_policy_error(error: ConfigError) -> PolicyError:
 
 def load_policy_dir(path: str | os.PathLike[str]) -> PolicySet:
     """Load every ``*.yaml``/``*.yml`` file of a folder, in name order. Hidden files (editor
-    swap and lock files) and sub-folders are skipped. An empty folder gives the built-in
-    default only."""
+    swap and lock files) and sub-folders are skipped; an entry that cannot be read (a
+    dangling symlink, a symlink loop, no permission) is a broken file, not a missing one.
+    An empty folder gives the built-in default only."""
     try:
         files = policy_files_in(path)
     except PolicyError as exc:
@@ -73,10 +74,12 @@ def policy_files_in(folder: str | os.PathLike[str]) -> list[str]:
     """The policy files of a folder, in the order they load."""
     if not Path(folder).is_dir():
         raise PolicyError("policy folder does not exist or is not a folder", file=str(folder))
+    # Everything but a folder is a policy file: one that cannot be read must fail the load
+    # (the last good set stays), not drop its policies silently as if it had been removed.
     return [
         os.path.join(folder, entry.name)
         for entry in sorted(Path(folder).iterdir())
-        if entry.suffix in POLICY_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
+        if entry.suffix in POLICY_SUFFIXES and not entry.name.startswith(".") and not entry.is_dir()
     ]
 
 

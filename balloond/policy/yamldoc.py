@@ -94,10 +94,18 @@ def read_text(path: str, display: str, error_cls: type[ConfigError]) -> str:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)  # the file may grow between stat and read
     except OSError as exc:
-        raise error_cls(f"cannot read: {exc.strerror or exc}", file=display) from exc
+        raise error_cls(f"cannot read: {exc.strerror or exc}{_link(path)}", file=display) from exc
     if len(data) > MAX_FILE_BYTES:
         raise _too_big(display, len(data), error_cls)
     return decode(data, display, error_cls)
+
+
+def _link(path: str) -> str:
+    """' (a symlink to X)' when `path` is one: a dangling or looping link says where it points."""
+    try:
+        return f" (a symlink to {os.readlink(path)!r})"
+    except OSError:
+        return ""
 
 
 def _too_big(display: str, size: int, error_cls: type[ConfigError]) -> ConfigError:
