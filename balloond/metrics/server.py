@@ -2,7 +2,10 @@
 
 Defaults to 127.0.0.1:9877 (9177 belongs to the common libvirt exporters). For non-local
 binds, give a certificate and key (TLS 1.2+) and basic-auth credentials: the exposition names
-every domain on the host. One small threaded stdlib server; each request renders a scrape.
+every domain on the host. The endpoint is reachable before authentication by anyone on the
+network, so the HTTP side (`balloond.metrics.http`) bounds what any client can cost: a few
+KiB per connection, a deadline per request, a fixed number of connections in which slow
+clients make way for complete requests. Each request renders a scrape.
 """
 
 from __future__ import annotations
@@ -14,24 +17,18 @@ import hmac
 import logging
 import socket
 import ssl
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 
 from balloond.errors import ConfigError
 from balloond.metrics.collector import Clock, families
 from balloond.metrics.families import render_text
+from balloond.metrics.http import MAX_CONNECTIONS, HttpServer, Request, Response
 from balloond.view import DaemonView
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9877
-# A client that has not sent its request within this many seconds is dropped, so a stalled
-# or hostile client cannot hold a server thread (or, under TLS, the handshake) forever.
-REQUEST_TIMEOUT = 10.0
-MAX_CONNECTIONS = 32  # Prometheus needs one per scraping server; more is a flood
 
 log = logging.getLogger(__name__)
 
@@ -41,80 +38,51 @@ BasicAuth = tuple[str, str]
 # 1,000 domains); prometheus_client's `choose_encoder` still does the Accept negotiation.
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+INDEX = b'<html><body><a href="/metrics">balloond metrics</a></body></html>\n'
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _MetricsHTTPServer
-    timeout = REQUEST_TIMEOUT
-    protocol_version = "HTTP/1.1"
+class Endpoint:
+    """What the endpoint answers; the HTTP server calls `respond` on its thread."""
 
-    def do_GET(self) -> None:
-        if not self._authorised():
-            self._reply(
+    def __init__(self, view: DaemonView, clock: Clock | None, basic_auth: BasicAuth | None) -> None:
+        self.view = view
+        self.clock = clock
+        self.basic_auth = basic_auth
+
+    def respond(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"only GET and HEAD\n", headers={"Allow": "GET, HEAD"})
+        if self.basic_auth is not None and not check_basic_auth(
+            request.headers.get("authorization"), self.basic_auth
+        ):
+            return Response(
                 401,
                 b"authentication required\n",
-                "text/plain; charset=utf-8",
-                {"WWW-Authenticate": 'Basic realm="balloond"'},
+                headers={"WWW-Authenticate": 'Basic realm="balloond"'},
             )
-            return
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._metrics()
-        elif path == "/":
-            self._reply(
-                200,
-                b'<html><body><a href="/metrics">balloond metrics</a></body></html>\n',
-                "text/html; charset=utf-8",
-            )
-        else:
-            self._reply(404, b"not found; metrics are at /metrics\n", "text/plain; charset=utf-8")
+        if request.path == "/metrics":
+            return self._metrics(request)
+        if request.path == "/":
+            return Response(200, INDEX, "text/html; charset=utf-8")
+        return Response(404, b"not found; metrics are at /metrics\n")
 
-    do_HEAD = do_GET
-
-    def _metrics(self) -> None:
-        openmetrics = choose_encoder(self.headers.get("Accept", ""))[1].startswith(
+    def _metrics(self, request: Request) -> Response:
+        openmetrics = choose_encoder(request.headers.get("accept", ""))[1].startswith(
             "application/openmetrics-text"
         )
-        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         try:
-            with self.server.render_lock:
-                body = render_text(
-                    families(self.server.view, self.server.clock), openmetrics=openmetrics
-                )
+            body = render_text(families(self.view, self.clock), openmetrics=openmetrics)
         except Exception:
             # A bug in the collector must not kill the server: Prometheus sees a 500 (its
             # `up` goes to 0, which the alerts watch) and the log says why.
             log.exception("metrics: collecting failed")
-            self._reply(
-                500, b"collecting metrics failed; see the daemon log\n", "text/plain; charset=utf-8"
-            )
-            return
+            return Response(500, b"collecting metrics failed; see the daemon log\n")
         headers = {}
-        if "gzip" in self.headers.get("Accept-Encoding", ""):
+        if "gzip" in request.headers.get("accept-encoding", ""):
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        self._reply(200, body, content_type, headers)
-
-    def _authorised(self) -> bool:
-        expected = self.server.basic_auth
-        if expected is None:
-            return True
-        return check_basic_auth(self.headers.get("Authorization"), expected)
-
-    def _reply(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("metrics: %s " + format, self.address_string(), *args)
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        return Response(200, body, content_type, headers)
 
 
 def check_basic_auth(header: str | None, expected: BasicAuth) -> bool:
@@ -137,59 +105,15 @@ def check_basic_auth(header: str | None, expected: BasicAuth) -> bool:
     return ok_user and ok_password
 
 
-class _MetricsHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64  # listen() backlog; the stdlib's 5 makes bursts wait on SYN retries
-    view: DaemonView
-    clock: Clock | None
-    basic_auth: BasicAuth | None
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
-        super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        # One render at a time: parallel scrapes would only multiply the CPU taken from the
-        # daemon's tick (they share the GIL) and the memory of 1,000-domain expositions.
-        self.render_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            # A flood of connections gets closed rather than a thread each.
-            log.debug("metrics: %s refused: %d connections open", client_address, MAX_CONNECTIONS)
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Failed TLS handshakes, resets and timeouts are the client's problem: one debug
-        # line, not the stdlib's traceback on stderr.
-        log.debug("metrics: request from %s failed", client_address, exc_info=True)
-
-
-class _MetricsHTTPServer6(_MetricsHTTPServer):
-    address_family = socket.AF_INET6
-
-
 class MetricsServer:
     """A running metrics endpoint. `port` is the bound port (useful with port 0)."""
 
-    def __init__(self, httpd: _MetricsHTTPServer, scheme: str) -> None:
-        self._httpd = httpd
-        self.address: str = str(httpd.server_address[0])
-        self.port: int = int(httpd.server_address[1])
+    def __init__(self, listener: socket.socket, http: HttpServer, scheme: str) -> None:
+        address = listener.getsockname()
+        self.address: str = str(address[0])
+        self.port: int = int(address[1])
         self.scheme = scheme
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.5},
-            name="balloond-metrics",
-            daemon=True,
-        )
-        self._thread.start()
+        self._http = http
 
     @property
     def url(self) -> str:
@@ -197,9 +121,7 @@ class MetricsServer:
         return f"{self.scheme}://{host}:{self.port}/metrics"
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._http.close()
 
     def __enter__(self) -> MetricsServer:
         return self
@@ -241,26 +163,26 @@ def serve(
     if basic_auth is not None and not (basic_auth[0] and basic_auth[1]):
         raise ConfigError("metrics basic auth needs a non-empty user name and password")
     context = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
-    httpd = _bind(address, port)
-    httpd.view = view
-    httpd.clock = clock
-    httpd.basic_auth = basic_auth
-    if context is not None:
-        # No handshake in accept(): it would run on the serving thread, where one silent
-        # client would block every scrape. It happens on first read, in the request thread.
-        httpd.socket = context.wrap_socket(
-            httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
+    listener = _bind(address, port)
     if basic_auth is not None and context is None and address not in ("127.0.0.1", "::1"):
         log.warning("metrics: basic auth on %s without TLS sends the password in clear", address)
-    return MetricsServer(httpd, "https" if context else "http")
+    # The TLS handshake runs in the server's loop, step by step as bytes arrive: one silent
+    # client costs a slot until its deadline, never a blocked thread.
+    http = HttpServer(listener, Endpoint(view, clock, basic_auth).respond, context)
+    return MetricsServer(listener, http, "https" if context else "http")
 
 
-def _bind(address: str, port: int) -> _MetricsHTTPServer:
+def _bind(address: str, port: int) -> socket.socket:
     if not 0 <= port <= 65535:
         raise ConfigError(f"metrics port must be 0-65535, got: {port}")
-    server_class = _MetricsHTTPServer6 if ":" in address else _MetricsHTTPServer
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        return server_class((address, port), _Handler)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((address, port))
+        # A backlog for bursts: the stdlib's 5 made them wait on SYN retries.
+        listener.listen(2 * MAX_CONNECTIONS)
     except OSError as exc:
+        listener.close()
         raise ConfigError(f"metrics: cannot listen on {address}:{port}: {exc}") from exc
+    return listener
