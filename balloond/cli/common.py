@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from balloond import __version__
+from balloond.cli.printable import printable
 from balloond.errors import (
     BackendError,
     BalloondError,
@@ -121,7 +122,7 @@ def run_cli(
     try:
         return func(args)
     except BalloondError as error:
-        print(f"{prog}: {error}", file=sys.stderr)
+        print(f"{prog}: {printable(str(error), lines=True)}", file=sys.stderr)
         return exit_code_for(error)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -12,9 +12,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from balloond.cli.common import URI_DEFAULT
+from balloond.cli.printable import printable
 from balloond.errors import BalloondError, ConfigError, DomainNotFound, OperationFailed
 from balloond.ops import (
     OpsContext,
@@ -80,6 +81,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _say(text: str, file: TextIO | None = None) -> None:
+    """Print a line that may carry names from elsewhere (a domain restored from an image, a
+    warning naming a domain): control characters are shown, not sent to the terminal."""
+    print(printable(text), file=file)
+
+
 def _context(args: argparse.Namespace) -> OpsContext:
     return OpsContext.load(config=args.config, connect=args.connect)
 
@@ -118,7 +125,7 @@ def _warnings_after_success() -> Iterator[None]:
     finally:
         logger.removeHandler(collect)
     for line in collect.lines:
-        print(f"balloonctl: warning: {line}", file=sys.stderr)
+        _say(f"balloonctl: warning: {line}", file=sys.stderr)
 
 
 def _add(
@@ -254,7 +261,7 @@ def cmd_balloon(args: argparse.Namespace) -> int:
         else f"for {duration_text(args.hold_for)} (until "
         f"{time.strftime('%H:%M:%S', time.localtime(result.hold.until))})"
     )
-    print(
+    _say(
         f"{args.domain}: balloon {format_size(result.previous)} -> "
         f"{format_size(result.target)} (floor {format_size(result.floor)}), held {until}"
     )
@@ -280,9 +287,9 @@ def cmd_maxmem(args: argparse.Namespace) -> int:
     with _context(args) as ctx, _operation(ctx, "maxmem"):
         live = set_maxmem(ctx, args.domain, args.size)
     if live:
-        print(f"{args.domain}: maxmem {format_size(args.size)} (live)")
+        _say(f"{args.domain}: maxmem {format_size(args.size)} (live)")
     else:
-        print(
+        _say(
             f"{args.domain}: maxmem {format_size(args.size)} written to the persistent "
             "config; it applies at the next boot (this hypervisor cannot change it live)"
         )
@@ -300,9 +307,9 @@ def cmd_save(args: argparse.Namespace) -> int:
             squeeze_timeout=args.squeeze_timeout,
         )
     if result.squeezed is not None:
-        print(_squeeze_line(args.domain, result.squeezed))
+        _say(_squeeze_line(args.domain, result.squeezed))
     written = "on the remote host" if result.size is None else format_size(result.size)
-    print(
+    _say(
         f"{args.domain}: saved ({format_size(result.memory)} guest) to {result.path}: "
         f"{written} in {result.seconds:.2f} s"
     )
@@ -322,7 +329,7 @@ def _squeeze_line(name: str, sq: SqueezeResult) -> str:
 def cmd_restore(args: argparse.Namespace) -> int:
     with _context(args) as ctx, _operation(ctx, "restore"):
         result = restore_domain(ctx, args.file, force=args.force)
-    print(
+    _say(
         f"{result.name}: restored ({format_size(result.memory)}) from {result.path} "
         f"in {result.seconds:.2f} s"
     )
@@ -355,8 +362,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     result = outcome.result
     downtime = "n/a" if result.downtime is None else f"{result.downtime * 1000:.0f} ms"
     if outcome.squeezed is not None:
-        print(_squeeze_line(args.domain, outcome.squeezed))
-    print(
+        _say(_squeeze_line(args.domain, outcome.squeezed))
+    _say(
         f"{args.domain}: migrated to {outcome.dest_uri} in {outcome.total_seconds:.1f} s "
         f"(migration {result.duration:.1f} s), {format_size(result.bytes_transferred)} "
         f"transferred, downtime {downtime}"

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from balloond.cli.common import EXIT_OK
+from balloond.cli.printable import printable, printable_data
 from balloond.daemon import present
 from balloond.daemon.control import ControlClient
 from balloond.daemon.runconfig import load_daemon_config
@@ -261,8 +262,11 @@ def header(frame: Frame) -> Text:
 def render(
     frame: Frame, *, sort: str = "pressure", limit: int | None = None, width: int | None = None
 ) -> RenderableType:
-    """`width`: the console's, when known; below 150 columns the table goes compact."""
+    """`width`: the console's, when known; below 150 columns the table goes compact. Every
+    string of the frame is shown `printable`: it came from the daemon or the hypervisor."""
     compact = width is not None and width < COMPACT_BELOW
+    error = None if frame.error is None else printable(frame.error)
+    frame = Frame(printable_data(frame.status), printable_data(frame.rows), frame.taken_at, error)
     return Group(header(frame), domain_table(frame.rows, sort=sort, limit=limit, compact=compact))
 
 

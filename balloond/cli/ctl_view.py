@@ -18,6 +18,7 @@ from balloond.backend import open_backend
 from balloond.backend.base import HoldStore
 from balloond.cli import ctl_view_text as text
 from balloond.cli.common import EXIT_OK, EXIT_UNREACHABLE, URI_DEFAULT
+from balloond.cli.printable import printable, printable_data
 from balloond.config import effective_uri
 from balloond.daemon import present
 from balloond.daemon.assemble import compute_once
@@ -174,13 +175,14 @@ def obtain(source: Source, cmd: str, local: Local, **kwargs: Any) -> tuple[dict[
         daemon.close()
 
 
-def _emit(answer: object, as_json: bool, text: str, note: str) -> None:
+def _emit(answer: Any, as_json: bool, render: Callable[[Any], str], note: str) -> None:
+    """JSON escapes control characters itself; text is rendered from a `printable` copy."""
     if note:
-        print(note, file=sys.stderr)
+        print(printable(note), file=sys.stderr)
     if as_json:
         print(json.dumps(answer, indent=1, sort_keys=True))
     else:
-        print(text)
+        print(render(printable_data(answer)))
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -195,10 +197,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     answer, note = obtain(Source(args), "list", local)
     rows = answer.get("rows", [])
-    stale = text.staleness(answer)
+    stale = text.staleness(printable_data(answer))
     if stale:
         print(stale, file=sys.stderr)
-    _emit(rows, args.json, text.list_table(rows), note)
+    _emit(rows, args.json, text.list_table, note)
     return EXIT_OK
 
 
@@ -215,7 +217,7 @@ def _list_names(source: Source) -> int:
         finally:
             backend.close()
     for name in sorted(names):
-        print(name)
+        print(printable(name))
     return EXIT_OK
 
 
@@ -231,7 +233,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return {"uri": daemon.uri, **found}
 
     answer, note = obtain(Source(args), "explain", local, domain=args.domain)
-    _emit(answer, args.json, text.explanation(answer), note)
+    _emit(answer, args.json, text.explanation, note)
     return EXIT_OK
 
 
@@ -241,7 +243,7 @@ def cmd_holds(args: argparse.Namespace) -> int:
 
     answer, note = obtain(Source(args), "holds", local)
     holds = answer.get("holds", [])
-    _emit(holds, args.json, text.holds_table(holds), note)
+    _emit(holds, args.json, text.holds_table, note)
     return EXIT_OK
 
 
@@ -252,7 +254,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except DaemonNotRunning as error:
         print(f"balloonctl: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    _emit(answer, args.json, text.status(answer), "")
+    _emit(answer, args.json, text.status, "")
     return EXIT_OK
 
 
@@ -261,7 +263,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     answer = source.ask("release", domain=args.domain)
     if answer is not None:
         what = "released" if answer.get("released") else "had no hold; nothing to release"
-        print(f"{answer.get('domain', args.domain)}: {what}")
+        print(printable(f"{answer.get('domain', args.domain)}: {what}"))
         return EXIT_OK
     backend = open_backend(source.uri)
     try:
@@ -270,5 +272,5 @@ def cmd_release(args: argparse.Namespace) -> int:
         backend.clear_hold(args.domain)
     finally:
         backend.close()
-    print(f"{args.domain}: hold cleared ({source.note.split(';')[0]})")
+    print(printable(f"{args.domain}: hold cleared ({source.note.split(';')[0]})"))
     return EXIT_OK

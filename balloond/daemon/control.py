@@ -4,26 +4,35 @@ Request:  {"cmd": "explain", "domain": "web1"}\\n
 Response: {"ok": true, "result": ...}\\n  or  {"ok": false, "error": "one clear line"}\\n
 
 The socket is a unix stream socket of mode 0600 in a folder of mode 0700: only its owner
-(root, for the system daemon) can talk to it. Everything a client sends is untrusted:
-requests are capped in size, connections in number and time, and a malformed request gets
-an error response; nothing a client does can end the daemon or its tick.
+(root, for the system daemon) can talk to it, and the server checks each client's
+credentials (SO_PEERCRED: root or the daemon's own user) in case the modes were widened.
+The client checks the server's the same way: a socket another user planted at the path is
+not talked to. Everything a client sends is untrusted: requests are capped in size, each has
+a deadline (not a timeout per receive), connections are capped in number with slow ones
+shed for new ones (`balloond.slots`), and a malformed request gets an error response;
+nothing a client does can end the daemon or its tick, or keep an operator's `status` out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import math
 import os
+import pwd
 import socket
+import stat
+import struct
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from balloond.errors import BalloondError, ConfigError, ControlError, DomainNotFound
+from balloond.slots import Slot, Slots
 from balloond.units import KiB, MiB
 
 log = logging.getLogger("balloond.control")
@@ -31,7 +40,7 @@ log = logging.getLogger("balloond.control")
 MAX_REQUEST_BYTES = 64 * KiB
 MAX_RESPONSE_BYTES = 64 * MiB
 MAX_CONNECTIONS = 16
-CONNECTION_TIMEOUT = 10.0
+REQUEST_DEADLINE = 10.0  # seconds for a request to arrive whole, and for its answer to leave
 MAX_INT_DIGITS = 20
 
 Handler = Callable[[Mapping[str, Any]], object]
@@ -59,7 +68,7 @@ class ControlServer:
     def __init__(self, path: str | os.PathLike[str], handlers: Mapping[str, Handler]) -> None:
         self.path = Path(path)
         self._handlers = dict(handlers)
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = Slots(MAX_CONNECTIONS, REQUEST_DEADLINE)
         self._stopping = threading.Event()
         self._sock = _listen(self.path)
         self._thread = threading.Thread(
@@ -86,25 +95,29 @@ class ControlServer:
                 log.warning("control socket: accept failed: %s", error)
                 self._stopping.wait(0.1)  # e.g. out of file descriptors: do not spin
                 continue
-            if not self._slots.acquire(blocking=False):
+            if not _trusted_peer(conn):
+                _send_quietly(conn, _error("not allowed: root or the daemon's user only"))
+                conn.close()
+                continue
+            slot = self._slots.take(functools.partial(_hang_up, conn))
+            if slot is None:
                 _send_quietly(conn, _error("too many control connections; try again"))
                 conn.close()
                 continue
             threading.Thread(
-                target=self._serve, args=(conn,), name="balloond-control-conn", daemon=True
+                target=self._serve, args=(conn, slot), name="balloond-control-conn", daemon=True
             ).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, slot: Slot) -> None:
         try:
-            conn.settimeout(CONNECTION_TIMEOUT)
             with conn:
-                self._serve_lines(conn)
+                self._serve_lines(conn, slot)
         except OSError as error:
             log.debug("control connection ended: %s", error)
         finally:
-            self._slots.release()
+            self._slots.give_back(slot)
 
-    def _serve_lines(self, conn: socket.socket) -> None:
+    def _serve_lines(self, conn: socket.socket, slot: Slot) -> None:
         buffer = b""
         while True:
             newline = buffer.find(b"\n")
@@ -113,13 +126,33 @@ class ControlServer:
                 conn.sendall(_error(f"request larger than {MAX_REQUEST_BYTES} bytes"))
                 return
             if newline < 0:
-                chunk = conn.recv(65536)
+                # A deadline for the whole request, not a timeout per receive: a client
+                # sending a byte a second must not hold the connection.
+                chunk = self._receive(conn, slot)
                 if not chunk:
                     return
                 buffer += chunk
                 continue
             line, buffer = buffer[:newline], buffer[newline + 1 :]
-            conn.sendall(self.respond(line))
+            self._slots.answering(slot)
+            response = self.respond(line)
+            self._slots.waiting(slot)  # the next request's deadline starts now
+            conn.settimeout(REQUEST_DEADLINE)  # the answer too must go out in time
+            conn.sendall(response)
+
+    def _receive(self, conn: socket.socket, slot: Slot) -> bytes:
+        """The next bytes of a request, or b"" once its deadline has passed (the client is
+        told so) or the client hung up."""
+        remaining = self._slots.remaining(slot)
+        try:
+            if remaining > 0:
+                conn.settimeout(remaining)
+                return conn.recv(65536)
+        except TimeoutError:
+            pass
+        conn.settimeout(1.0)
+        conn.sendall(_error(f"request not complete within {REQUEST_DEADLINE:g} s"))
+        return b""
 
     def respond(self, line: bytes) -> bytes:
         """The response line for one request line. Never raises."""
@@ -162,6 +195,36 @@ def _bounded_int(text: str) -> int:
     if digits > MAX_INT_DIGITS:
         raise RequestError(f"request has an integer of {digits} digits (at most {MAX_INT_DIGITS})")
     return int(text)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The user id of the process at the other end of a unix socket (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def _trusted_peer(conn: socket.socket) -> bool:
+    """Root, or the user the daemon runs as: the socket's mode says the same, unless someone
+    widened it."""
+    try:
+        uid = peer_uid(conn)
+    except OSError:
+        return False
+    return uid in (0, os.geteuid())
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name!r} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _hang_up(conn: socket.socket) -> None:
+    """Shed a connection from another thread: its pending receive returns at once."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
 
 
 def _encode(message: Mapping[str, Any]) -> bytes:
@@ -217,9 +280,23 @@ def _listen(path: Path) -> socket.socket:
 
 
 def _remove_stale(path: Path) -> None:
-    """A socket file left by a daemon that died is removed; a live one is an error."""
-    if not path.exists():
+    """A socket file left by a daemon that died is removed; a live one is an error, and so
+    is anything that is not a socket (a mistyped `--socket` must not delete a file)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
         return
+    except OSError as error:
+        raise ConfigError(
+            f"cannot check it: {error}", key="control_socket", file=str(path)
+        ) from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ConfigError(
+            "something that is not a socket is there; not removing it (move it away or "
+            "choose another path)",
+            key="control_socket",
+            file=str(path),
+        )
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
@@ -265,6 +342,13 @@ class ControlClient:
                     f"balloond is not running (no listener on {str(self.path)!r})"
                 ) from error
             raise ControlError(f"control socket {str(self.path)!r}: {error}") from error
+        uid = peer_uid(sock)
+        if uid not in (0, os.geteuid()):
+            sock.close()
+            raise ControlError(
+                f"control socket {str(self.path)!r} is served by {_user(uid)}, not root or "
+                "you: not talking to it (another user may have put it there)"
+            )
         return sock
 
 
