@@ -155,7 +155,7 @@ def socket_clobber(session: Session) -> Row:
     code = daemon.stop()
     intact = victim.is_file() and victim.read_text() == "precious\n"
     figures.state_intact = intact
-    tail = daemon.log_tail(2).replace("\n", " / ")
+    tail = daemon.log_tail(1)
     figures.notes.append(f"daemon {'ran' if started else f'exited {code}'}: {tail[:100]!r}")
     return judge(Row("control: socket path names a regular file", figures))
 
