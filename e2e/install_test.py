@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from e2e import boot_proof
 from e2e.debroot import CACHE, Chroot, Result, fresh_root
 
 # What the packages must bring themselves (Depends), absent from the base root.
@@ -36,6 +37,7 @@ MAN_PAGES = (
     "man5/balloond-policy.5",
 )
 UNITS = ("balloond.service", "balloond-guest.service")
+EXPOSURE_AT_MOST = 2.6  # systemd-analyze security of the shipped unit (docs/daemon.md)
 
 
 class Checks:
@@ -49,14 +51,18 @@ class Checks:
         result = self.root.run(command)
         good = result.returncode == 0 if ok is None else ok(result)
         took = time.monotonic() - started
-        print(f"  {'ok  ' if good else 'FAIL'} {name} ({took:.1f} s)", flush=True)
+        self.record(name, good, result.output, took)
+        return result
+
+    def record(self, name: str, good: bool, detail: str = "", took: float | None = None) -> None:
+        timing = f" ({took:.1f} s)" if took is not None else ""
+        print(f"  {'ok  ' if good else 'FAIL'} {name}{timing}", flush=True)
         if good:
             self.passed += 1
         else:
             self.failed.append(name)
-            for line in result.output.strip().splitlines()[-15:]:
+            for line in detail.strip().splitlines()[-15:]:
                 print(f"       | {line}")
-        return result
 
 
 def run_checks(root: Chroot, debs: list[Path]) -> Checks:
@@ -74,6 +80,7 @@ def run_checks(root: Chroot, debs: list[Path]) -> Checks:
     )
     _use(checks)
     _integrate(checks)
+    _booted(checks, root)
     _purge(checks)
     return checks
 
@@ -146,6 +153,66 @@ def _integrate(checks: Checks) -> None:
         "ls /usr/share/doc/balloond/examples/policies/web-tier.yaml"
         " /usr/share/doc/balloond/daemon.md*",
     )
+
+
+def _booted(checks: Checks, root: Chroot) -> None:
+    """The unit as systemd runs it, hardening and all (e2e.boot_proof)."""
+    why = boot_proof.available()
+    if why is not None:
+        print(f"  skip the booted unit: {why}")
+        return
+    started = time.monotonic()
+    answers = boot_proof.boot(root)
+    took = time.monotonic() - started
+    files = {name: _read(root, name) for name in ("status", "metrics", "security")}
+    errors, everything = _read(root, "journal-err"), _read(root, "journal-all")
+    checks.record(
+        "booted with systemd (nspawn): balloond.service active under the shipped hardening,"
+        " connected to libvirtd (qemu:///system)",
+        answers.get("active") == "active",
+        repr(answers) + "\n" + everything,
+        took,
+    )
+    checks.record(
+        "  balloonctl status through the control socket in /run/balloond",
+        answers.get("status") == "0" and "qemu:///system" in files["status"],
+        files["status"],
+    )
+    checks.record(
+        "  metrics served on 127.0.0.1:9877",
+        answers.get("metrics") == "0" and "balloond_build_info" in files["metrics"],
+        files["metrics"][-2000:],
+    )
+    checks.record(
+        "  state written to /var/lib/balloond under ProtectSystem=strict",
+        answers.get("state") == "written",
+        everything,
+    )
+    checks.record(
+        "  a broken policy at reload: logged at priority err, the daemon keeps running",
+        answers.get("after-reload") == "active"
+        and "policy reload failed" in errors
+        and "connected to qemu:///system" not in errors
+        and "connected to qemu:///system" in everything,
+        errors + "\n---\n" + everything,
+    )
+    checks.record("  no restart", answers.get("restarts") == "0", repr(answers))
+    score = re.search(r"Overall exposure level for balloond.service: ([0-9.]+)", files["security"])
+    checks.record(
+        f"  systemd-analyze security of the running unit: {score[1] if score else '?'}",
+        score is not None and float(score[1]) <= EXPOSURE_AT_MOST,
+        files["security"][-3000:],
+    )
+    root.run(
+        "systemctl disable balloond.service balloond-proof.service >/dev/null 2>&1;"
+        " rm -rf /etc/systemd/system/balloond.service.d /etc/systemd/system/balloond-proof.service"
+        " /root/proof.sh /root/*.txt /root/proof.out"
+    )
+
+
+def _read(root: Chroot, name: str) -> str:
+    path = root.path / "root" / (name if name.endswith(".out") else f"{name}.txt")
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def _purge(checks: Checks) -> None:

@@ -22,11 +22,12 @@ debs_deb=(dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all pyth
 # libvirt-python is published as source only: pip compiles it, so it needs a C compiler, the C
 # library's headers and Python's (a minimal Debian 12 has none of them). mmdebstrap builds the
 # clean Debian 12 root the packages are installed into; zsh, groff and systemd-analyze check
-# the completion, man pages and units.
+# the completion, man pages and units; systemd-nspawn boots that root with systemd as its
+# PID 1 to run the hardened unit for real (this machine's PID 1 is not systemd).
 debs_test=(python3-venv gcc libc6-dev python3-dev libvirt-dev pkg-config
            libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
            busybox-static cpio prometheus stress-ng iproute2
-           "${debs_deb[@]}" mmdebstrap zsh groff-base man-db systemd)
+           "${debs_deb[@]}" mmdebstrap zsh groff-base man-db systemd systemd-container)
 
 quietly() {
   if ! "$@" >>"$log" 2>&1; then
