@@ -9,7 +9,6 @@ no race with another writer; libvirt then writes into it.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from typing import Any
@@ -18,6 +17,7 @@ from balloond.backend.base import JobProgress, MigrationResult
 from balloond.backend.libvirt_migrate import run_migration
 from balloond.backend.libvirt_xml import saved_image_facts
 from balloond.errors import OperationFailed
+from balloond.fsutil import make_private
 
 
 class LibvirtOperationsMixin:
@@ -114,11 +114,11 @@ def _create_private(name: str, path: str) -> bool:
 
 
 def _make_private(name: str, path: str) -> None:
-    """libvirt may recreate the file with its own mode; make sure it ends up 0600."""
-    with suppress(PermissionError):  # libvirtd may have handed the file to its qemu user
-        os.chmod(path, 0o600)
+    """libvirt may recreate the file with its own mode; make sure it ends up 0600, through
+    a descriptor opened without following links (a path swapped for a link to another
+    file must not make that file 0600)."""
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode = make_private(path)
     except OSError as exc:
         raise OperationFailed(f"domain '{name}': saved image '{path}': {exc}") from exc
     if mode & 0o077:

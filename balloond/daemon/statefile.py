@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from balloond.fsutil import sync_folder
 from balloond.model import Hold
 from balloond.units import MiB
 
@@ -171,7 +172,7 @@ class StateFile:
         except BaseException:
             _unlink_quietly(temp)
             raise
-        _sync_folder(self.path.parent)  # the rename itself survives a power cut
+        sync_folder(self.path.parent)  # the rename itself survives a power cut
         self._last_written = text
         return True
 
@@ -234,14 +235,6 @@ def _kind(mode: int) -> str:
         (stat.S_ISBLK, "block device"),
     )
     return next((name for test, name in kinds if test(mode)), "special file")
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _render(state: PersistedState) -> str:

@@ -1,20 +1,36 @@
 """`balloonctl save` and `restore`: a domain's state to a file and back.
 
 A saved image holds guest memory, so it is private (mode 0600) and never replaces an existing
-file unless asked (`--force`); even then it is written next to the old one and renamed over
-it only once complete, so a failed save leaves the old image intact.
+file unless asked (`--force`). root writes it, and libvirt opens it by name, so no other
+user may be able to swap the path for a link while it does (that once let a local user
+have guest memory written over any root-owned file):
+
+- the folder, and every folder above it, must belong to root or to the invoking user and be
+  writable by no one else (a sticky folder such as /tmp excepted: others cannot rename what
+  is not theirs there), as ssh's StrictModes asks of a home folder;
+- libvirt writes into a fresh folder of mode 0700 made for this save inside it, where only
+  we can name anything; the image is made private through a descriptor opened without
+  following links, then linked into place without replacing anything (renamed over the old
+  file with `--force`), so the name appears only when the image is complete and a failed
+  save leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import stat
+import tempfile
 import time
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 from balloond.backend.base import Backend, Locality
 from balloond.errors import ConfigError, OperationFailed, Refused
-from balloond.ops.context import OpsContext, find_domain
+from balloond.fsutil import make_private, size_of, sync_folder
+from balloond.ops.context import OpsBackend, OpsContext, find_domain
 from balloond.ops.holding import clear_command_hold, working_hold
 from balloond.ops.squeeze import SqueezeResult, squeeze
 from balloond.units import format_size
@@ -63,21 +79,71 @@ def save_domain(
             floor = ctx.floor_for(dom)
             squeezed = squeeze(backend, name, floor, timeout=squeeze_timeout)
         memory = find_domain(backend, name).current
-        target = _scratch_path(path) if local and os.path.lexists(path) else path
         start = time.monotonic()
-        try:
-            backend.save(name, target)
-        except BaseException:
-            if target != path and os.path.exists(target):
-                os.unlink(target)
-            raise
-        seconds = time.monotonic() - start
         if local:
-            _make_private(target)
-        if target != path:
-            os.replace(target, path)
-    size = os.path.getsize(path) if local else None
+            _save_privately(backend, name, path, force=force)
+        else:
+            backend.save(name, path)
+        seconds = time.monotonic() - start
+    size = size_of(path) if local else None
     return SaveResult(name, path, size, seconds, memory, squeezed)
+
+
+SCRATCH_PREFIX = ".balloond-save-"
+
+
+def _save_privately(backend: OpsBackend, name: str, path: str, *, force: bool) -> None:
+    """Save into a fresh 0700 folder beside `path`, then put the image in place."""
+    folder = os.path.dirname(path)
+    scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=folder)  # 0700, ours
+    image = os.path.join(scratch, "image")
+    try:
+        backend.save(name, image)
+        _check_private(name, image)
+    except BaseException:
+        _remove_scratch(scratch)
+        raise
+    # The domain is saved now and this is its only copy: from here on a failure keeps it.
+    _put_in_place(name, image, path, force=force)
+    _remove_scratch(scratch)
+    sync_folder(folder)
+
+
+def _check_private(name: str, image: str) -> None:
+    try:
+        mode = make_private(image)
+    except OSError as exc:
+        raise OperationFailed(f"domain '{name}': saved image: {exc}") from exc
+    if mode & 0o077:
+        raise OperationFailed(
+            f"domain '{name}': saved image has mode {mode:o}, expected 600 (libvirt handed "
+            "it to another user); not putting it in place"
+        )
+
+
+def _put_in_place(name: str, image: str, path: str, *, force: bool) -> None:
+    """Link the image to `path` without replacing anything (rename over it with `force`:
+    the old file or link itself is replaced, never followed). If that fails (`path` was
+    created meanwhile), the image stays where it is and the error says where."""
+    try:
+        if force:
+            os.replace(image, path)
+        else:
+            os.link(image, path, follow_symlinks=False)
+    except OSError as exc:
+        why = "was created while saving" if isinstance(exc, FileExistsError) else str(exc)
+        raise OperationFailed(
+            f"domain '{name}': '{path}' {why}; the image is kept in '{image}'"
+        ) from None
+
+
+def _remove_scratch(scratch: str) -> None:
+    """The save's own folder (and the image's second name, once linked in place): only we
+    can name things in it, so what is there is ours."""
+    with suppress(OSError):
+        for entry in os.scandir(scratch):
+            os.unlink(entry.path)
+        os.rmdir(scratch)
 
 
 def check_image_path(name: str, path: str, *, force: bool) -> None:
@@ -96,18 +162,51 @@ def check_image_path(name: str, path: str, *, force: bool) -> None:
         raise Refused(f"domain '{name}': folder '{folder}' does not exist")
     if not os.access(folder, os.W_OK):
         raise Refused(f"domain '{name}': cannot write in folder '{folder}'")
+    check_folder_safe(name, folder)
 
 
-def _make_private(path: str) -> None:
-    """The image holds guest memory: 0600 whatever the backend created it with (the libvirt
-    backend pre-creates it so; another backend may not)."""
-    with suppress(PermissionError):  # not ours (libvirtd's qemu user): the backend checked
-        os.chmod(path, 0o600)
+def check_folder_safe(name: str, folder: str, uid: int | None = None) -> None:
+    """Refuse a folder in which another user could swap the image's path for a link while
+    root's libvirtd writes it: the folder or one above it belongs to someone other than
+    root or `uid` (the invoking user), or someone else may write in it. A sticky folder
+    (/tmp) is safe: others cannot rename or remove what is not theirs there."""
+    uid = os.geteuid() if uid is None else uid
+    real = os.path.realpath(folder)
+    for place in [real, *(str(p) for p in Path(real).parents)]:
+        info = os.lstat(place)
+        why = _unsafe(info, uid)
+        if why is not None:
+            where = f"folder '{folder}'" if place == real else f"'{place}', above '{folder}',"
+            raise Refused(
+                f"domain '{name}': {where} {why}: another user could swap the image for a "
+                "link while it is written; save into a folder only root (or you) can write"
+            )
 
 
-def _scratch_path(path: str) -> str:
-    folder, base = os.path.split(path)
-    return os.path.join(folder, f".{base}.balloond-{os.getpid()}.tmp")
+def _unsafe(info: os.stat_result, uid: int) -> str | None:
+    if info.st_uid not in (0, uid):
+        return f"belongs to {_owner(info.st_uid)}"
+    if info.st_mode & stat.S_ISVTX:
+        return None  # sticky: others cannot rename or remove what is not theirs
+    if info.st_mode & stat.S_IWOTH:
+        return "is writable by every user"
+    if info.st_mode & stat.S_IWGRP:
+        return f"is writable by group {_group(info.st_gid)}"
+    return None
+
+
+def _owner(uid: int) -> str:
+    try:
+        return f"user '{pwd.getpwuid(uid).pw_name}' (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    try:
+        return f"'{grp.getgrgid(gid).gr_name}' (gid {gid})"
+    except KeyError:
+        return f"gid {gid}"
 
 
 def check_room(name: str, memory: int, reserve: int, free: int, where: str) -> None:
