@@ -79,6 +79,7 @@ class Telemetry:
     failures: Counter[str] = field(default_factory=Counter)  # reason -> count
     reports_accepted: Counter[str] = field(default_factory=Counter)  # domain -> count
     reports_rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
+    channel_cutoffs: Counter[str] = field(default_factory=Counter)  # domain UUID -> count
     # (operation, result) -> count; operation: save, restore, migrate, balloon, maxmem
     operations: Counter[tuple[str, str]] = field(default_factory=Counter)
     migration_durations: list[float] = field(default_factory=list)  # recent, seconds
@@ -112,12 +113,19 @@ class Telemetry:
         with self.lock:
             self.failures[reason] += 1
 
-    def record_report(self, domain: str, rejected_reason: str | None = None) -> None:
+    def record_report(
+        self, domain: str, rejected_reason: str | None = None, count: int = 1
+    ) -> None:
         with self.lock:
             if rejected_reason is None:
-                self.reports_accepted[domain] += 1
+                self.reports_accepted[domain] += count
             else:
-                self.reports_rejected[rejected_reason] += 1
+                self.reports_rejected[rejected_reason] += count
+
+    def record_cutoff(self, domain: str) -> None:
+        """An agent channel over its byte budget was cut off (`domain`: its UUID)."""
+        with self.lock:
+            self.channel_cutoffs[domain] += 1
 
     def record_connection(self, up: bool, now: float) -> None:
         with self.lock:
@@ -166,6 +174,7 @@ class Telemetry:
                 "failures",
                 "reports_accepted",
                 "reports_rejected",
+                "channel_cutoffs",
                 "operations",
             ):
                 setattr(clone, name, Counter(getattr(self, name)))

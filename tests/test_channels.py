@@ -282,3 +282,69 @@ def test_xen_domains_are_read_from_xenstore_by_the_same_hub() -> None:
         assert telemetry.reports_accepted["pv1"] == 1
     finally:
         hub.close()
+
+
+def test_a_flood_of_bare_newlines_is_skipped_not_paid_for_line_by_line(qemus) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16: 8 guests sending bare newlines cost 28.7 s of CPU in 29 s: every newline
+    paid a rate-limit check and a counter update (and the buffer was cut line by line)."""
+    telemetry, clock = Telemetry(), Clock()
+    hub = AgentHub(telemetry, clock, HubSettings(reconnect_interval=0.05, burst=50))
+    try:
+        noisy = qemus("noisy")
+        hub.sync([domain("noisy", noisy.path)])
+        conn = noisy.accept()
+        conn.sendall(b"\n" * 60_000 + b'{"v":1,"type":"report","seq":1}\n')
+        wait_for(lambda: "uuid-noisy" in hub.reports(), "the report after the newlines")
+        counted = telemetry.copy()
+        assert sum(counted.reports_rejected.values()) == 0, "a blank line is not a report"
+        assert counted.reports_accepted["noisy"] == 1
+    finally:
+        hub.close()
+
+
+def test_a_channel_over_its_byte_budget_is_cut_off_and_counted(qemus) -> None:  # type: ignore[no-untyped-def]
+    telemetry, clock = Telemetry(), Clock()
+    settings = HubSettings(
+        reconnect_interval=0.05, byte_rate=100.0, byte_burst=8192.0, cutoff=3600.0
+    )
+    hub = AgentHub(telemetry, clock, settings)
+    try:
+        noisy, quiet = qemus("noisy"), qemus("quiet")
+        hub.sync([domain("noisy", noisy.path), domain("quiet", quiet.path)])
+        flood, calm = noisy.accept(), quiet.accept()
+        with contextlib.suppress(OSError):  # the hub hangs up mid-flood
+            for _ in range(16):
+                flood.sendall(b"x" * 4096)  # one endless line: no newline ever
+        wait_for(lambda: telemetry.copy().channel_cutoffs["uuid-noisy"] == 1, "the cut-off")
+        flood.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            while flood.recv(65536):
+                pass  # closed by the hub
+        noisy.server.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            noisy.server.accept()  # not reconnected: cut off for an hour here
+        calm.sendall(b'{"v":1,"type":"report","seq":1}\n')
+        wait_for(lambda: "uuid-quiet" in hub.reports(), "the other domain's report")
+        assert telemetry.copy().channel_cutoffs == {"uuid-noisy": 1}
+    finally:
+        hub.close()
+
+
+def test_the_budget_is_the_domains_not_the_connections(qemus) -> None:  # type: ignore[no-untyped-def]
+    """Reconnecting does not refill it: a guest cannot reset its budget by closing."""
+    telemetry, clock = Telemetry(), Clock()
+    settings = HubSettings(reconnect_interval=0.05, byte_rate=1.0, byte_burst=6000.0, cutoff=0.1)
+    hub = AgentHub(telemetry, clock, settings)
+    try:
+        noisy = qemus("noisy")
+        hub.sync([domain("noisy", noisy.path)])
+        conn = noisy.accept()
+        conn.sendall(b"y" * 5000 + b"\n")
+        wait_for(lambda: telemetry.copy().reports_rejected["too_long"] == 1, "the long line")
+        conn.close()
+        again = noisy.accept()  # the hub reconnects; the budget has 999 bytes left
+        with contextlib.suppress(OSError):
+            again.sendall(b"y" * 5000 + b"\n")
+        wait_for(lambda: telemetry.copy().channel_cutoffs["uuid-noisy"] == 1, "the cut-off")
+    finally:
+        hub.close()

@@ -6,9 +6,14 @@ thread owns every socket (a selector); the daemon's tick thread only calls `sync
 and `send_limits`, which hand state over under a lock.
 
 Identity comes from the socket we connected to: a line is parsed with its domain's maxmem and
-stored under its domain's UUID, so nothing a guest writes can address another domain. A flood
-is cut by a token bucket per domain; a line over 4 KiB is skipped up to its newline; a socket
-that closes (guest save, migration, QEMU exit) is retried until the path answers again.
+stored under its domain's UUID, so nothing a guest writes can address another domain. What a
+guest may cost is budgeted per channel, in bytes (not lines: a bare newline is a line too):
+a channel that sends more than its budget (8 KiB/s, bursts of 64 KiB; an agent sends about
+300 bytes every few seconds) is cut off for 30 s, logged and counted
+(`balloond_channel_cutoffs_total`). Within the budget, reports beyond a token bucket of two a
+second are refused in bulk without being parsed and the channel is left unread for a moment;
+a blank line is skipped; a line over 4 KiB is skipped up to its newline; a socket that closes
+(guest save, migration, QEMU exit) is retried until the path answers again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ class HubSettings:
     burst: float = 20.0  # reports a domain may send at once (pressure spikes)
     reconnect_interval: float = 2.0  # seconds between attempts on a dead channel
     max_pause: float = 1.0  # seconds a flooding domain is left unread, at most
+    byte_rate: float = 8192.0  # bytes per second per channel, sustained
+    byte_burst: float = 65536.0  # bytes a channel may send at once (one full read)
+    cutoff: float = 30.0  # seconds a channel over its byte budget stays disconnected
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,8 @@ class AgentHub:
         self._wanted: dict[str, _Target] = {}
         self._links: dict[str, _Link] = {}
         self._reports: dict[str, GuestReport] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}  # reports, by domain UUID
+        self._budgets: dict[str, TokenBucket] = {}  # bytes, by domain UUID
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -182,6 +191,7 @@ class AgentHub:
                     del self._links[uuid]
                     if target is None:
                         self._buckets.pop(uuid, None)
+                        self._budgets.pop(uuid, None)
                 elif target != link.target:
                     link.target = target  # maxmem or name changed: same connection
             for uuid, target in self._wanted.items():
@@ -262,11 +272,50 @@ class AgentHub:
             if not data:
                 self._disconnect(link)
                 return
-            for line in _split(link, data):
-                report = self._accept(link, line)
-                if report is not None:
-                    accepted.append(report)
+            if not self._within_budget(link, len(data)):
+                return
+            accepted = self._take_lines(link, _split(link, data))
         self._tell(link.target.uuid, accepted[-1:])  # the newest is the one that counts
+
+    def _within_budget(self, link: _Link, size: int) -> bool:
+        """Charge `size` bytes to the channel; over budget, it is cut off (called under
+        the lock). The budget is the domain's, kept across reconnects."""
+        target, now = link.target, self.clock()
+        budget = self._budgets.setdefault(
+            target.uuid, TokenBucket(self.settings.byte_rate, self.settings.byte_burst, now)
+        )
+        if budget.take(now, size):
+            return True
+        log.warning(
+            "domain %r: its agent channel sent more than %.0f bytes/s (bursts of %.0f); "
+            "cut off for %.0f s",
+            target.name,
+            self.settings.byte_rate,
+            self.settings.byte_burst,
+            self.settings.cutoff,
+        )
+        self.telemetry.record_cutoff(target.uuid)
+        self._disconnect(link)
+        link.next_attempt = time.monotonic() + self.settings.cutoff
+        return False
+
+    def _take_lines(self, link: _Link, lines: list[bytes | None]) -> list[GuestReport]:
+        """Parse the lines the report bucket allows; the rest are refused in one count,
+        unparsed, and the channel is left unread until a token is back."""
+        target, now = link.target, self.clock()
+        bucket = self._buckets.setdefault(
+            target.uuid, TokenBucket(self.settings.rate, self.settings.burst, now)
+        )
+        accepted: list[GuestReport] = []
+        for index, line in enumerate(lines):
+            if not bucket.take(now):
+                self.telemetry.record_report(target.name, "rate_limited", len(lines) - index)
+                self._pause(link)
+                break
+            report = self._accept(link, line, now)
+            if report is not None:
+                accepted.append(report)
+        return accepted
 
     def _tell(self, uuid: str, reports: list[GuestReport]) -> None:
         callback = self.on_report
@@ -278,17 +327,10 @@ class AgentHub:
             except Exception:  # a listener's bug must not stop the channels
                 log.exception("report listener failed for domain %s", uuid)
 
-    def _accept(self, link: _Link, line: bytes | None) -> GuestReport | None:
+    def _accept(self, link: _Link, line: bytes | None, now: float) -> GuestReport | None:
         """One complete line (None: an over-long one we skipped). Called under the lock.
         Returns the report when it was accepted."""
-        target, now = link.target, self.clock()
-        bucket = self._buckets.setdefault(
-            target.uuid, TokenBucket(self.settings.rate, self.settings.burst, now)
-        )
-        if not bucket.take(now):
-            self.telemetry.record_report(target.name, "rate_limited")
-            self._pause(link)
-            return None
+        target = link.target
         try:
             if line is None:
                 raise ReportRejected("too_long", f"report line longer than {MAX_LINE} bytes")
@@ -325,22 +367,25 @@ class AgentHub:
 
 
 def _split(link: _Link, data: bytes) -> list[bytes | None]:
-    """Complete lines from the link's buffer; None stands for a line that was too long."""
-    link.buffer += data
+    """Complete lines from the link's buffer and `data`, in one pass (a read of 64 KiB of
+    bare newlines is one split, not 65,536 copies); blank lines are dropped, None stands
+    for a line that was too long."""
+    *complete, rest = data.split(b"\n")
     lines: list[bytes | None] = []
-    while True:
-        end = link.buffer.find(b"\n")
-        if end < 0:
-            break
-        line = bytes(link.buffer[:end])
-        del link.buffer[: end + 1]
-        if link.skipping:  # the tail of an over-long line, counted when it overflowed
-            link.skipping = False
-            continue
-        lines.append(None if len(line) > MAX_LINE else line)
+    for index, part in enumerate(complete):
+        if index == 0:
+            if link.skipping:  # the tail of an over-long line, counted when it overflowed
+                link.skipping = False
+                continue
+            part = bytes(link.buffer) + part
+            link.buffer.clear()
+        if part:
+            lines.append(None if len(part) > MAX_LINE else part)
+    if link.skipping:
+        return lines  # still inside an over-long line: its bytes are not kept
+    link.buffer += rest
     if len(link.buffer) > MAX_LINE:
-        if not link.skipping:
-            lines.append(None)
+        lines.append(None)
         link.buffer.clear()
         link.skipping = True
     return lines

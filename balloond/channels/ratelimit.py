@@ -12,12 +12,13 @@ class TokenBucket:
         self.tokens = burst
         self.updated = now
 
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one. A clock that went backwards refills nothing."""
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Spend `amount` tokens if there are that many. A clock that went backwards refills
+        nothing. An amount over the burst can never be taken."""
         elapsed = max(0.0, now - self.updated)
         self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
         self.updated = max(self.updated, now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False

@@ -157,6 +157,17 @@ def _report_counters(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator
         _single(telemetry.reports_rejected),
         [(reason,) for reason in REPORT_REJECT_REASONS],
     )
+    cutoffs: dict[str, int] = {}
+    for key, count in telemetry.channel_cutoffs.items():
+        label = names.get(key, key)
+        cutoffs[label] = cutoffs.get(label, 0) + count
+    yield _counter(
+        "balloond_channel_cutoffs",
+        "Agent channels cut off for sending more than their byte budget, by domain.",
+        ("domain",),
+        _single(cutoffs),
+        [(name,) for name in names.values()],
+    )
 
 
 def _operation_families(telemetry: Telemetry) -> Iterator[Family]:
