@@ -502,3 +502,44 @@ def test_request_heads(server: str, request_head: bytes, status: bytes) -> None:
         conn.sendall(request_head)
         answer = conn.recv(65536)
     assert answer.startswith(b"HTTP/1.1 " + status)
+
+
+def test_a_key_or_password_others_can_read_is_warned_about(
+    certificate: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 16: TLS key and password files readable by others were accepted silently."""
+    from balloond.config import DaemonConfig, MetricsAuth
+    from balloond.daemon.loop import LoopSettings
+    from balloond.daemon.runconfig import RunConfig
+
+    cert, original_key = certificate
+    key = tmp_path / "key.pem"
+    shutil.copy(original_key, key)
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    config = DaemonConfig(
+        metrics_port=0,
+        metrics_tls_cert=cert,
+        metrics_tls_key=str(key),
+        metrics_basic_auth=MetricsAuth(user="prometheus", password_file=str(password)),
+    )
+    run = RunConfig(
+        config=config,
+        log_level="info",
+        uri="test:///default",
+        settings=LoopSettings(),
+        policy_dir=tmp_path,
+        state_dir=tmp_path,
+        control_socket=tmp_path / "c.sock",
+    )
+    for mode, warned in ((0o600, False), (0o640, False), (0o644, True)):
+        key.chmod(mode)
+        password.chmod(mode)
+        caplog.clear()
+        with run.serve_metrics(view()):
+            pass
+        lines = [
+            r.getMessage() for r in caplog.records if "readable by every user" in r.getMessage()
+        ]
+        assert len(lines) == (2 if warned else 0), (oct(mode), lines)
+    assert f"metrics_tls_key {key} is readable by every user on this host (mode 644)" in lines[0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,6 +79,12 @@ class RunConfig:
     def serve_metrics(self, daemon: Daemon) -> MetricsServer:
         config = self.config
         auth = config.metrics_basic_auth
+        for secret, what in (
+            (config.metrics_tls_key, "metrics_tls_key"),
+            (auth.password_file if auth is not None else None, "metrics_basic_auth password"),
+        ):
+            if secret is not None:
+                warn_if_others_can_read(secret, what)
         return serve(
             daemon,
             config.metrics_address,
@@ -95,3 +103,20 @@ class RunConfig:
             write_textfile(daemon, textfile)
 
         return [write_metrics_textfile]
+
+
+def warn_if_others_can_read(path: str, what: str) -> None:
+    """A TLS key or password file others on the host can read hands them the endpoint (to
+    impersonate it, or to scrape every domain's name): accepted, but said at start. Group
+    access is left alone (Debian keeps keys 0640 root:ssl-cert)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return  # not readable at all: loading it says so
+    if mode & 0o006:
+        log.warning(
+            "%s %s is readable by every user on this host (mode %o): chmod o-rwx it",
+            what,
+            path,
+            mode,
+        )
