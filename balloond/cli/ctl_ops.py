@@ -26,6 +26,7 @@ from balloond.ops import (
     set_maxmem,
 )
 from balloond.ops.context import find_domain
+from balloond.ops.inprocess import daemon_host
 from balloond.ops.progress import ProgressLine
 from balloond.ops.reporting import Outcome, daemon_socket, reported
 from balloond.ops.squeeze import SqueezeResult
@@ -85,6 +86,14 @@ def _say(text: str, file: TextIO | None = None) -> None:
     """Print a line that may carry names from elsewhere (a domain restored from an image, a
     warning naming a domain): control characters are shown, not sent to the terminal."""
     print(printable(text), file=file)
+
+
+def _outside_only(ctx: OpsContext, operation: str) -> None:
+    """Refuse an operation on a host that lives inside the daemon's process: done on
+    balloonctl's own copy of it, it would change nothing anyone sees."""
+    host = daemon_host(ctx)
+    if host is not None:
+        raise host.refuse(operation)
 
 
 def _context(args: argparse.Namespace) -> OpsContext:
@@ -254,7 +263,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_balloon(args: argparse.Namespace) -> int:
     with _context(args) as ctx, _operation(ctx, "balloon"):
-        result = balloon(ctx, args.domain, args.size, force=args.force, hold_for=args.hold_for)
+        host = daemon_host(ctx)
+        if host is not None:  # the host lives inside the daemon: it does the balloon
+            result = host.balloon(args.domain, args.size, force=args.force, hold_for=args.hold_for)
+        else:
+            result = balloon(ctx, args.domain, args.size, force=args.force, hold_for=args.hold_for)
     until = (
         "until 'balloonctl release " + args.domain + "'"
         if result.hold.until is None or args.hold_for is None
@@ -285,6 +298,7 @@ def duration_text(seconds: float) -> str:
 
 def cmd_maxmem(args: argparse.Namespace) -> int:
     with _context(args) as ctx, _operation(ctx, "maxmem"):
+        _outside_only(ctx, "maxmem")
         live = set_maxmem(ctx, args.domain, args.size)
     if live:
         _say(f"{args.domain}: maxmem {format_size(args.size)} (live)")
@@ -298,6 +312,7 @@ def cmd_maxmem(args: argparse.Namespace) -> int:
 
 def cmd_save(args: argparse.Namespace) -> int:
     with _context(args) as ctx, _operation(ctx, "save"):
+        _outside_only(ctx, "save")
         result = save_domain(
             ctx,
             args.domain,
@@ -328,6 +343,7 @@ def _squeeze_line(name: str, sq: SqueezeResult) -> str:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     with _context(args) as ctx, _operation(ctx, "restore"):
+        _outside_only(ctx, "restore")
         result = restore_domain(ctx, args.file, force=args.force)
     _say(
         f"{result.name}: restored ({format_size(result.memory)}) from {result.path} "
@@ -341,6 +357,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     with _context(args) as ctx:
         try:
             with _operation(ctx, "migrate") as figures:
+                _outside_only(ctx, "migrate")
                 outcome = migrate_domain(
                     ctx,
                     args.domain,

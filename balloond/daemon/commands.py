@@ -6,6 +6,9 @@
     holds                           active holds
     hold     domain=NAME [owner=, reason=, seconds=, target=, pid=]
     release  domain=NAME            clear a hold (the backend's and the daemon's own)
+    balloon  domain=NAME target=BYTES [force=, seconds=]
+                                    `balloonctl balloon` done by the daemon itself, for a
+                                    host that lives inside its process (sim://, test:///)
     operation operation=save|restore|migrate|balloon|maxmem result=ok|failed|refused
               [duration=S downtime=S]
                                     count an operator command in the daemon's metrics
@@ -17,15 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from balloond import telemetry
-from balloond.backend.base import HoldStore
+from balloond.backend import in_process
+from balloond.backend.base import Backend, HoldStore
 from balloond.daemon import present
 from balloond.daemon.control import Handler, RequestError, UnknownDomain
 from balloond.daemon.loop import Daemon
-from balloond.errors import BackendError
+from balloond.errors import BackendError, Refused
 from balloond.model import DomainSnapshot, Hold
+from balloond.ops.context import OpsBackend, OpsContext
+from balloond.ops.memory import BalloonResult, balloon
 from balloond.units import MAX_SIZE, format_size
 
 MAX_TEXT = 500
@@ -65,6 +71,9 @@ def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> d
     def operation(request: Mapping[str, Any]) -> object:
         return record_operation(daemon, request)
 
+    def balloon_(request: Mapping[str, Any]) -> object:
+        return balloon_in_process(daemon, request)
+
     return {
         "status": status,
         "list": list_,
@@ -73,6 +82,7 @@ def handlers(daemon: Daemon, extra_status: Callable[[], Mapping[str, Any]]) -> d
         "hold": hold,
         "release": release,
         "operation": operation,
+        "balloon": balloon_,
     }
 
 
@@ -157,6 +167,40 @@ def release_hold(daemon: Daemon, key: str) -> dict[str, Any]:
         backend.clear_hold(domain.name)  # BackendError answers the client as an error
     daemon.wake()
     return {"domain": domain.name, "uuid": domain.uuid, "released": had or released_own}
+
+
+def balloon_in_process(daemon: Daemon, request: Mapping[str, Any]) -> dict[str, Any]:
+    """`balloonctl balloon` on a host that lives inside the daemon: done here, with the
+    same rule (`balloond.ops.memory.balloon`: floor, maxmem, pin first), between ticks."""
+    if not in_process(daemon.uri):
+        raise RequestError(
+            f"{daemon.uri} is reachable by balloonctl itself; 'balloon' is for in-process hosts"
+        )
+    domain = _known_domain(daemon, _text(request, "domain", required=True))
+    target = _size(request, "target")
+    if target is None:
+        raise RequestError("'target' (bytes) is required")
+    force = request.get("force", False)
+    if not isinstance(force, bool):
+        raise RequestError(f"'force' must be true or false, got: {force!r:.60}")
+    seconds = _number(request, "seconds")
+    policies = daemon.policies.current
+
+    def act(backend: Backend) -> BalloonResult:
+        if not isinstance(backend, HoldStore):
+            raise Refused(f"{daemon.uri}: this host keeps no holds")
+        # Not a context manager: closing it would close the daemon's own connection.
+        ops = OpsContext(_policies=policies).use(cast(OpsBackend, backend))
+        return balloon(ops, domain.name, target, force=force, hold_for=seconds)
+
+    result = daemon.operate(act)
+    return {
+        "domain": result.name,
+        "previous": result.previous,
+        "target": result.target,
+        "floor": result.floor,
+        "hold": present.hold_dict(result.hold, daemon.clock()),
+    }
 
 
 def _known_domain(daemon: Daemon, key: str) -> DomainSnapshot:

@@ -31,7 +31,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from balloond.errors import BalloondError, ConfigError, ControlError, DomainNotFound
+from balloond.errors import (
+    BalloondError,
+    ConfigError,
+    ControlError,
+    DomainNotFound,
+    Refused,
+)
 from balloond.slots import Slot, Slots
 from balloond.units import KiB, MiB
 
@@ -166,6 +172,8 @@ class ControlServer:
             return _encode({"ok": True, "result": result})
         except RequestError as error:
             return _error(str(error), error.kind)
+        except Refused as error:  # balloonctl exits 3 on it, as if it had refused itself
+            return _error(str(error), "refused")
         except BalloondError as error:
             return _error(str(error))
         except Exception as error:  # a handler bug answers the client; the daemon goes on
@@ -327,6 +335,8 @@ class ControlClient:
             message = f"balloond: {response.get('error', 'unknown error')}"
             if response.get("kind") == "not_found":
                 raise DomainNotFound(message)
+            if response.get("kind") == "refused":
+                raise Refused(message)
             raise ControlError(message)
         return response.get("result")
 

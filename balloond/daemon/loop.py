@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from balloond.backend.base import (
     Backend,
@@ -58,6 +59,7 @@ decisions_log = logging.getLogger("balloond.decisions")
 
 Clock = Callable[[], float]
 Connect = Callable[[], Backend]
+T = TypeVar("T")
 
 # Events after which a domain should be looked at now rather than at the next interval. A job
 # that began is one of them: a tick reads the job and leaves the domain alone from then on,
@@ -328,6 +330,18 @@ class Daemon:
             self._telemetry.record_state_write(f"{self._state_file.path}: {error}")
         else:
             self._telemetry.record_state_write(None)
+
+    def operate(self, action: Callable[[Backend], T]) -> T:
+        """Run an operator's action on the daemon's own backend, between two ticks: the
+        control socket's way to act on a host that lives inside this process (sim://,
+        test:///), where another process's balloonctl would change only its own copy."""
+        try:
+            with self._tick_lock:
+                if self._backend is None:
+                    raise ConnectionLost(f"{self._uri} is not connected; try again shortly")
+                return action(self._backend)
+        finally:
+            self.wake()  # the next tick sees the change at once
 
     # -- connection -----------------------------------------------------------------------
 

@@ -87,6 +87,15 @@ def short_dir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a real hypervisor, where balloonctl reaches the libvirtd the daemon manages.
+    Here both run in one process, each on its own copy of an in-process host, which issue
+    16 routes to the daemon or refuses (tests/ops/test_ops_inprocess.py): these tests are
+    about what the daemon counts, so that routing is set aside."""
+    monkeypatch.setattr(ctl_ops, "daemon_host", lambda ctx: None)
+
+
 def _serve(uri: str, policy_dir: Path, socket: Path) -> tuple[Daemon, ControlServer]:
     daemon = compute_once(uri, policy_dir, LoopSettings(reserve=0))
     return daemon, ControlServer(socket, handlers(daemon, dict))
@@ -101,7 +110,10 @@ def _config(folder: Path, uri: str, policy_dir: Path, socket: Path) -> str:
 
 
 def test_every_operation_is_counted_by_the_running_daemon(
-    short_dir: Path, policy_dir: Path, capsys: pytest.CaptureFixture[str]
+    short_dir: Path,
+    policy_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    reachable: None,
 ) -> None:
     socket = short_dir / "control.sock"
     cfg = _config(short_dir, HOST_URI, policy_dir, socket)
@@ -141,7 +153,10 @@ def test_every_operation_is_counted_by_the_running_daemon(
 
 
 def test_a_migration_reports_its_duration_and_downtime(
-    short_dir: Path, policy_dir: Path, capsys: pytest.CaptureFixture[str]
+    short_dir: Path,
+    policy_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    reachable: None,
 ) -> None:
     socket = short_dir / "control.sock"
     cfg = _config(short_dir, SOURCE, policy_dir, socket)
@@ -171,6 +186,7 @@ def test_ctrl_c_aborts_says_where_the_guest_is_and_is_counted(
     policy_dir: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    reachable: None,
 ) -> None:
     monkeypatch.setattr(ctl_ops, "ProgressLine", _CtrlC)
     socket = short_dir / "control.sock"
