@@ -188,8 +188,7 @@ class Explanation(NamedTuple):
         return repr(self.text())
 
 
-@dataclass(frozen=True, slots=True)
-class DomainDecision:
+class DomainDecision(NamedTuple):
     """What the core decided for one domain, and why, in words an operator reads
     (`explanation`; `why` is that text or the `Explanation` it is written from)."""
 

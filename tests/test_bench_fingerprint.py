@@ -56,7 +56,7 @@ def test_any_change_in_a_decision_or_the_next_state_changes_the_digest() -> None
         {"act": not first.act},
     ):
         changed = dataclasses.replace(
-            decision, domains=(dataclasses.replace(first, **change), *decision.domains[1:])
+            decision, domains=(first._replace(**change), *decision.domains[1:])
         )  # type: ignore[arg-type]
         assert _digest((changed, state)) != base, change
     assert _digest((dataclasses.replace(decision, budget=decision.budget + 1), state)) != base

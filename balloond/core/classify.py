@@ -78,19 +78,15 @@ def classify(
         memo = progress.track(memo, dom.current, now, stuck_after)
     else:
         memo = progress.gone(memo, dom.current, now, stuck_after)
-    in_force, promise = promised(memo, dom.current, alive)
+    # The target the hypervisor works toward: the one issued earlier, while the domain lives
+    # to take it (the part not taken yet is promised to it), else its size.
+    in_force, promise = dom.current, 0
+    if memo.target is not None and alive:
+        in_force, promise = memo.target, max(0, memo.target - dom.current)
     fixed = left_alone(dom, policy, memo, hold, bounds, now, in_force, promise)
     if fixed is not None:
         return fixed
     return claim(dom, policy, memo, bounds, now, stale_after, cooldown, in_force, promise)
-
-
-def promised(memo: DomainMemo, current: int, alive: bool) -> tuple[int, int]:
-    """(in force, promise): the target the hypervisor works toward (the one issued earlier,
-    while the domain lives to take it; else its size), and how much of it is not taken yet."""
-    if memo.target is None or not alive:
-        return current, 0
-    return memo.target, max(0, memo.target - current)
 
 
 def left_alone(
@@ -189,6 +185,7 @@ def swap_guarded(policy: Policy, est: Estimate) -> bool:
 
 
 def _counter(value: int | None) -> int | None:
+    """A cumulative counter kept for the next tick's rate; a negative one is garbage."""
     return value if value is not None and value >= 0 else None
 
 

@@ -73,23 +73,27 @@ def decide(
     # the grow cooldown does not hold anyone up.
     deficit = host_free < reserve
     backing: dict[str, Backing] = {}
+    memos: dict[str, DomainMemo] = {}
     unbacked = 0  # promised to guests (inside their balloons) but not yet taken from the host
+    fixed_promises = 0  # promised to domains left alone
     bounds: dict[tuple[int, int], tuple[Policy, int, int]] = {}
     first: list[Claim | Fixed] = []
+    claims: list[Claim] = []
     for dom in snapshot.domains:
         known = learn(dom, state.backing.get(dom.uuid))
         if known is not None:
             backing[dom.uuid] = known
         unbacked += untouched(dom, known)
         policy = policy_for(dom)
-        memo = state.memo(dom.uuid)
-        hold = holds.get(dom.uuid)
         limits = bounds_for(policy, dom.maxmem, bounds)
-        first.append(
-            classify(dom, policy, memo, hold, limits, now, stale_after, stuck_after, not deficit)
-        )
-    claims = [item for item in first if isinstance(item, Claim)]
-    fixed_promises = sum(item.promise for item in first if isinstance(item, Fixed))
+        memo, hold = state.memo(dom.uuid), holds.get(dom.uuid)
+        item = classify(dom, policy, memo, hold, limits, now, stale_after, stuck_after, not deficit)
+        first.append(item)
+        memos[dom.uuid] = item.memo  # as if nothing moves
+        if isinstance(item, Claim):
+            claims.append(item)
+        else:
+            fixed_promises += item.promise
     # Host free counts untouched balloon memory as free; the guests will take it without any
     # grant, so it is not there to give (qmemman's "promised but not taken").
     room = host_free - unbacked - reserve
@@ -111,21 +115,16 @@ def decide(
     moves, budget = grant([d for d in decided if isinstance(d, Move)], spare)
     granted = iter(moves)  # one per move, in order
     decisions = tuple(decision_of(next(granted)) if isinstance(d, Move) else d for d in decided)
-    memos: dict[str, DomainMemo] = {}
-    for item in first:
-        uuid = item.decision.uuid if isinstance(item, Fixed) else item.dom.uuid
-        memos[uuid] = item.memo  # as if nothing moves
     for move in moves:
         if move.act:
             memos[move.claim.dom.uuid] = issued(move, now)
-    notes = tick_notes(host_free, reserve, unbacked, spare, claims, pool)
     decision = Decision(
         taken_at=now,
         domains=decisions,
         host_free=host_free,
         reserve=reserve,
         budget=max(0, budget),
-        notes=notes,
+        notes=tick_notes(host_free, reserve, unbacked, spare, claims, pool),
     )
     return decision, ControllerState.of(memos, backing)
 
@@ -154,19 +153,19 @@ def proposal(claim: Claim, share: int, deficit: bool) -> DomainDecision | Move:
         why = Explanation(explain.contention, (share, claim.want.size, claim.policy.weight))
     elif reason is Reason.NO_DATA:
         why = Explanation(explain.no_data, (cur, claim.est.why_no_data))
-    step = limited(claim, share, reason is Reason.CONTENTION, deficit)
-    if step.guarded:
+    target, limit, guarded = limited(claim, share, reason is Reason.CONTENTION, deficit)
+    if guarded:
         reason = Reason.SWAP_GUARD
         why = Explanation(explain.swap_guard, (cur, claim.est.swap_in_rate))
-    retried = claim.retry and (step.target != cur or claim.in_force != cur)
-    if not retried and stands(claim, step.target):
-        return steady(claim, reason, why, step.target)
+    retried = claim.retry and (target != cur or claim.in_force != cur)
+    if not retried and stands(claim, target):
+        return steady(claim, reason, why, target)
     if reason is Reason.SWAP_GUARD:
-        return Move(claim, target=step.target, reason=reason, why=why)
-    facts = (claim, step.target, reason, why, step.limit, retried)
+        return Move(claim, target=target, reason=reason, why=why)
+    facts = (claim, target, reason, why, limit, retried)
     if reason is Reason.NO_DATA:  # only the policy range moves it
         reason = Reason.FLOOR if cur < claim.floor else Reason.CEILING
-    return Move(claim, target=step.target, reason=reason, why=Explanation(explain.moved, facts))
+    return Move(claim, target=target, reason=reason, why=Explanation(explain.moved, facts))
 
 
 def steady(claim: Claim, reason: Reason, why: str | Explanation, computed: int) -> DomainDecision:

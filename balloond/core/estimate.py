@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from balloond.core.overhead import observed_overhead, overhead_for
-from balloond.core.signals import signals
+from balloond.core.signals import is_short, is_touched, pressure_of, rate
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 from balloond.policy.model import Policy
@@ -69,14 +69,6 @@ class Estimate(NamedTuple):
     overhead: int = 0  # balloon the guest never sees, added to the target (`overhead_for`)
     overhead_learned: int | None = None  # what `overhead_for` learned, for the next memo
     overhead_seen: int | None = None  # ... and the largest plausible gap seen so far
-
-
-class Reading(NamedTuple):
-    """Demand as a source reads it, before any correction."""
-
-    raw: int | None
-    source: str  # "report", "stats", or "" when there is none
-    note: str = ""
 
 
 def half_life_factor(age: float, half_life: float) -> float:
@@ -140,9 +132,10 @@ def is_lie(claimed: int, stats: MemoryStats) -> bool:
 
 def read_demand(
     report: GuestReport | None, stats: MemoryStats | None, short: bool, maxmem: int
-) -> Reading:
-    """The demand reading of the best believable source: a fresh report's claim, else the
-    usable balloon statistics (`stats` None: unusable)."""
+) -> tuple[int | None, str, str]:
+    """(reading, source, note): the demand read from the best believable source, a fresh
+    report's claim, else the usable balloon statistics (`stats` None: unusable); the source
+    is "report", "stats" or "" (none), the note says why a report was not believed."""
     claimed = None if report is None else report_demand(report, maxmem)
     stats_demand = None
     lie = False
@@ -150,10 +143,10 @@ def read_demand(
         stats_demand = stats.total - stats.available
         lie = claimed is not None and not short and is_lie(claimed, stats)
     if claimed is not None and not lie:
-        return Reading(raw=claimed, source="report")
+        return claimed, "report", ""
     if stats_demand is None:
-        return Reading(raw=None, source="")
-    return Reading(raw=stats_demand, source="stats", note=LIE_NOTE if lie else "")
+        return None, "", ""
+    return stats_demand, "stats", LIE_NOTE if lie else ""
 
 
 def visible_size(
@@ -207,52 +200,70 @@ def estimate(
     report = fresh_report(dom.report, now, stale_after)
     problem = stats_problem(dom.stats, maxmem, now, stale_after)
     stats = None if problem else dom.stats
-    signs = signals(report, dom.stats, memo, policy.pressure_target, stats_at, now)
+    sampled = dom.stats  # its counters give rates whatever else it holds
+    pressure = pressure_of(report)
+    swap_rate = rate(
+        None if report is None else report.swap_in_rate,
+        None if sampled is None else sampled.swap_in,
+        memo.swap_in,
+        memo.counters_at,
+        stats_at,
+    )
+    fault_rate = rate(
+        None if report is None else report.major_fault_rate,
+        None if sampled is None else sampled.major_faults,
+        memo.major_faults,
+        memo.counters_at,
+        stats_at,
+    )
+    target = policy.pressure_target
+    short = is_short(pressure, swap_rate, fault_rate, target)
+    touched = short or is_touched(pressure, swap_rate, fault_rate, target, memo, now)
     hidden = decayed_hidden(memo, now)
-    if signs.touched:
+    if touched:
         hidden = learn_hidden(hidden, stats, report)
-    reading = read_demand(report, stats, signs.short, maxmem)
-    if reading.raw is None:
+    raw, source, note = read_demand(report, stats, short, maxmem)
+    requested = requested_target(report, maxmem)
+    if raw is None:
         # What was learned of the overhead is kept for when data comes back.
-        overhead = overhead_for(0, memo, current, stats_at)
+        used, learned, seen = overhead_for(0, memo, current, stats_at)
         return Estimate(
             demand=None,
             raw=None,
             source="",
-            pressure=signs.pressure,
-            swap_in_rate=signs.swap_in_rate,
-            major_fault_rate=signs.major_fault_rate,
-            short=signs.short,
-            requested=requested_target(report, maxmem),
+            pressure=pressure,
+            swap_in_rate=swap_rate,
+            major_fault_rate=fault_rate,
+            short=short,
+            requested=requested,
             why_no_data="no fresh guest report and " + problem if problem else "no usable data",
-            overhead=overhead.used,
-            overhead_learned=overhead.learned,
-            overhead_seen=overhead.seen,
+            overhead=used,
+            overhead_learned=learned,
+            overhead_seen=seen,
         )
     visible = visible_size(stats, report, current, maxmem)
-    raw = reading.raw
     knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
     if not knows:
         raw = min(raw + hidden, maxmem)
-    demand = raw
-    if signs.short:
-        demand = corrected(raw, visible, knows, signs.pressure, policy.pressure_target, report)
-    overhead = overhead_for(observed_overhead(current, visible, maxmem), memo, current, stats_at)
+    demand = corrected(raw, visible, knows, pressure, target, report) if short else raw
+    used, learned, seen = overhead_for(
+        observed_overhead(current, visible, maxmem), memo, current, stats_at
+    )
     return Estimate(
         demand=min(demand, maxmem),
         raw=raw,
-        source=reading.source,
-        pressure=signs.pressure,
-        swap_in_rate=signs.swap_in_rate,
-        major_fault_rate=signs.major_fault_rate,
-        short=signs.short,
-        requested=requested_target(report, maxmem),
-        note=reading.note,
+        source=source,
+        pressure=pressure,
+        swap_in_rate=swap_rate,
+        major_fault_rate=fault_rate,
+        short=short,
+        requested=requested,
+        note=note,
         hidden=hidden,
-        touched=signs.touched,
-        overhead=overhead.used,
-        overhead_learned=overhead.learned,
-        overhead_seen=overhead.seen,
+        touched=touched,
+        overhead=used,
+        overhead_learned=learned,
+        overhead_seen=seen,
     )
 
 

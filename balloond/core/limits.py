@@ -13,19 +13,11 @@ move is worth making.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from balloond.core.classify import Claim
 from balloond.policy.model import Amount, Policy
 
 # In a host deficit, claimants cut by contention shrink at this multiple of their usual step.
 DEFICIT_STEP_FACTOR = 2
-
-
-class Step(NamedTuple):
-    target: int  # where the claimant may go this tick
-    limit: Amount | None  # the policy step that held the move back, if one did
-    guarded: bool  # the swap guard kept the domain at its size
 
 
 def shrink_step(policy: Policy, current: int, deficit: bool, contention: bool) -> int:
@@ -38,9 +30,12 @@ def shrink_step(policy: Policy, current: int, deficit: bool, contention: bool) -
     return step
 
 
-def limited(claim: Claim, goal: int, contention: bool, deficit: bool) -> Step:
-    """The rate limits and the swap guard applied to a move from the current size to `goal`
-    (the claimant's share); `contention`: the share is less than the want."""
+def limited(
+    claim: Claim, goal: int, contention: bool, deficit: bool
+) -> tuple[int, Amount | None, bool]:
+    """(target, limit, guarded): where the claimant may go this tick on its way from its
+    size to `goal` (its share; `contention`: less than it wants), the policy step that held
+    it back if one did, and whether the swap guard kept it at its size."""
     cur, policy = claim.dom.current, claim.policy
     if goal < cur:
         step = shrink_step(policy, cur, deficit, contention)
@@ -48,13 +43,13 @@ def limited(claim: Claim, goal: int, contention: bool, deficit: bool) -> Step:
         limit = policy.max_shrink_step if new > goal else None
         kept = min(cur, claim.ceiling)
         if claim.guard and new < kept:
-            return Step(target=kept, limit=limit, guarded=True)
-        return Step(target=new, limit=limit, guarded=False)
+            return kept, limit, True
+        return new, limit, False
     grow = policy.max_grow_step
     if goal > cur and grow is not None:
         new = max(min(goal, cur + grow.resolve(cur)), min(goal, claim.floor))
-        return Step(target=new, limit=grow if new < goal else None, guarded=False)
-    return Step(target=goal, limit=None, guarded=False)
+        return new, grow if new < goal else None, False
+    return goal, None, False
 
 
 def within_deadband(new: int, in_force: int, current: int, band: int) -> bool:

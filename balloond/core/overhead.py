@@ -15,8 +15,6 @@ balloon (`settled`), and the learned value is used meanwhile (`overhead_for`).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from balloond.core.progress import reached
 from balloond.core.state import DomainMemo
 from balloond.units import MiB
@@ -27,12 +25,6 @@ from balloond.units import MiB
 MAX_OVERHEAD = 0.25
 OVERHEAD_BASE = 64 * MiB
 OVERHEAD_PER_MAXMEM = 1 / 32
-
-
-class Overhead(NamedTuple):
-    used: int  # added to this tick's want
-    learned: int | None  # learned from a settled balloon (this tick or earlier): the memo's
-    seen: int | None  # the largest plausible gap seen so far: the memo's overhead_seen
 
 
 def observed_overhead(current: int, visible: int, maxmem: int) -> int:
@@ -58,14 +50,17 @@ def settled(memo: DomainMemo, current: int, stats_at: float) -> bool:
     )
 
 
-def overhead_for(observed: int, memo: DomainMemo, current: int, stats_at: float) -> Overhead:
-    """The overhead to add this tick, and what the memo keeps of it. `observed` is
-    `observed_overhead` of this tick's reading (0: none). Before one is learned from a
-    settled sample, the largest plausible gap seen is used: a larger target is the safe
-    error."""
+def overhead_for(
+    observed: int, memo: DomainMemo, current: int, stats_at: float
+) -> tuple[int, int | None, int | None]:
+    """(used, learned, seen): the overhead to add to this tick's want, the one learned from a
+    settled balloon (this tick or earlier: the memo's `overhead`), and the largest plausible
+    gap seen so far (the memo's `overhead_seen`). `observed` is `observed_overhead` of this
+    tick's reading (0: none). Before one is learned, the largest gap seen is used: a larger
+    target is the safe error."""
     learned = memo.overhead
-    if observed > 0 and settled(memo, current, stats_at):
-        learned = observed
+    if observed > 0 and observed != learned and settled(memo, current, stats_at):
+        learned = observed  # a new gap, read of a balloon at rest
     seen = max(observed, memo.overhead_seen or 0) or None
     used = learned if learned is not None else (seen or 0)
-    return Overhead(used=used, learned=learned, seen=seen)
+    return used, learned, seen

@@ -7,8 +7,9 @@ promise for ever. A domain with no real progress for `stuck_after` seconds is st
 alone until `stuck_until`, then retried; each consecutive strike doubles the wait (capped, see
 `state.stuck_backoff`). Any real movement clears the strikes.
 
-A balloon within `reach_tolerance` of its target has reached it; this one definition serves
-stuck detection, the steady/moving wording of a decision and the settled test of the overhead.
+A balloon within the reach tolerance of its target has reached it (`reached`); this one
+definition serves stuck detection, the steady/moving wording of a decision and the settled
+test of the overhead.
 """
 
 from __future__ import annotations
@@ -24,14 +25,10 @@ REACH_PERCENT = 1
 MAX_STRIKES = 64
 
 
-def reach_tolerance(target: int) -> int:
-    """A balloon within this of its target has reached it: no progress is expected of it."""
-    return max(MiB, target * REACH_PERCENT // 100)
-
-
 def reached(target: int, current: int) -> bool:
-    """The balloon is at its target, give or take what drivers leave (`reach_tolerance`)."""
-    return abs(target - current) <= reach_tolerance(target)
+    """The balloon is at its target, give or take what drivers leave: within REACH_PERCENT
+    of it, and at least 1 MiB (the reach tolerance). No progress is expected of it any more."""
+    return abs(target - current) <= max(MiB, target * REACH_PERCENT // 100)
 
 
 class Marks(NamedTuple):
