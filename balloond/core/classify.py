@@ -160,20 +160,20 @@ def claim(
         policy=policy,
         floor=floor,
         ceiling=ceiling,
+        retry=memo.stuck_until is not None,
         in_force=in_force,
         promise=promise,
         est=est,
-        want=want,
         guard=guard,
-        retry=memo.stuck_until is not None,
         memo=remembered(memo, dom, est, peak, peak_at, stats_at, now),
+        want=want,
     )
 
 
 def sampled_at(stats: MemoryStats | None, now: float) -> float:
     """When the balloon statistics were sampled: their own clock if believable, else now."""
     at = None if stats is None else stats.last_update
-    if at is None or not math.isfinite(at) or at <= 0.0:
+    if at is None or not 0.0 < at < math.inf:  # a positive, finite clock
         return now
     return at
 
@@ -206,25 +206,17 @@ def remembered(
     faults = None if stats is None else _counter(stats.major_faults)
     cur = dom.current
     same_size = memo.seen_current == cur and memo.current_since
-    return DomainMemo(
+    return memo._replace(
         swap_in=swap_in,
         major_faults=faults,
         counters_at=stats_at if swap_in is not None or faults is not None else None,
         peak=peak,
         peak_at=peak_at,
-        target=memo.target,
-        target_at=memo.target_at,
-        mark_current=memo.mark_current,
-        mark_at=memo.mark_at,
-        stuck_until=memo.stuck_until,
-        strikes=memo.strikes,
         hidden=est.hidden or None,
         hidden_at=now if est.hidden else None,
-        shrunk_at=memo.shrunk_at,
         fault_base=usual_fault_rate(memo, est.major_fault_rate, now),
         overhead=est.overhead_learned,
         overhead_seen=est.overhead_seen,
         seen_current=cur,
         current_since=memo.current_since if same_size else now,
-        grown_at=memo.grown_at,
     )

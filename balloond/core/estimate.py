@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from balloond.core.overhead import observed_overhead, overhead_for
-from balloond.core.signals import is_short, is_touched, pressure_of, rate
+from balloond.core.signals import is_short, is_touched, pressure_of, rates
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
 from balloond.policy.model import Policy
@@ -43,7 +43,7 @@ BOOST_MIN = 0.10
 BOOST_PER_TARGET = 0.05
 BOOST_MAX = 1.0
 # A report that claims more than the guest occupies, with no stall to back it, is not believed
-# (a lying guest): claim > occupied + max(LIE_SLACK, occupied x LIE_RATIO).
+# (a lying guest): beyond it by more than LIE_SLACK and by more than LIE_RATIO of it.
 LIE_RATIO = 0.10
 LIE_SLACK = 64 * MiB
 LIE_NOTE = "guest report claims more than its balloon statistics show; using statistics"
@@ -121,13 +121,14 @@ def requested_target(report: GuestReport | None, maxmem: int) -> int | None:
 
 def is_lie(claimed: int, stats: MemoryStats) -> bool:
     """A claim beyond what the guest occupies (MemTotal - MemFree: used memory plus every cache
-    page), with slack. Asked only of a guest that does not stall: it holds all it needs."""
+    page), by more than LIE_SLACK and more than LIE_RATIO of it. Asked only of a guest that
+    does not stall: it holds all it needs."""
     total = stats.total or 0
     unused = stats.unused
     if unused is None or not 0 <= unused <= total:
         unused = 0
     occupied = total - unused
-    return claimed > occupied + max(LIE_SLACK, int(occupied * LIE_RATIO))
+    return claimed > occupied + LIE_SLACK and claimed > occupied + int(occupied * LIE_RATIO)
 
 
 def read_demand(
@@ -200,22 +201,8 @@ def estimate(
     report = fresh_report(dom.report, now, stale_after)
     problem = stats_problem(dom.stats, maxmem, now, stale_after)
     stats = None if problem else dom.stats
-    sampled = dom.stats  # its counters give rates whatever else it holds
     pressure = pressure_of(report)
-    swap_rate = rate(
-        None if report is None else report.swap_in_rate,
-        None if sampled is None else sampled.swap_in,
-        memo.swap_in,
-        memo.counters_at,
-        stats_at,
-    )
-    fault_rate = rate(
-        None if report is None else report.major_fault_rate,
-        None if sampled is None else sampled.major_faults,
-        memo.major_faults,
-        memo.counters_at,
-        stats_at,
-    )
+    swap_rate, fault_rate = rates(report, dom.stats, memo, stats_at)
     target = policy.pressure_target
     short = is_short(pressure, swap_rate, fault_rate, target)
     touched = short or is_touched(pressure, swap_rate, fault_rate, target, memo, now)
@@ -223,44 +210,35 @@ def estimate(
     if touched:
         hidden = learn_hidden(hidden, stats, report)
     raw, source, note = read_demand(report, stats, short, maxmem)
-    requested = requested_target(report, maxmem)
+    demand: int | None = None
+    observed = 0  # this tick's plausible balloon - MemTotal
+    why = ""
     if raw is None:
-        # What was learned of the overhead is kept for when data comes back.
-        used, learned, seen = overhead_for(0, memo, current, stats_at)
-        return Estimate(
-            demand=None,
-            raw=None,
-            source="",
-            pressure=pressure,
-            swap_in_rate=swap_rate,
-            major_fault_rate=fault_rate,
-            short=short,
-            requested=requested,
-            why_no_data="no fresh guest report and " + problem if problem else "no usable data",
-            overhead=used,
-            overhead_learned=learned,
-            overhead_seen=seen,
-        )
-    visible = visible_size(stats, report, current, maxmem)
-    knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
-    if not knows:
-        raw = min(raw + hidden, maxmem)
-    demand = corrected(raw, visible, knows, pressure, target, report) if short else raw
-    used, learned, seen = overhead_for(
-        observed_overhead(current, visible, maxmem), memo, current, stats_at
-    )
+        why = "no fresh guest report and " + problem if problem else "no usable data"
+    else:
+        visible = visible_size(stats, report, current, maxmem)
+        knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
+        if not knows:
+            raw = min(raw + hidden, maxmem)
+        demand = corrected(raw, visible, knows, pressure, target, report) if short else raw
+        demand = min(demand, maxmem)
+        observed = observed_overhead(current, visible, maxmem)
+    # Without data, what was learned of the overhead is kept for when data comes back, and
+    # learned hidden demand is not (it has nothing to be added to).
+    used, learned, seen = overhead_for(observed, memo, current, stats_at)
     return Estimate(
-        demand=min(demand, maxmem),
+        demand=demand,
         raw=raw,
         source=source,
+        note=note,
+        requested=requested_target(report, maxmem),
         pressure=pressure,
         swap_in_rate=swap_rate,
         major_fault_rate=fault_rate,
         short=short,
-        requested=requested,
-        note=note,
-        hidden=hidden,
-        touched=touched,
+        hidden=hidden if demand is not None else 0,
+        touched=touched and demand is not None,
+        why_no_data=why,
         overhead=used,
         overhead_learned=learned,
         overhead_seen=seen,

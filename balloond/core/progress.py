@@ -26,9 +26,10 @@ MAX_STRIKES = 64
 
 
 def reached(target: int, current: int) -> bool:
-    """The balloon is at its target, give or take what drivers leave: within REACH_PERCENT
-    of it, and at least 1 MiB (the reach tolerance). No progress is expected of it any more."""
-    return abs(target - current) <= max(MiB, target * REACH_PERCENT // 100)
+    """The balloon is at its target, give or take what drivers leave (the reach tolerance):
+    within 1 MiB of it, or within REACH_PERCENT of it. No progress is expected of it any more."""
+    gap = abs(target - current)
+    return gap <= MiB or gap <= target * REACH_PERCENT // 100
 
 
 class Marks(NamedTuple):

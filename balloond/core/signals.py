@@ -17,7 +17,7 @@ counters of this tick and the previous one (kept in the memo).
 from __future__ import annotations
 
 from balloond.core.state import DomainMemo
-from balloond.model import GuestReport
+from balloond.model import GuestReport, MemoryStats
 from balloond.units import PAGE
 
 # A guest swapping in faster than this is short of memory (16 pages/s: more than noise).
@@ -69,6 +69,23 @@ def rate(
     if elapsed <= 0.0 or counter < before or counter < 0:
         return None
     return (counter - before) / elapsed
+
+
+def rates(
+    report: GuestReport | None, stats: MemoryStats | None, memo: DomainMemo, stats_at: float
+) -> tuple[float | None, float | None]:
+    """(swap-in bytes/s, major faults/s), each as `rate` finds it from a fresh `report` (or
+    None) and the balloon `stats` sampled at `stats_at` (whatever else they hold)."""
+    agent_swap_in = agent_faults = swap_in = faults = None
+    if report is not None:
+        agent_swap_in, agent_faults = report.swap_in_rate, report.major_fault_rate
+    if stats is not None:
+        swap_in, faults = stats.swap_in, stats.major_faults
+    counted_at = memo.counters_at
+    return (
+        rate(agent_swap_in, swap_in, memo.swap_in, counted_at, stats_at),
+        rate(agent_faults, faults, memo.major_faults, counted_at, stats_at),
+    )
 
 
 def is_short(
