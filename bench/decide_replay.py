@@ -10,9 +10,10 @@ instructions of one decide():
     for r in 0 2; do valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \\
         .venv/bin/python bench/decide_replay.py $r [--from-boot] 2>&1 | grep 'I *refs'; done
 
-With PYTHONHASHSEED=0 (the hash seed moves the count by about 1 %): settled 83.6M per
-decide() at e706694, 48.4M since the rewrite of the per-domain path (stop 11); from boot
-88.8M then, 53.3M now. Without valgrind it prints the replayed decide()'s median wall time.
+Run it with PYTHONHASHSEED=0 (the hash seed moves the count by about 1 %), on the trees to
+compare (a `git worktree` of the old one, PYTHONPATH pointing at it); docs/bench.md quotes
+the counts of the changes that were measured so. Without valgrind it prints the replayed
+decide()'s median wall time.
 """
 
 from __future__ import annotations
