@@ -210,7 +210,11 @@ def _swap_for_link(target: str) -> Callable[[Path], Callable[[], None]]:
 def _vanish(folder: Path) -> Callable[[], None]:
     away = folder.with_name("policies.away")
     folder.rename(away)
-    return lambda: away.rename(folder)
+
+    def mend() -> None:
+        away.rename(folder)
+
+    return mend
 
 
 def _empty_for_a_tick(folder: Path) -> Callable[[], None]:
