@@ -11,21 +11,22 @@ from pathlib import Path
 PathLike = str | os.PathLike[str]
 
 
-def make_private(path: PathLike) -> int:
-    """Make the regular file at `path` mode 0600 and return its mode. It is opened without
+def make_private(path: PathLike) -> None:
+    """Make the regular file at `path` mode 0600, or raise OSError. It is opened without
     following a symlink (ELOOP) and changed through that descriptor, so a file swapped for
-    a link to something else changes nothing. A file of another user that cannot be
-    changed keeps its mode (the caller judges the mode returned)."""
+    a link to something else changes nothing. A file of another user that cannot be made
+    private (libvirtd handed it to its qemu user, root-squashed NFS) is an error too."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path}: not a regular file")
-        with contextlib.suppress(PermissionError):  # libvirtd gave it to its qemu user
+        with contextlib.suppress(PermissionError):  # judged by its mode below
             os.fchmod(fd, 0o600)
-        return stat.S_IMODE(os.fstat(fd).st_mode)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
+    if mode & 0o077:
+        raise PermissionError(f"{path}: mode {mode:o} (another user's file), expected 600")
 
 
 def sync_folder(folder: PathLike) -> None:

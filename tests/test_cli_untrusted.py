@@ -3,9 +3,7 @@ or answers carrying terminal escapes (issue 16, defect 11)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,29 +15,11 @@ from balloond.cli.ctl import main
 from balloond.cli.printable import printable, printable_data
 from balloond.daemon.control import ControlClient, ControlServer
 from balloond.errors import ControlError
+from chaos import other_user
 
-NOBODY = 65534
 EVIL = "evil\x1b]0;owned\x07\x1b[2J\x9b31m\u202etxt.exe"
 SHOWN = "evil\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202etxt.exe"
 CONTROL = {*range(0x00, 0x0A), *range(0x0B, 0x20), *range(0x7F, 0xA0), 0x202E}
-
-# A server run as another user: answers every line with a status naming it.
-IMPOSTOR = r"""
-import os, socket, sys
-server = socket.socket(socket.AF_UNIX)
-server.bind(sys.argv[1])
-os.chmod(sys.argv[1], 0o777)
-server.listen(4)
-print("ready", flush=True)
-while True:
-    conn, _ = server.accept()
-    try:
-        conn.recv(65536)
-        conn.sendall(b'{"ok": true, "result": {"uri": "impostor"}}\n')
-    except OSError:
-        pass  # the client hung up at once: it checked who serves the socket
-    conn.close()
-"""
 
 
 def _raw_control(text: str) -> bool:
@@ -120,34 +100,20 @@ def test_escapes_in_an_error_line_never_reach_the_terminal(
         server.close()
 
 
-def _python_for_nobody() -> str | None:
-    for candidate in ("/usr/bin/python3", shutil.which("python3")):
-        if candidate and os.stat(Path(candidate).resolve()).st_mode & 0o001:
-            return candidate
-    return None
-
-
 @pytest.fixture
 def impostor(folder: Path) -> Iterator[Path]:
-    python = _python_for_nobody()
-    if os.geteuid() != 0 or python is None:
-        pytest.skip("needs root and a Python user nobody can run, to serve as another user")
+    """A daemon impostor run as user nobody on a socket path (chaos.other_user's)."""
+    why_not = other_user.can_run_as_nobody()
+    if why_not is not None:
+        pytest.skip(why_not)
     folder.chmod(0o777)
     path = folder / "control.sock"
-    proc = subprocess.Popen(
-        [python, "-c", IMPOSTOR, str(path)],
-        user=NOBODY,
-        group=NOBODY,
-        extra_groups=[],
-        stdout=subprocess.PIPE,
-    )
+    proc = other_user.start_as_nobody(other_user.FAKE_DAEMON, str(path))
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         yield path
     finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
+        other_user.stop(proc)
 
 
 def test_a_socket_served_by_another_user_is_not_talked_to(
@@ -160,9 +126,9 @@ def test_a_socket_served_by_another_user_is_not_talked_to(
 
 
 def test_the_daemon_answers_only_root_and_its_own_user(folder: Path) -> None:
-    python = _python_for_nobody()
-    if os.geteuid() != 0 or python is None:
-        pytest.skip("needs root and a Python user nobody can run, to connect as another user")
+    why_not = other_user.can_run_as_nobody()
+    if why_not is not None:
+        pytest.skip(why_not)
     server = ControlServer(folder / "c.sock", {"status": lambda request: {"uri": "secret"}})
     try:
         folder.chmod(0o755)
@@ -171,16 +137,8 @@ def test_the_daemon_answers_only_root_and_its_own_user(folder: Path) -> None:
             "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
             "print(s.recv(65536).decode())"  # told at once: it need not even ask
         )
-        done = subprocess.run(
-            [python, "-c", probe, str(server.path)],
-            user=NOBODY,
-            group=NOBODY,
-            extra_groups=[],
-            capture_output=True,
-            timeout=30,
-            check=True,
-        )
-        assert "not allowed" in done.stdout.decode() and "secret" not in done.stdout.decode()
+        out, _ = other_user.start_as_nobody(probe, str(server.path)).communicate(timeout=30)
+        assert b"not allowed" in out and b"secret" not in out
         assert ControlClient(server.path).call("status") == {"uri": "secret"}
     finally:
         server.close()

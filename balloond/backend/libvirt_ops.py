@@ -118,13 +118,9 @@ def _make_private(name: str, path: str) -> None:
     a descriptor opened without following links (a path swapped for a link to another
     file must not make that file 0600)."""
     try:
-        mode = make_private(path)
+        make_private(path)
     except OSError as exc:
         raise OperationFailed(f"domain '{name}': saved image '{path}': {exc}") from exc
-    if mode & 0o077:
-        raise OperationFailed(
-            f"domain '{name}': saved image '{path}' has mode {mode:o}, expected 600"
-        )
 
 
 def _remove_quietly(path: str) -> None:

@@ -139,16 +139,21 @@ def _decision_counters(telemetry: Telemetry) -> Iterator[Family]:
     )
 
 
-def _report_counters(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[Family]:
-    accepted: dict[str, int] = {}
-    for key, count in telemetry.reports_accepted.items():
+def _by_name(counts: Mapping[str, int], names: Mapping[str, str]) -> dict[str, int]:
+    """Counts keyed by domain UUID (or name) summed by the `domain` label operators join on."""
+    labelled: dict[str, int] = {}
+    for key, count in counts.items():
         label = names.get(key, key)
-        accepted[label] = accepted.get(label, 0) + count
+        labelled[label] = labelled.get(label, 0) + count
+    return labelled
+
+
+def _report_counters(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator[Family]:
     yield _counter(
         "balloond_reports_accepted",
         "Guest agent reports accepted, by domain.",
         ("domain",),
-        _single(accepted),
+        _single(_by_name(telemetry.reports_accepted, names)),
     )
     yield _counter(
         "balloond_reports_rejected",
@@ -157,15 +162,11 @@ def _report_counters(telemetry: Telemetry, names: Mapping[str, str]) -> Iterator
         _single(telemetry.reports_rejected),
         [(reason,) for reason in REPORT_REJECT_REASONS],
     )
-    cutoffs: dict[str, int] = {}
-    for key, count in telemetry.channel_cutoffs.items():
-        label = names.get(key, key)
-        cutoffs[label] = cutoffs.get(label, 0) + count
     yield _counter(
         "balloond_channel_cutoffs",
         "Agent channels cut off for sending more than their byte budget, by domain.",
         ("domain",),
-        _single(cutoffs),
+        _single(_by_name(telemetry.channel_cutoffs, names)),
         [(name,) for name in names.values()],
     )
 

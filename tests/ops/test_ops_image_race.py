@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,42 +19,15 @@ import pytest
 from balloond.backend.libvirt import LibvirtBackend
 from balloond.errors import BalloondError, OperationFailed, Refused
 from balloond.ops import OpsContext, save_domain
+from chaos import other_user
+from chaos.attacks_save import SWAPPER
 from tests.ops.conftest import HOST_URI
 
 pytestmark = pytest.mark.libvirt
 
-NOBODY = 65534
+NOBODY = other_user.NOBODY
 TRIES = 60  # the swapper won 5 of 25 before the fix: 60 tries all lost is luck of ~1e-6
 VICTIM = "root's own file\n" * 64
-
-# As nobody: every entry root makes in the folder is renamed away and replaced by a link to
-# the victim (a folder: by a link to the victim's folder), as fast as it can.
-SWAPPER = r"""
-import os, sys
-folder, victim = sys.argv[1], sys.argv[2]
-print("ready", flush=True)
-while True:
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        continue
-    for entry in entries:
-        if entry.name.endswith(".moved") or entry.is_symlink():
-            continue
-        try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-            os.rename(entry.path, entry.path + ".moved")
-            os.symlink(os.path.dirname(victim) if is_dir else victim, entry.path)
-        except OSError:
-            pass
-"""
-
-
-def _python_for_nobody() -> str | None:
-    for candidate in ("/usr/bin/python3", shutil.which("python3")):
-        if candidate and os.stat(Path(candidate).resolve()).st_mode & 0o001:
-            return candidate
-    return None
 
 
 @pytest.fixture
@@ -89,16 +61,10 @@ def _clean(folder: Path) -> None:
 
 def _race(folder: Path, victim: Path) -> list[str]:
     """TRIES saves into `folder` while nobody swaps; what each came to."""
-    python = _python_for_nobody()
-    if os.geteuid() != 0 or python is None:
-        pytest.skip("needs root and a Python user nobody can run, to race as another user")
-    swapper = subprocess.Popen(
-        [python, "-c", SWAPPER, str(folder), str(victim)],
-        user=NOBODY,
-        group=NOBODY,
-        extra_groups=[],
-        stdout=subprocess.PIPE,
-    )
+    why_not = other_user.can_run_as_nobody()
+    if why_not is not None:
+        pytest.skip(why_not)
+    swapper = other_user.start_as_nobody(SWAPPER, str(folder), str(victim))
     outcomes = []
     try:
         assert swapper.stdout is not None and swapper.stdout.readline() == b"ready\n"
@@ -112,9 +78,7 @@ def _race(folder: Path, victim: Path) -> list[str]:
             assert _intact(victim), f"the swapper won at try {len(outcomes)}: {outcomes[-1]}"
             _clean(folder)
     finally:
-        swapper.kill()
-        swapper.wait()
-        swapper.stdout.close()  # type: ignore[union-attr]
+        other_user.stop(swapper)
     return outcomes
 
 
