@@ -145,12 +145,12 @@ def bounds_for(
 def proposal(claim: Claim, share: int, deficit: bool) -> DomainDecision | Move:
     """Steps 3 and 4 for one claimant given its `share` of the pool: the decision of a
     claimant whose target in force stands, else its move (which step 5 may still cut)."""
-    cur = claim.dom.current
-    reason = claim.want.reason
+    cur, want = claim.dom.current, claim.want
+    reason = want.reason
     why: str | Explanation = ""
-    if share < claim.want.size:
+    if share < want.size:
         reason = Reason.CONTENTION
-        why = Explanation(explain.contention, (share, claim.want.size, claim.policy.weight))
+        why = Explanation(explain.contention, (share, want.size, claim.policy.weight))
     elif reason is Reason.NO_DATA:
         why = Explanation(explain.no_data, (cur, claim.est.why_no_data))
     target, limit, guarded = limited(claim, share, reason is Reason.CONTENTION, deficit)
