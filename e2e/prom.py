@@ -11,13 +11,25 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from e2e import ROOT, RUN, procs
 from e2e.daemon import free_port
 from e2e.wait import wait_for
 
 DASHBOARD = ROOT / "exporters" / "grafana" / "balloond.json"
 # What Grafana would substitute for the dashboard's variables with "All" selected.
-VARIABLES = {"$instance": ".*", "$domain": ".*", "$__rate_interval": "30s"}
+VARIABLES = {"$host": ".*", "$domain": ".*", "$__rate_interval": "30s"}
+SCRAPE = ROOT / "exporters" / "prometheus" / "scrape.yml"
+
+
+def host_relabelling() -> list[dict[str, Any]]:
+    """The shipped scrape config's relabelling of the balloond job (the `host` label)."""
+    jobs = yaml.safe_load(SCRAPE.read_text())["scrape_configs"]
+    relabel: list[dict[str, Any]] = next(
+        job["relabel_configs"] for job in jobs if job["job_name"] == "balloond"
+    )
+    return relabel
 
 
 class Prometheus:
@@ -32,7 +44,11 @@ class Prometheus:
                 {  # JSON is YAML
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "scrape_configs": [
-                        {"job_name": "balloond", "static_configs": [{"targets": targets}]}
+                        {
+                            "job_name": "balloond",
+                            "static_configs": [{"targets": targets}],
+                            "relabel_configs": host_relabelling(),
+                        }
                     ],
                 },
                 indent=2,
