@@ -135,6 +135,8 @@ memos = st.builds(
             "overhead",
             "overhead_seen",
             "seen_current",
+            "pressed",
+            "swap_out",
         )
     },
     **{
@@ -150,6 +152,7 @@ memos = st.builds(
             "fault_base",
             "current_since",
             "grown_at",
+            "pressed_at",
         )
     },
     strikes=st.integers(0, 64),

@@ -14,6 +14,7 @@ from balloond.core.estimate import (
     estimate,
     stats_problem,
 )
+from balloond.core.need import PRESS_MIN
 from balloond.core.overhead import OVERHEAD_BASE, OVERHEAD_PER_MAXMEM
 from balloond.core.state import DomainMemo
 from balloond.model import DomainSnapshot, GuestReport, MemoryStats
@@ -86,9 +87,13 @@ def test_major_faults_count_only_without_psi() -> None:
 
 
 def test_pressure_correction_starts_from_current_size() -> None:
+    """A stalled guest's reading is capped by its balloon: it needs more than it has. Its
+    need is pushed a small step above its size; its want is built on a generous boost."""
     e = est(dom("a", 1 * GiB, rep=report(600 * MiB, psi=0.02)))
     assert e.short and e.raw == 600 * MiB
-    assert e.demand == GiB + int(GiB * boost_for(0.02, DEFAULT.pressure_target))
+    assert e.boosted == GiB + int(GiB * boost_for(0.02, DEFAULT.pressure_target))
+    # 0.02 / 0.005 = 4 times the target: 0.8 %, below the 1 % least step.
+    assert e.demand == GiB + int(GiB * PRESS_MIN)
 
 
 def test_swapped_out_memory_is_demand_when_swapping_in() -> None:
@@ -146,12 +151,15 @@ def test_committed_as_witnesses_the_need_of_a_stalled_guest() -> None:
     rep = GuestReport(
         seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.006, committed_as=1800 * MiB
     )
-    # Barely over the target (boost 10%) but Committed_AS shows 1.8 GiB really in use.
-    assert est(dom("a", 1 * GiB, rep=rep)).demand == 1800 * MiB
+    # Barely over the target (boost 10%) but Committed_AS shows 1.8 GiB really in use: the
+    # want is built on it. (It is evidence, not the need: allocations never touched count.)
+    stalled = est(dom("a", 1 * GiB, rep=rep))
+    assert stalled.boosted == 1800 * MiB and stalled.demand < 1800 * MiB
     calm = GuestReport(
         seq=1, received_at=NOW, demand=900 * MiB, psi_some=0.0, committed_as=1800 * MiB
     )
-    assert est(dom("a", 1 * GiB, rep=calm)).demand == 900 * MiB  # not short: not evidence
+    calm_est = est(dom("a", 1 * GiB, rep=calm))
+    assert calm_est.demand == calm_est.boosted == 900 * MiB  # not short: not evidence
 
 
 def est_of(

@@ -203,6 +203,7 @@ def remembered(
     (with when it was first seen at that size); the target and stuck marks as they are."""
     stats = dom.stats
     swap_in = None if stats is None else _counter(stats.swap_in)
+    swap_out = None if stats is None else _counter(stats.swap_out)
     faults = None if stats is None else _counter(stats.major_faults)
     cur = dom.current
     same_size = memo.seen_current == cur and memo.current_since
@@ -219,4 +220,7 @@ def remembered(
         overhead_seen=est.overhead_seen,
         seen_current=cur,
         current_since=memo.current_since if same_size else now,
+        pressed=est.pressed,
+        pressed_at=est.pressed_at,
+        swap_out=swap_out,
     )

@@ -18,10 +18,16 @@ MemTotal - MemAvailable counts page cache as free to take. The cache a guest rea
 is learned from the stall its loss causes (`learn_hidden`: the cache it held when a shrink
 reached its working set), kept, and forgotten slowly (half-life HIDDEN_HALF_LIFE).
 
-Finally the reading is corrected upward when the guest is short of memory (`corrected`; the
-signs are in `balloond.core.signals`): a stalled guest's reading is capped by its balloon, so
-the correction starts from its size and adds a boost that grows with the overshoot
-(`boost_for`), and takes the swapped-out memory and Committed_AS as witnesses of the need.
+A guest short of memory (the signs are in `balloond.core.signals`) reads less than it needs:
+its reading is capped by its balloon. Two figures come out of it:
+
+- its *need* (`demand`), what sharing by weight is fair about: the reading, raised by what
+  the shortage shows (`balloond.core.need`: its swap, and the need pressed out of it tick by
+  tick until the shortage stops);
+- its *boosted* demand (`corrected`), what its want is built on: a generous step above its
+  size that grows with the stall (`boost_for`), Committed_AS as a witness. When the host has
+  room a stalled guest gets that at once; under contention only its need counts.
+
 Unlike MoM (page cache counted as used) this does not keep every cache page; unlike
 selfballoon (Committed_AS as the target) it does not pay for allocations never touched.
 """
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from balloond.core.need import Shortage, half_life_factor, in_swap, pressed_need
 from balloond.core.overhead import observed_overhead, overhead_for
 from balloond.core.signals import is_short, is_touched, pressure_of, rates
 from balloond.core.state import DomainMemo
@@ -54,7 +61,7 @@ HIDDEN_HALF_LIFE = 1800.0
 class Estimate(NamedTuple):
     """What the core believes about one guest this tick. `demand` None means no data."""
 
-    demand: int | None  # corrected demand (no buffer), bytes
+    demand: int | None  # the need (no buffer, no boost), bytes in the guest's terms
     raw: int | None  # the reading before correction
     source: str  # "report", "stats" or "" (none)
     pressure: float | None  # PSI some ratio, when a report gives it
@@ -69,12 +76,9 @@ class Estimate(NamedTuple):
     overhead: int = 0  # balloon the guest never sees, added to the target (`overhead_for`)
     overhead_learned: int | None = None  # what `overhead_for` learned, for the next memo
     overhead_seen: int | None = None  # ... and the largest plausible gap seen so far
-
-
-def half_life_factor(age: float, half_life: float) -> float:
-    """What is left of a learned amount after `age` seconds (a negative age: all of it)."""
-    left: float = 0.5 ** (max(age, 0.0) / half_life)
-    return left
+    boosted: int | None = None  # demand with a short guest's boost: what its want is built on
+    pressed: int | None = None  # the need found while short, for the next memo
+    pressed_at: float | None = None
 
 
 def fresh_report(report: GuestReport | None, now: float, stale_after: float) -> GuestReport | None:
@@ -202,15 +206,16 @@ def estimate(
     problem = stats_problem(dom.stats, maxmem, now, stale_after)
     stats = None if problem else dom.stats
     pressure = pressure_of(report)
-    swap_rate, fault_rate = rates(report, dom.stats, memo, stats_at)
+    swap_rate, out_rate, fault_rate = rates(report, dom.stats, memo, stats_at)
     target = policy.pressure_target
-    short = is_short(pressure, swap_rate, fault_rate, target)
-    touched = short or is_touched(pressure, swap_rate, fault_rate, target, memo, now)
+    short = is_short(pressure, swap_rate, out_rate, fault_rate, target)
+    touched = short or is_touched(pressure, swap_rate, out_rate, fault_rate, target, memo, now)
     hidden = decayed_hidden(memo, now)
     if touched:
         hidden = learn_hidden(hidden, stats, report)
     raw, source, note = read_demand(report, stats, short, maxmem)
-    demand: int | None = None
+    demand = boosted = pressed_at = None
+    pressed = 0
     observed = 0  # this tick's plausible balloon - MemTotal
     why = ""
     if raw is None:
@@ -220,8 +225,13 @@ def estimate(
         knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
         if not knows:
             raw = min(raw + hidden, maxmem)
-        demand = corrected(raw, visible, knows, pressure, target, report) if short else raw
-        demand = min(demand, maxmem)
+        shortage = Shortage(pressure, swap_rate, fault_rate) if short else None
+        pressed, pressed_at = pressed_need(memo, raw, visible, shortage, target, now)
+        demand = need(raw, visible, knows, pressed, short, report)
+        demand = boosted = min(demand, maxmem)
+        if short:
+            boost = corrected(raw, visible, knows, pressure, target, report)
+            boosted = min(max(boost, demand), maxmem)
         observed = observed_overhead(current, visible, maxmem)
     # Without data, what was learned of the overhead is kept for when data comes back, and
     # learned hidden demand is not (it has nothing to be added to).
@@ -242,7 +252,24 @@ def estimate(
         overhead=used,
         overhead_learned=learned,
         overhead_seen=seen,
+        boosted=boosted,
+        pressed=min(pressed, maxmem) or None,
+        pressed_at=pressed_at,
     )
+
+
+def need(
+    raw: int, visible: int, knows: bool, pressed: int, short: bool, report: GuestReport | None
+) -> int:
+    """The guest's need (guest terms): its reading, raised by what its shortage shows
+    (`balloond.core.need`: what it has in swap while it thrashes, and the need pressed out of
+    it). A reading above its MemTotal already counts what it lacks (an agent can): believed,
+    but at most twice its size per tick, so that a lie costs little before it is caught."""
+    if knows:
+        return min(raw, 2 * visible)
+    if short:
+        return max(raw, in_swap(raw, visible, report), pressed)
+    return max(raw, pressed)
 
 
 def boost_for(pressure: float | None, target: float) -> float:
@@ -260,8 +287,7 @@ def corrected(
     pressure_target: float,
     report: GuestReport | None,
 ) -> int:
-    """The demand of a guest that is short of memory (see the module docstring)."""
-    maxmem = max(raw, visible)  # only for the swap sanity bound below
+    """The boosted demand of a guest that is short of memory (see the module docstring)."""
     if knows:
         # The guest knows it needs more than it has (an agent counts what it lacks): believe
         # it, but at most double per tick so that a lie costs little before it is caught.
@@ -272,10 +298,7 @@ def corrected(
         demand = base + int(base * boost_for(pressure, pressure_target))
     if report is None:
         return demand
-    if report.swap_total is not None and report.swap_free is not None:
-        swapped = report.swap_total - report.swap_free
-        if 0 < swapped <= 4 * maxmem:
-            demand = max(demand, min(raw, visible) + swapped)
+    demand = max(demand, in_swap(raw, visible, report))
     committed = report.committed_as
     if committed is not None and 0 < committed <= 2 * visible:
         # Committed_AS is not capped by the balloon: while the guest stalls it is the best

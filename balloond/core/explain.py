@@ -80,6 +80,8 @@ def cause(est: Estimate, buffer: float, pressure_target: float, growing: bool) -
     demand = sz(est.demand or 0)
     if est.hidden:
         demand += f" (with {sz(est.hidden)} of hot cache learned from stalls)"
+    if est.boosted is not None and est.demand is not None and est.boosted > est.demand:
+        demand += f", boosted to {sz(est.boosted)} while short"
     if est.short:
         if est.pressure is not None and est.pressure > pressure_target:
             head = f"pressure {pct(est.pressure)} > {pct(pressure_target)} target"

@@ -2,13 +2,16 @@
 
 Two questions are asked of them each tick:
 
-- is the guest *short* of memory? A stall above the policy's `pressure_target`, heavy swap-in,
-  or, without PSI, a storm of major faults (the only other sign of thrashing). A short guest's
-  demand is corrected upward (`estimate.corrected`).
+- is the guest *short* of memory? A stall above the policy's `pressure_target`, thrashing
+  (heavy swap-in while pages also go out: swap-in alone is a guest taking back what it
+  swapped out before, once it has room), or, without PSI, a storm of major faults beyond the
+  swap-ins (the only other sign of thrashing). A short guest's need is pushed up
+  (`need.pressed_need`) and its want boosted (`estimate.corrected`).
 - has a shrink *touched* its working set? Weaker signs: a stall of a tenth of the pressure
-  target, any sustained swap-in, or, soon after a shrink, major faults well above the guest's
-  usual rate (busy guests read files all day). A touched guest is shrunk no further, and the
-  page cache it still held is learned as demand (`estimate.learn_hidden`).
+  target, any sustained swapping (in, while pages also go out), or, soon after a shrink,
+  major faults well above the guest's usual rate (busy guests read files all day). A touched
+  guest is shrunk no further, and the page cache it still held is learned as demand
+  (`estimate.learn_hidden`).
 
 Rates come from the agent when it reports them, else from the balloon statistics' cumulative
 counters of this tick and the previous one (kept in the memo).
@@ -73,39 +76,55 @@ def rate(
 
 def rates(
     report: GuestReport | None, stats: MemoryStats | None, memo: DomainMemo, stats_at: float
-) -> tuple[float | None, float | None]:
-    """(swap-in bytes/s, major faults/s), each as `rate` finds it from a fresh `report` (or
-    None) and the balloon `stats` sampled at `stats_at` (whatever else they hold)."""
-    agent_swap_in = agent_faults = swap_in = faults = None
+) -> tuple[float | None, float | None, float | None]:
+    """(swap-in bytes/s, swap-out bytes/s, major faults/s), each as `rate` finds it from a
+    fresh `report` (or None) and the balloon `stats` sampled at `stats_at` (whatever else
+    they hold)."""
+    agent_in = agent_out = agent_faults = swap_in = swap_out = faults = None
     if report is not None:
-        agent_swap_in, agent_faults = report.swap_in_rate, report.major_fault_rate
+        agent_in, agent_out = report.swap_in_rate, report.swap_out_rate
+        agent_faults = report.major_fault_rate
     if stats is not None:
-        swap_in, faults = stats.swap_in, stats.major_faults
+        swap_in, swap_out, faults = stats.swap_in, stats.swap_out, stats.major_faults
     counted_at = memo.counters_at
     return (
-        rate(agent_swap_in, swap_in, memo.swap_in, counted_at, stats_at),
+        rate(agent_in, swap_in, memo.swap_in, counted_at, stats_at),
+        rate(agent_out, swap_out, memo.swap_out, counted_at, stats_at),
         rate(agent_faults, faults, memo.major_faults, counted_at, stats_at),
     )
+
+
+def swapping(swap_rate: float | None, out_rate: float | None, threshold: float) -> bool:
+    """Pages swapped in at `threshold` bytes/s or more while pages also go out (without a
+    swap-out figure, swap-in alone): thrashing, not a guest taking back what it swapped out
+    before once it has room."""
+    if swap_rate is None or swap_rate < threshold:
+        return False
+    return out_rate is None or out_rate >= threshold
 
 
 def is_short(
     pressure: float | None,
     swap_rate: float | None,
+    out_rate: float | None,
     fault_rate: float | None,
     pressure_target: float,
 ) -> bool:
-    """Short of memory: a stall above the policy's target, heavy swap-in, or, without PSI, a
-    storm of major faults."""
-    return (
-        (pressure is not None and pressure > pressure_target)
-        or (swap_rate is not None and swap_rate >= SWAP_IN_SHORT)
-        or (pressure is None and fault_rate is not None and fault_rate >= MAJOR_FAULTS_SHORT)
-    )
+    """Short of memory: a stall above the policy's target, thrashing, or, without PSI, a
+    storm of major faults beyond the swap-ins (which major faults count too)."""
+    if pressure is not None and pressure > pressure_target:
+        return True
+    if swapping(swap_rate, out_rate, SWAP_IN_SHORT):
+        return True
+    if pressure is not None or fault_rate is None:
+        return False
+    return fault_rate - (swap_rate or 0.0) / PAGE >= MAJOR_FAULTS_SHORT
 
 
 def is_touched(
     pressure: float | None,
     swap_rate: float | None,
+    out_rate: float | None,
     fault_rate: float | None,
     pressure_target: float,
     memo: DomainMemo,
@@ -115,7 +134,7 @@ def is_touched(
     major faults beyond what the guest's ordinary file reads explain are blamed on it."""
     if pressure is not None and pressure >= pressure_target * TOUCH_FRACTION:
         return True
-    if swap_rate is not None and swap_rate >= SWAP_IN_GUARD:
+    if swapping(swap_rate, out_rate, SWAP_IN_GUARD):
         return True
     if fault_rate is None or not shrunk_recently(memo, now):
         return False

@@ -19,7 +19,10 @@ Per domain (a `DomainMemo`, keyed by UUID) it remembers:
 - the balloon the guest never sees (`overhead`, balloon - MemTotal): learned only from settled
   samples (see `overhead.overhead_for`); `overhead_seen` is the largest plausible gap seen,
   used until one is learned; `seen_current` / `current_since` tell whether the balloon moved;
-- `grown_at`: when a grow for pressure or demand was last issued (the grow cooldown).
+- `grown_at`: when a grow for pressure or demand was last issued (the grow cooldown);
+- `pressed` (at `pressed_at`): the need found while the guest was short of memory, pushed up
+  tick by tick until the shortage stopped (see `need.pressed_need`); `swap_out`: the
+  cumulative swap-out counter, as `swap_in`.
 
 Per QEMU process (`backing`, keyed by UUID) it remembers the process's own share of its
 resident set (`backing.Backing`), so that the untouched part of a balloon can be counted as
@@ -77,6 +80,9 @@ class DomainMemo(NamedTuple):
     seen_current: int | None = None  # the balloon size seen at the previous tick
     current_since: float | None = None  # when the balloon was first seen at seen_current
     grown_at: float | None = None  # when a grow for pressure or demand was last issued
+    pressed: int | None = None  # the need found while short (guest terms), see need.py
+    pressed_at: float | None = None  # when the guest was last short
+    swap_out: int | None = None  # the cumulative swap-out counter, as swap_in
 
     def promised(self, current: int) -> int:
         """Bytes promised to this domain and not yet taken: a growing target not reached."""
@@ -109,6 +115,8 @@ _INT_FIELDS = frozenset(
         "overhead",
         "overhead_seen",
         "seen_current",
+        "pressed",
+        "swap_out",
     }
 )
 _MEMO_FIELDS = DomainMemo._fields

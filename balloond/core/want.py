@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from balloond.core.estimate import Estimate, half_life_factor
+from balloond.core.estimate import Estimate
+from balloond.core.need import half_life_factor
 from balloond.model import Reason
 from balloond.policy.model import Policy
 
@@ -98,7 +99,8 @@ def wanted(
     `in_force` the target the hypervisor works toward now. Under the swap guard (`guard`)
     sharing may not push the domain below its size either."""
     assert est.demand is not None
-    size = buffered(est.demand, est.hidden, est.overhead, policy.buffer)
+    boosted = est.boosted if est.boosted is not None else est.demand
+    size = buffered(boosted, est.hidden, est.overhead, policy.buffer)
     if peak > est.demand:
         # The held peak keeps a guest from being shrunk into the trough of a workload that
         # comes back; it never grows one (the lab's light guest, its workload OOM-killed, was
