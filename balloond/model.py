@@ -204,6 +204,7 @@ class DomainDecision(NamedTuple):
     demand: int | None = None
     pressure: float | None = None
     act: bool = False  # True: the daemon should set `target` now
+    fair_share: int | None = None  # what weight promises it this tick (claimants only)
 
     @property
     def explanation(self) -> str:

@@ -236,7 +236,9 @@ def test_deadband_of_the_balloon_table(current: int, in_force: int, want: int, a
 
 def test_the_cooldown_does_not_stop_sharing_by_weight() -> None:
     """Two guests grown for demand 10 s ago, both wanting more than the host can give: the
-    cooldown keeps neither whole; the heavier one's share is taken from the lighter one."""
+    cooldown keeps neither whole; the heavier one's buffer is taken from the lighter one's
+    (the lighter one uses less than it holds: its share of what the needs leave is below its
+    size)."""
     heavy = Policy(
         name="heavy",
         floor=Amount(ratio=0.5),
@@ -263,7 +265,10 @@ def test_the_cooldown_does_not_stop_sharing_by_weight() -> None:
         )
         for n in ("h", "l")
     }
-    doms = [dom(n, 384 * MiB, maxmem=MAXMEM, st=stats(380 * MiB, 384 * MiB)) for n in ("h", "l")]
+    doms = [
+        dom(n, 384 * MiB, maxmem=MAXMEM, st=stats(used, 384 * MiB))
+        for n, used in (("h", 380 * MiB), ("l", 300 * MiB))
+    ]
     decision, _ = run(
         *doms,
         free=1 * GiB + 16 * MiB,

@@ -6,8 +6,8 @@ the budget, and the budget is what the host has above its reserve, less every pr
 outstanding and every untouched balloon (`decide`'s `spare`). Memory a shrink frees is not
 counted until the host reports it free: shrinks and grows are issued together, shrinks first,
 but a grow never relies on a shrink having happened. When the asks exceed the budget, it is
-shared by weight (`share.water_fill`), the way up to each grower's floor first; a grower left
-with less than its deadband waits at the target in force.
+shared by weight (`share.water_fill`), the way up to each grower's fair share (at least its
+floor) first; a grower left with less than its deadband waits at the target in force.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class Move(NamedTuple):
     reason: Reason
     why: str | Explanation
     act: bool = True  # False: cut to nothing, it waits at the target in force
+    fair: int = 0  # its fair share (step 3): growth up to it is granted first
 
 
 def commitment(claim: Claim) -> int:
@@ -52,16 +53,18 @@ def grant(moves: list[Move], spare: int) -> tuple[list[Move], int]:
         return moves, room - sum(asks)
     room = max(0, room)
     weights = [move.claim.policy.weight for move in growers]
-    to_floor = [
-        min(ask, max(0, move.claim.floor - commitment(move.claim)))
+    # Growth up to each grower's fair share (at least its floor) first, by weight; the rest
+    # after, by weight.
+    to_fair = [
+        min(ask, max(0, max(move.claim.floor, move.fair) - commitment(move.claim)))
         for move, ask in zip(growers, asks, strict=True)
     ]
-    first = water_fill([0] * len(growers), to_floor, weights, room)
+    first = water_fill([0] * len(growers), to_fair, weights, room)
     beyond = [ask - got for ask, got in zip(asks, first, strict=True)]
     rest = water_fill([0] * len(growers), beyond, weights, room - sum(first))
     cut = list(moves)
-    for i, ask, to_floor_part, rest_part in zip(growing, asks, first, rest, strict=True):
-        cut[i] = cut_growth(moves[i], ask, to_floor_part + rest_part)
+    for i, ask, to_fair_part, rest_part in zip(growing, asks, first, rest, strict=True):
+        cut[i] = cut_growth(moves[i], ask, to_fair_part + rest_part)
     return cut, room - sum(first) - sum(rest)
 
 
@@ -73,7 +76,7 @@ def cut_growth(move: Move, ask: int, granted: int) -> Move:
     cur = claim.dom.current
     if granted <= 0 or granted < claim.policy.deadband.resolve(cur):
         why = Explanation(explain.waiting, (cur, move.target))
-        return Move(claim, target=claim.in_force, reason=Reason.CONTENTION, why=why, act=False)
+        return move._replace(target=claim.in_force, reason=Reason.CONTENTION, why=why, act=False)
     target = commitment(claim) + granted
     why = Explanation(explain.partly_granted, (cur, target, granted, ask))
-    return Move(claim, target=target, reason=Reason.CONTENTION, why=why)
+    return move._replace(target=target, reason=Reason.CONTENTION, why=why)

@@ -2,10 +2,12 @@
 
 A domain is left alone (`Fixed`: the core does not act on it this tick) when it is busy (not
 running, or a hypervisor job), held, disabled by policy, stuck, or implausibly sized.
-Otherwise it is a *claimant* (`Claim`): it has a `want` in [floor, ceiling] and a `low` below
-which the sharing step may not push it (its floor; its current size when the data is bad or
-it swaps). Either way the progress of a target issued earlier is followed first
-(`balloond.core.progress`), and a claimant's memo carries this tick's readings to the next.
+Otherwise it is a *claimant* (`Claim`): it has a `want` in [floor, ceiling], a `need` (its
+demand alone, what fair shares are of) and a `low` below which the sharing step may not push
+it (its floor; its current size when the data is bad; a guest that swaps is kept at its size
+by the swap guard of step 4 instead, unless it owes memory to a fair share). Either way the
+progress of a target issued earlier is followed first (`balloond.core.progress`), and a
+claimant's memo carries this tick's readings to the next.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def claim(
         peak, peak_at = memo.peak, memo.peak_at
     else:
         peak, peak_at = held_peak(memo.peak, memo.peak_at, est.demand, now), now
-        want = wanted(est, policy, peak, cur, in_force, floor, ceiling, guard)
+        want = wanted(est, policy, peak, cur, in_force, floor, ceiling)
     if cooldown and not guard:
         want = cooled(want, memo.grown_at, now, cur, in_force, ceiling)
     return Claim(

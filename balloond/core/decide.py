@@ -6,16 +6,19 @@ Pure: no clock (`now` is passed in), no I/O, no logging, no hypervisor. Steps:
 2. Classify every domain (`classify.classify`): busy, held, disabled and stuck domains are left
    alone; the others are claimants with a want (`want.wanted`: demand plus buffer, or the
    guest's own request, clamped to [floor, ceiling]; demand from `estimate.estimate`).
-3. Share the pool by weight (`share.water_fill`): the pool is what claimants hold now plus
-   what the host can still give (free - reserve - promises to everyone else - the untouched
-   part of every balloon, `backing.untouched`: host free still counts it although the guest
-   owns it; QEMU's own share of its rss is learned per process, `backing.learn`). Nobody
-   goes below its floor; a guest without usable data or one that swaps is not pushed below
-   its size.
-4. Rate limits (`limits.limited`, `limits.stands`): shrink steps, grow steps, the swap guard,
-   the deadband.
+3. Share the pool by weight (`fair.sharing`): the pool is what claimants hold now plus what
+   the host can still give (free - reserve - promises to everyone else - the untouched part
+   of every balloon, `backing.untouched`: host free still counts it although the guest owns
+   it; QEMU's own share of its rss is learned per process, `backing.learn`). Each claimant's
+   fair share is the pool water-filled by weight over the needs, floors first; its share
+   adds what is left toward its want. A guest without usable data is not pushed below its
+   size. What domains below their fair share are owed beyond what the host can give is a
+   debt, paid at once by the domains above their fair share, lowest weight first.
+4. Rate limits (`limits.limited`, `limits.stands`): shrink steps (lifted for a debt), grow
+   steps, the swap guard (which a debt overrides), the deadband.
 5. Grow budget (`budget.grant`): new promises never exceed host free - reserve - promises
-   still outstanding - balloon memory the host does not back yet.
+   still outstanding - balloon memory the host does not back yet; growth up to the fair
+   shares is served first.
 
 Budget invariant (tested): whenever any domain's commitment grows in a tick,
 sum over domains of max(0, commitment - current) <= host.free - reserve after the tick, where
@@ -32,8 +35,8 @@ from balloond.core.backing import learn, untouched
 from balloond.core.budget import Move, commitment, grant
 from balloond.core.classify import Claim, Fixed, classify
 from balloond.core.explain import sz
+from balloond.core.fair import Sharing, sharing
 from balloond.core.limits import limited, stands
-from balloond.core.share import water_fill
 from balloond.core.state import Backing, ControllerState, DomainMemo
 from balloond.model import (
     Decision,
@@ -99,19 +102,13 @@ def decide(
     room = host_free - unbacked - reserve
     spare = room - fixed_promises - sum(c.promise for c in claims)
     pool = room - fixed_promises + sum(c.dom.current for c in claims)
-    shares = water_fill(
-        [c.want.low for c in claims],
-        [c.want.size for c in claims],
-        [c.policy.weight for c in claims],
-        pool,
-    )
+    places = iter(sharing(claims, pool, spare))  # one per claim, in order
     decided: list[DomainDecision | Move] = []
-    share = iter(shares)  # one per claim, in order
     for item in first:
         if isinstance(item, Fixed):
             decided.append(item.decision)
         else:
-            decided.append(proposal(item, next(share), deficit))
+            decided.append(proposal(item, next(places), deficit))
     moves, budget = grant([d for d in decided if isinstance(d, Move)], spare)
     granted = iter(moves)  # one per move, in order
     decisions = tuple(decision_of(next(granted)) if isinstance(d, Move) else d for d in decided)
@@ -142,33 +139,40 @@ def bounds_for(
     return found[1], found[2]
 
 
-def proposal(claim: Claim, share: int, deficit: bool) -> DomainDecision | Move:
-    """Steps 3 and 4 for one claimant given its `share` of the pool: the decision of a
-    claimant whose target in force stands, else its move (which step 5 may still cut)."""
+def proposal(claim: Claim, place: Sharing, deficit: bool) -> DomainDecision | Move:
+    """Steps 3 and 4 for one claimant given its `place` in the pool (share, fair share, what
+    it pays toward others' fair shares): the decision of a claimant whose target in force
+    stands, else its move (which step 5 may still cut)."""
     cur, want = claim.dom.current, claim.want
+    share, fair, pays = place
     reason = want.reason
     why: str | Explanation = ""
-    if share < want.size:
+    if pays or share < want.size:
         reason = Reason.CONTENTION
-        why = Explanation(explain.contention, (share, want.size, claim.policy.weight))
+        why = Explanation(explain.contention, (share, fair, want.size, claim.policy.weight))
     elif reason is Reason.NO_DATA:
         why = Explanation(explain.no_data, (cur, claim.est.why_no_data))
-    target, limit, guarded = limited(claim, share, reason is Reason.CONTENTION, deficit)
+    target, limit, guarded = limited(claim, share, share < want.size, deficit, pays)
     if guarded:
         reason = Reason.SWAP_GUARD
-        why = Explanation(explain.swap_guard, (cur, claim.est.swap_in_rate))
+        why = Explanation(explain.swap_guard, (cur, claim.est.swap_in_rate, pays))
     retried = claim.retry and (target != cur or claim.in_force != cur)
     if not retried and stands(claim, target):
-        return steady(claim, reason, why, target)
+        return steady(claim, reason, why, target, fair)
+    if pays and target < cur and not guarded:
+        why = Explanation(explain.paying, (share, fair, pays, claim.policy.weight))
     if reason is Reason.SWAP_GUARD:
-        return Move(claim, target=target, reason=reason, why=why)
+        return Move(claim, target=target, reason=reason, why=why, fair=fair)
     facts = (claim, target, reason, why, limit, retried)
     if reason is Reason.NO_DATA:  # only the policy range moves it
         reason = Reason.FLOOR if cur < claim.floor else Reason.CEILING
-    return Move(claim, target=target, reason=reason, why=Explanation(explain.moved, facts))
+    why = Explanation(explain.moved, facts)
+    return Move(claim, target=target, reason=reason, why=why, fair=fair)
 
 
-def steady(claim: Claim, reason: Reason, why: str | Explanation, computed: int) -> DomainDecision:
+def steady(
+    claim: Claim, reason: Reason, why: str | Explanation, computed: int, fair: int
+) -> DomainDecision:
     """The decision of a claimant whose target in force stands (`computed` is where the law
     would have moved it). Still on its way to a target issued earlier: that target stands,
     and so does why."""
@@ -178,15 +182,15 @@ def steady(claim: Claim, reason: Reason, why: str | Explanation, computed: int) 
             reason = Reason.STEADY
         else:
             why = Explanation(explain.moving, (claim, reason))
-    return _decision(claim, reason, claim.in_force, why, act=False)
+    return _decision(claim, reason, claim.in_force, why, act=False, fair=fair)
 
 
 def decision_of(move: Move) -> DomainDecision:
-    return _decision(move.claim, move.reason, move.target, move.why, act=move.act)
+    return _decision(move.claim, move.reason, move.target, move.why, move.act, move.fair)
 
 
 def _decision(
-    claim: Claim, reason: Reason, target: int, why: str | Explanation, act: bool
+    claim: Claim, reason: Reason, target: int, why: str | Explanation, act: bool, fair: int
 ) -> DomainDecision:
     dom = claim.dom
     return DomainDecision(
@@ -202,6 +206,7 @@ def _decision(
         demand=claim.est.demand,
         pressure=claim.est.pressure,
         act=act,
+        fair_share=fair,
     )
 
 

@@ -122,12 +122,23 @@ def want(claim: Claim, reason: Reason) -> str:
     return text + (f" ({est.note})" if est.note else "")
 
 
-def contention(share: int, wanted: int, weight: int) -> str:
-    return f"contention: {sz(share)} of the {sz(wanted)} wanted, by weight {weight}"
+def contention(share: int, fair: int, wanted: int, weight: int) -> str:
+    text = f"contention: {sz(share)} of the {sz(wanted)} wanted, by weight {weight}"
+    return text if share == fair else text + f" (fair share {sz(fair)})"
 
 
-def swap_guard(current: int, rate: float | None) -> str:
-    return f"kept at {sz(current)}: swapping in {sz(int(rate or 0))}/s (swap guard)"
+def paying(share: int, fair: int, pays: int, weight: int) -> str:
+    return (
+        f"contention: gives {sz(pays)} at once to domains below their fair share (weight "
+        f"{weight}, lowest weights first); its share {sz(share)}, fair share {sz(fair)}"
+    )
+
+
+def swap_guard(current: int, rate: float | None, pays: int = 0) -> str:
+    swapping = f"swapping in {sz(int(rate or 0))}/s (swap guard)"
+    if pays:
+        return f"gives {sz(pays)} at once to domains below their fair share, no more: {swapping}"
+    return f"kept at {sz(current)}: {swapping}"
 
 
 def steady(claim: Claim, reason: Reason, computed: int) -> str:

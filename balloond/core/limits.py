@@ -3,10 +3,11 @@ move is worth making.
 
 - Shrinks are gentle: at most `max_shrink_step` per tick, except while the host is below its
   reserve (idle guests give back at once; guests cut by contention at DEFICIT_STEP_FACTOR
-  times their step). Never above the ceiling.
+  times their step), and except for what a domain pays toward others' fair shares
+  (`balloond.core.fair`), given at once. Never above the ceiling.
 - Grows go at once unless the policy sets `max_grow_step`; a domain below its floor still
   rises to it at once.
-- The swap guard: a guest that swaps in is not shrunk below its size.
+- The swap guard: a guest that swaps in is not shrunk below its size, but for what it pays.
 - The deadband: a move within the deadband of the target in force is not made, nor one within
   the deadband of the balloon's size that would lower a grow in flight.
 """
@@ -31,17 +32,22 @@ def shrink_step(policy: Policy, current: int, deficit: bool, contention: bool) -
 
 
 def limited(
-    claim: Claim, goal: int, contention: bool, deficit: bool
+    claim: Claim, goal: int, contention: bool, deficit: bool, pays: int = 0
 ) -> tuple[int, Amount | None, bool]:
     """(target, limit, guarded): where the claimant may go this tick on its way from its
     size to `goal` (its share; `contention`: less than it wants), the policy step that held
-    it back if one did, and whether the swap guard kept it at its size."""
+    it back if one did, and whether the swap guard kept it at its size. What it `pays`
+    toward others' fair shares is given at once, below its share if need be (its headroom
+    goes before anyone's need), swap guard or not: the gentle step is for idle reclaim, not
+    for paying a debt."""
     cur, policy = claim.dom.current, claim.policy
+    if pays:
+        goal = min(goal, cur - pays)
     if goal < cur:
-        step = shrink_step(policy, cur, deficit, contention)
+        step = max(shrink_step(policy, cur, deficit, contention), pays)
         new = min(max(cur - step, goal), claim.ceiling)
         limit = policy.max_shrink_step if new > goal else None
-        kept = min(cur, claim.ceiling)
+        kept = min(cur - pays, claim.ceiling)
         if claim.guard and new < kept:
             return kept, limit, True
         return new, limit, False

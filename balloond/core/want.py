@@ -8,6 +8,8 @@
 - the guest's own request (`self_adjust`) replaces the want.
 - `clamped`: the policy's [floor, ceiling] bounds it, and names the bound when the bound
   itself moves the domain.
+- next to the want, the *need*: the demand alone as a balloon size, within the same range;
+  sharing by weight is fair about needs first (`balloond.core.fair`), headroom after.
 - `cooled`: for GROW_COOLDOWN seconds after a grow for pressure or demand the want does not
   fall below what the domain has or was promised.
 - without usable data (`blind`) the domain stays where it is, inside its range.
@@ -39,7 +41,8 @@ class Want(NamedTuple):
     """A claimant's want for this tick, and why."""
 
     size: int  # in [floor, ceiling]
-    low: int  # sharing never pushes the domain below this (its floor, or its size)
+    need: int  # the demand alone as a balloon size, in [low, size]: what fair shares are of
+    low: int  # sharing never pushes the domain below this (its floor; its size without data)
     reason: Reason  # the direction of the want from the current size, or what bounds it
     clamp: str = ""  # "floor" or "ceiling" when the policy range bounds the want
     cooling: float | None = None  # seconds since a grow whose cooldown keeps the want up
@@ -93,11 +96,10 @@ def wanted(
     in_force: int,
     floor: int,
     ceiling: int,
-    guard: bool,
 ) -> Want:
     """The want of a domain with a demand estimate; `peak` is `held_peak` of this tick and
-    `in_force` the target the hypervisor works toward now. Under the swap guard (`guard`)
-    sharing may not push the domain below its size either."""
+    `in_force` the target the hypervisor works toward now. Its need is its demand as a
+    balloon size, no buffer, no boost: what the fair share is about."""
     assert est.demand is not None
     boosted = est.boosted if est.boosted is not None else est.demand
     size = buffered(boosted, est.hidden, est.overhead, policy.buffer)
@@ -112,15 +114,15 @@ def wanted(
     else:
         reason = direction(est.short, size, current)
     size, reason, clamp = clamped(size, reason, est.short, current, floor, ceiling)
-    low = max(floor, min(current, ceiling)) if guard else floor
-    return Want(size=size, low=low, reason=reason, clamp=clamp)
+    need = min(max(est.demand + est.overhead, floor), size)
+    return Want(size=size, need=need, low=floor, reason=reason, clamp=clamp)
 
 
 def blind(current: int, floor: int, ceiling: int) -> Want:
     """The want of a domain without usable data: never shrink on bad data; only the policy
     range itself may move the domain."""
     size = min(max(current, floor), ceiling)
-    return Want(size=size, low=size, reason=Reason.NO_DATA)
+    return Want(size=size, need=size, low=size, reason=Reason.NO_DATA)
 
 
 def cooled(
