@@ -35,6 +35,7 @@ EXPECTED = {
     "balloond_domain_ceiling_bytes",
     "balloond_domain_maxmem_bytes",
     "balloond_domain_demand_bytes",
+    "balloond_domain_fair_share_bytes",
     "balloond_domain_available_bytes",
     "balloond_domain_pressure_some_ratio",
     "balloond_domain_pressure_full_ratio",
@@ -114,6 +115,7 @@ def test_per_domain_values() -> None:
     assert value(body, "balloond_domain_maxmem_bytes", domain="db1") == 4 * GiB
     # The decision's demand wins over the guest's own claim.
     assert value(body, "balloond_domain_demand_bytes", domain="db1") == 2 * GiB
+    assert value(body, "balloond_domain_fair_share_bytes", domain="db1") == 3 * GiB
     assert value(body, "balloond_domain_available_bytes", domain="web1") == GiB
     assert value(body, "balloond_domain_pressure_some_ratio", domain="db1") == 0.25
     assert value(body, "balloond_domain_pressure_full_ratio", domain="db1") == 0.05

@@ -197,6 +197,7 @@ def _decision_lines(answer: Mapping[str, Any]) -> list[str]:
             f"Decision: {decision.get('reason')}: target {size(decision.get('target'))} "
             f"({acting}); floor {size(decision.get('floor'))}, ceiling "
             f"{size(decision.get('ceiling'))}, demand {size(decision.get('demand'))}, "
+            f"fair share {size(decision.get('fair_share'))}, "
             f"pressure {pct(decision.get('pressure'))}",
             f"  {decision.get('explanation')}",
         ]

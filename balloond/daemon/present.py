@@ -146,6 +146,7 @@ def explain(view: DaemonView, policies: PolicySet, key: str, now: float) -> dict
             "floor": decided.floor,
             "ceiling": decided.ceiling,
             "demand": decided.demand,
+            "fair_share": decided.fair_share,
             "pressure": decided.pressure,
             "act": decided.act,
             "delta": decided.delta,

@@ -53,6 +53,11 @@ class _DomainFamilies:
             "balloond_domain_maxmem_bytes", "Hypervisor maximum memory of the domain.", DOMAIN
         )
         self.demand = g("balloond_domain_demand_bytes", "Estimated memory the guest needs.", DOMAIN)
+        self.fair_share = g(
+            "balloond_domain_fair_share_bytes",
+            "What the domain's weight entitles it to this tick (its need when the host has room).",
+            DOMAIN,
+        )
         self.available = g(
             "balloond_domain_available_bytes",
             "Memory the guest reports available (MemAvailable).",
@@ -110,6 +115,7 @@ class _DomainFamilies:
             self.ceiling,
             self.maxmem,
             self.demand,
+            self.fair_share,
             self.available,
             self.psi_some,
             self.psi_full,
@@ -146,6 +152,7 @@ def domain_families(snapshot: Snapshot, inputs: DomainInputs, now: float) -> Ite
             f.ceiling.add(label, decided.ceiling)
             f.reason.add((dom.name, decided.reason.value), 1)
             demand = _number(decided.demand)
+            _maybe(f.fair_share, label, decided.fair_share)
         available = None
         if report is not None:
             f.report_age.add(label, max(0.0, now - report.received_at))

@@ -77,6 +77,7 @@ def hand_made_view(**overrides: object) -> StaticView:
                 demand=2 * GiB,
                 pressure=0.25,
                 act=True,
+                fair_share=3 * GiB,
             ),
             # A domain the snapshot no longer has: must not produce series.
             DomainDecision("gone", "u-gone", "web", Reason.STEADY, GiB, GiB, GiB, GiB, "-"),
