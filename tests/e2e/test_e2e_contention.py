@@ -1,6 +1,7 @@
 """Scenario 4: two guests under pressure on a host whose reserve leaves room for only one of
-them to grow fully. Memory goes to them by weight (3:1); the daemon never grows a guest while
-the host is inside its reserve, and never hands out more than it had.
+them to grow fully. Memory goes to them by weight (3:1): the heavier guest receives memory
+before the lighter one, as the guests themselves see it (their MemTotal); the daemon never
+grows a guest while the host is inside its reserve, and never hands out more than it had.
 
 The host is this shared build machine, whose free memory moves with everyone's work: the
 reserve is set to (free memory now - BUDGET) when the daemon starts, and the bounds below
@@ -19,7 +20,7 @@ from balloond.units import MiB
 from e2e.daemon import Balloond
 from e2e.guests import Guest
 from e2e.lab import Lab
-from e2e.wait import wait_for
+from e2e.wait import WaitTimeout, wait_for
 
 pytestmark = pytest.mark.realvm
 
@@ -37,6 +38,12 @@ WORKLOAD = 256 * MiB  # each guest's workload: at its floor it has ~140 MiB avai
 # heavy one's 20% buffer ran out first (docs/e2e.md).
 WORKLOAD_STEP = 2 * MiB  # per second
 HOST_NOISE = 96 * MiB
+# The heavier guest's MemTotal must never trail the lighter one's gain by more than this: the
+# guests' kernels add memory in sections as the balloon deflates, and the two are sampled a
+# moment apart.
+MEMTOTAL_SLACK = 16 * MiB
+RECEIVED = 32 * MiB  # a MemTotal rise that counts as memory received
+SETTLE = 180.0  # seconds for both workloads to finish and the balloons to stand still
 BUDGET_SLACK = 32 * MiB  # how far the daemon's free - reserve may be from BUDGET at its start
 # The prefill leaves this much of the guest's MemAvailable alone: a fixed 128 MiB (of ~140 MiB
 # available at the floor) was OOM-killed in one run, with the hog's own Python on top.
@@ -102,10 +109,42 @@ def steady_free(uri: str) -> int:
     return wait_for(steady, 60, "host free memory to settle", interval=1.0)
 
 
-def room_of(d: Balloond) -> int | None:
-    """The daemon's own host free - reserve, from its metrics."""
-    free = d.metric("balloond_host_free_bytes")
-    reserve = d.metric("balloond_host_reserve_bytes")
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def decided(samples: Samples, guests: tuple[Guest, ...]) -> list[str]:
+    """Each guest's decision as the daemon's metrics show it: reason, target, demand and fair
+    share (MiB), for the failure messages."""
+    out = []
+    for g in guests:
+
+        def value(name: str, g: Guest = g) -> str:
+            found = samples.get((name, frozenset({("domain", g.name)})))
+            return "-" if found is None else str(int(found) >> 20)
+
+        reason = next(
+            (
+                dict(labels)["reason"]
+                for (name, labels), v in samples.items()
+                if name == "balloond_domain_decision_reason"
+                and ("domain", g.name) in labels
+                and v == 1
+            ),
+            "-",
+        )
+        target = value("balloond_domain_target_bytes")
+        demand = value("balloond_domain_demand_bytes")
+        fair = value("balloond_domain_fair_share_bytes")
+        out.append(f"{reason} {target}/{demand}/{fair}")
+    return out
+
+
+def room_of(d: Balloond, samples: Samples | None = None) -> int | None:
+    """The daemon's own host free - reserve, from its metrics (a scrape of them, or a new
+    one)."""
+    samples = d.metrics() if samples is None else samples
+    free = next((v for (n, _), v in samples.items() if n == "balloond_host_free_bytes"), None)
+    reserve = next((v for (n, _), v in samples.items() if n == "balloond_host_reserve_bytes"), None)
     return None if free is None or reserve is None else int(free - reserve)
 
 
@@ -132,16 +171,27 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
 ) -> None:
     c1, c2 = pair
     base = {g.name: g.current() for g in pair}
+    total = {g.name: g.meminfo()["MemTotal"] for g in pair}
     budget = wait_for(lambda: room_of(tight), 30, "the daemon's host free and reserve")
     lab.report.record("contention", "budget_at_start_mib", budget >> 20)
     for g in pair:
         g.call("hog", size=WORKLOAD, step=WORKLOAD_STEP, interval=1.0)
     margins: list[int | None] = []
     history: list[tuple[int, int]] = []
+    gains: list[tuple[int, int]] = []  # each guest's MemTotal above its start, each second
+    decisions: list[list[str]] = []  # reason target/demand/fair share (MiB), each second
 
     def settled() -> bool:
-        margins.append(room_of(tight))
+        samples = tight.metrics()
+        margins.append(room_of(tight, samples))
+        decisions.append(decided(samples, pair))
         history.append((c1.current(), c2.current()))
+        gains.append(
+            (
+                c1.meminfo()["MemTotal"] - total[c1.name],
+                c2.meminfo()["MemTotal"] - total[c2.name],
+            )
+        )
         done = [
             not g.call("hog_status")["alive"] or g.call("hog_status")["allocated"] >= WORKLOAD
             for g in pair
@@ -149,7 +199,15 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
         # Settled: both workloads finished (or died) and no balloon moved for 5 samples.
         return all(done) and len(history) > 5 and len(set(history[-5:])) == 1
 
-    wait_for(settled, 300, "both balloons to settle under contention", interval=1.0)
+    try:
+        wait_for(settled, SETTLE, "both balloons to settle under contention", interval=1.0)
+    except WaitTimeout as timeout:
+        raise AssertionError(
+            f"{timeout}; balloons (MiB) each second: "
+            f"{[(a >> 20, b >> 20) for a, b in history]}; MemTotal gains (MiB): "
+            f"{[(a >> 20, b >> 20) for a, b in gains]}; free - reserve (MiB): "
+            f"{[None if m is None else int(m) >> 20 for m in margins]}; decisions {decisions}"
+        ) from timeout
     timeline = [None if m is None else int(m) >> 20 for m in margins]
     grown1 = c1.current() - base[c1.name]
     grown2 = c2.current() - base[c2.name]
@@ -161,6 +219,10 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     )
     survivors = [g.name for g in pair if g.call("hog_status")["alive"]]
     lab.report.record("contention", "survivors", survivors)
+    first = [next((i for i, g in enumerate(gains) if g[k] >= RECEIVED), None) for k in (0, 1)]
+    lab.report.record("contention", "heavy_received_32mib_after_s", first[0])
+    lab.report.record("contention", "light_received_32mib_after_s", first[1])
+    memtotal = [(h >> 20, lt >> 20) for h, lt in gains]
     assert min(c1.current(), c2.current()) >= FLOOR
     assert grown1 + grown2 <= budget + HOST_NOISE, (
         f"granted {(grown1 + grown2) >> 20} MiB from a budget of {budget >> 20} MiB"
@@ -169,7 +231,18 @@ def test_contention_shares_by_weight_and_keeps_the_reserve(
     # more than the light one.
     assert grown1 >= 48 * MiB and grown1 > grown2, (
         f"weight 3000 got {grown1 >> 20} MiB, weight 1000 {grown2 >> 20} MiB; "
-        f"free - reserve (MiB) each second: {timeline}"
+        f"free - reserve (MiB) each second: {timeline}; decisions "
+        f"(reason target/demand/fair share MiB) each second: {decisions}"
+    )
+    # ... and receive it first, as the guests see it: whatever the lighter guest's MemTotal
+    # has gained, the heavier one's had gained as much by the same second. (While the host
+    # covers both guests' needs they grow together, each by its own demand; once it cannot,
+    # the heavier one's fair share comes first.)
+    assert first[0] is not None, f"weight 3000 never received memory; MemTotal gains {memtotal}"
+    behind = [(i, h, lt) for i, (h, lt) in enumerate(gains) if lt - h > MEMTOTAL_SLACK]
+    assert not behind, (
+        f"weight 3000 trailed weight 1000 at (second, MiB, MiB) "
+        f"{[(i, h >> 20, lt >> 20) for i, h, lt in behind[:5]]}; gains {memtotal}"
     )
     # Whether the heavy guest's workload also survives is recorded, not asserted: under TCG
     # QEMU's own resident memory grows while a guest stalls (the light guest's by 60 MiB in
