@@ -1,5 +1,5 @@
 # balloond entry points. Every target installs what it needs itself (scripts/bootstrap.sh).
-.PHONY: demo test lint unit e2e bench clean deb test-floor test-install man pictures chaos
+.PHONY: demo test lint unit e2e e2e-xen bench clean deb test-floor test-install man pictures chaos
 
 VENV := .venv/bin
 
@@ -63,6 +63,10 @@ unit:
 e2e:
 	@scripts/bootstrap.sh test
 	$(VENV)/python -m pytest -m realvm -v $(PYTEST_ARGS)
+
+e2e-xen:
+	@scripts/bootstrap.sh test
+	$(VENV)/python -m pytest -m xen -v $(PYTEST_ARGS)
 
 bench:
 	@scripts/bootstrap.sh test

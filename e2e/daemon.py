@@ -45,6 +45,27 @@ policies:
 """
 
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """Prometheus text -> {(sample name, labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = float(s.value)
+    return out
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """The value of the first sample `name` whose labels include `labels`, or None."""
+    want = set(labels.items())
+    for (n, lbls), value in samples.items():
+        if n == name and want <= lbls:
+            return value
+    return None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -134,20 +155,12 @@ class Balloond:
         with urllib.request.urlopen(self.url, timeout=5) as resp:
             return str(resp.read().decode())
 
-    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        out = {}
-        for family in text_string_to_metric_families(self.scrape()):
-            for s in family.samples:
-                out[(s.name, frozenset(s.labels.items()))] = float(s.value)
-        return out
+    def metrics(self) -> Samples:
+        return parse_metrics(self.scrape())
 
     def metric(self, name: str, **labels: str) -> float | None:
         """The value of the one sample `name` whose labels include `labels`, or None."""
-        want = set(labels.items())
-        for (n, lbls), value in self.metrics().items():
-            if n == name and want <= lbls:
-                return value
-        return None
+        return sample(self.metrics(), name, **labels)
 
     # -- balloonctl ------------------------------------------------------------------------
     def ctl(

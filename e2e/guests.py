@@ -72,9 +72,10 @@ def domain_xml(
 
 
 class LabClient:
-    """JSON-lines requests to labctl.py in the guest, over the host end of its port."""
+    """JSON-lines requests to labctl.py in the guest, over the host end of its port (a unix
+    socket path), or to the Xen lab's dom0 over TCP (a (host, port) address)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | tuple[str, int]) -> None:
         self.path = path
         self._sock: socket.socket | None = None
         self._buf = b""
@@ -92,9 +93,10 @@ class LabClient:
         msg = {"id": self._seq, "cmd": cmd, **args}
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                family = socket.AF_UNIX if isinstance(self.path, Path) else socket.AF_INET
+                self._sock = socket.socket(family, socket.SOCK_STREAM)
                 self._sock.settimeout(timeout)
-                self._sock.connect(str(self.path))
+                self._sock.connect(str(self.path) if isinstance(self.path, Path) else self.path)
             self._sock.settimeout(timeout)
             self._sock.sendall((json.dumps(msg) + "\n").encode())
             while True:

@@ -26,7 +26,7 @@ debs_deb=(dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all pyth
 # PID 1 to run the hardened unit for real (this machine's PID 1 is not systemd).
 debs_test=(python3-venv gcc libc6-dev python3-dev libvirt-dev pkg-config
            libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
-           busybox-static cpio prometheus stress-ng iproute2 openssl
+           busybox-static cpio binutils prometheus stress-ng iproute2 openssl
            "${debs_deb[@]}" mmdebstrap zsh groff-base man-db systemd systemd-container)
 
 quietly() {

@@ -45,13 +45,33 @@ def lab() -> Iterator[Lab]:
         the_lab.start()
         yield the_lab
     finally:
-        errors = the_lab.stop()
-        _LAB = None
+        errors = _stop_lab()
         leftovers = the_lab.leftovers
         if errors or leftovers:
             raise AssertionError(
                 f"lab teardown: errors {errors}, processes left behind (now killed) {leftovers}"
             )
+
+
+_STOP_ERRORS: list[str] = []
+
+
+def _stop_lab() -> list[str]:
+    """Stop the lab once (after its last test, or at session end) and release the machine's
+    lab lock: the Xen lab (tests/xen) runs after this one in the same session."""
+    global _LAB
+    if _LAB is not None:
+        lab, _LAB = _LAB, None
+        _STOP_ERRORS.extend(lab.stop())
+    return _STOP_ERRORS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield  # the item's own and its module's fixtures first (guests are destroyed there)
+    here = Path(__file__).parent
+    if _LAB is not None and (nextitem is None or here not in Path(str(nextitem.fspath)).parents):
+        _stop_lab()
 
 
 @pytest.hookimpl(hookwrapper=True)
