@@ -150,7 +150,9 @@ def session_lock(timeout: float = 3600.0) -> Iterator[IO[str]]:
             if time.monotonic() > deadline:
                 f.close()
                 raise TimeoutError(f"another lab session holds {LAB_LOCK}") from None
-            time.sleep(1.0)
+            # Short polls: `flock` callers (benchmarks) wait blocked and are woken first when
+            # the lock is released; a slow poll here would lose that race every time.
+            time.sleep(0.05)
     try:
         yield f
     finally:

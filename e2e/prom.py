@@ -121,3 +121,23 @@ def dashboard_queries(path: Path = DASHBOARD) -> list[str]:
             expr = expr.replace(var, value)
         out.append(expr)
     return out
+
+
+def dashboard_queries_without(prom: Prometheus, domain: str) -> tuple[int, list[str]]:
+    """Run every dashboard query against `prom` (invalid PromQL raises); return how many
+    there were and the per-domain ones that have no series for `domain`."""
+    queries = dashboard_queries()
+    assert queries, "the dashboard has no queries"
+    # rate() needs two samples inside the 30 s window; wait for them, don't sleep.
+    wait_for(
+        lambda: prom.query("rate(balloond_tick_duration_seconds_count[30s])"),
+        60,
+        "two scrapes for rate()",
+    )
+    empty = []
+    for expr in queries:
+        result = prom.query(expr)  # raises on invalid PromQL
+        per_domain = "balloond_domain_" in expr and "rate(" not in expr and "count by" not in expr
+        if per_domain and not any(r["metric"].get("domain") == domain for r in result):
+            empty.append(expr)
+    return len(queries), empty

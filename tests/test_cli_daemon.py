@@ -135,7 +135,17 @@ def test_balloonctl_talks_to_the_running_demo(
 
     assert balloonctl(["list", "--socket", str(sock)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:4] == ["Name", "ID", "Mem(MiB)", "MaxMem"]
+    # xm list's six columns first, in xm's order, then balloond's.
+    assert table[0].split()[:8] == [
+        "Name",
+        "ID",
+        "Mem",
+        "VCPUs",
+        "State",
+        "Time(s)",
+        "MaxMem",
+        "Target",
+    ]
     assert any(line.startswith("web ") and "r-----" in line for line in table)
 
     assert balloonctl(["explain", "web", "--socket", str(sock)]) == 0

@@ -43,7 +43,7 @@ def test_list_table_columns() -> None:
     }
     lines = text.list_table([row, {**row, "name": "a", "id": None}]).splitlines()
     cells = lines[1].split()
-    assert cells[:10] == ["web1", "3", "1024", "4096", "1536", "2", "--p---", "12.3", "web", "4.1%"]
+    assert cells[:10] == ["web1", "3", "1024", "2", "--p---", "12.3", "4096", "1536", "web", "4.1%"]
     assert "balloonctl balloon@1024" in lines[1] and lines[1].endswith("3s")
     assert lines[2].startswith("a "), "domains without an id come last, as in xm list"
 

@@ -171,3 +171,12 @@ def test_a_job_nobody_told_the_daemon_about_makes_the_domain_busy(
     else:
         assert (decided.reason, decided.act, decided.target) == (Reason.BUSY, False, 256 * MiB)
         assert kind.value in decided.explanation
+
+
+def test_xen_stats_are_the_hypervisors_not_the_guests() -> None:
+    # libxl's `available` is the domain's maxmem (the Xen lab: 512 MiB for a guest ballooned
+    # to 320 MiB), not the guest's MemTotal as QEMU's is: read as MemTotal it would claim
+    # 192 MiB the guest does not have. Nothing there comes from the guest.
+    libxl = {"actual": 327680, "available": 524288}
+    assert memory_stats(libxl, "xen") is None
+    assert memory_stats(libxl) == MemoryStats(total=512 * 1024 * KiB)  # what QEMU's means

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from balloond.backend.libvirt_xml import (
     HOLD_NS,
+    LIBXL_SAVE_MAGIC,
     hold_element,
+    libxl_saved_xml,
     parse_domain_xml,
     parse_hold,
     saved_image_facts,
@@ -133,3 +137,21 @@ def test_saved_image_facts_prefers_the_balloon_size() -> None:
 def test_saved_image_facts_rejects_non_domains(bad: str) -> None:
     with pytest.raises(ValueError):
         saved_image_facts(bad)
+
+
+def _libxl_image(xml: bytes, version: int = 2) -> bytes:
+    header = LIBXL_SAVE_MAGIC + struct.pack("=II", version, len(xml) + 1) + bytes(40)
+    return header + xml + b"\0" + b"libxl stream follows"
+
+
+def test_libxl_save_header_gives_the_domain_xml() -> None:
+    """libvirt's libxl driver has no saveImageGetXMLDesc (the Xen lab: 'this function is
+    not supported by the connection driver'), so restore reads its header itself."""
+    xml = b"<domain type='xen'><name>a</name><memory unit='KiB'>524288</memory>" + (
+        b"<currentMemory unit='KiB'>196608</currentMemory></domain>"
+    )
+    assert saved_image_facts(libxl_saved_xml(_libxl_image(xml))) == ("a", 192 * 1024 * 1024)
+    wrong = _libxl_image(xml, version=9)
+    for bad in (b"", b"LibvirtQemudSave" + bytes(64), wrong, _libxl_image(xml)[:80]):
+        with pytest.raises(ValueError):
+            libxl_saved_xml(bad)

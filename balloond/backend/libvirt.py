@@ -204,7 +204,7 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
 
     def _stats(self, dom: Any) -> Any:
         try:
-            return memory_stats(dom.memoryStats())
+            return memory_stats(dom.memoryStats(), self._hypervisor)
         except libvirt.libvirtError as exc:
             if error_code(exc) in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_INVALID_CONN):
                 raise

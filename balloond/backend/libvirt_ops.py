@@ -15,8 +15,8 @@ from typing import Any
 
 from balloond.backend.base import JobProgress, MigrationResult
 from balloond.backend.libvirt_migrate import run_migration
-from balloond.backend.libvirt_xml import saved_image_facts
-from balloond.errors import OperationFailed
+from balloond.backend.libvirt_xml import MAX_SAVED_XML, libxl_saved_xml, saved_image_facts
+from balloond.errors import NotSupported, OperationFailed
 from balloond.fsutil import make_private
 
 
@@ -56,8 +56,13 @@ class LibvirtOperationsMixin:
         if self.is_local and not os.path.exists(path):
             raise OperationFailed(f"saved image '{path}' does not exist")
         try:
-            with self._call(f"saved image '{path}'"):
-                xml = self._conn.saveImageGetXMLDesc(path, 0)
+            try:
+                with self._call(f"saved image '{path}'"):
+                    xml = self._conn.saveImageGetXMLDesc(path, 0)
+            except NotSupported:
+                if not self.is_local:
+                    raise
+                xml = _libxl_image_xml(path)  # Xen's libxl driver: read its header here
         except OperationFailed as exc:
             raise OperationFailed(
                 f"'{path}' is not a saved domain image (damaged, truncated or foreign): {exc}"
@@ -127,3 +132,12 @@ def _remove_quietly(path: str) -> None:
     """Remove a file this process created exclusively (a failed save leaves no half image)."""
     with suppress(OSError):
         os.unlink(path)
+
+
+def _libxl_image_xml(path: str) -> str:
+    try:
+        with open(path, "rb") as image:
+            head = image.read(64 + MAX_SAVED_XML)
+        return libxl_saved_xml(head)
+    except (OSError, ValueError) as exc:
+        raise OperationFailed(f"{exc}") from exc

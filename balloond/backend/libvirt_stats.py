@@ -42,11 +42,18 @@ def _kib(untrusted: Mapping[str, object], key: str) -> int | None:
     return None if value is None else value * KiB
 
 
-def memory_stats(untrusted: Mapping[str, object]) -> MemoryStats | None:
+def memory_stats(untrusted: Mapping[str, object], hypervisor: str = "qemu") -> MemoryStats | None:
     """virDomainMemoryStats (KiB) -> MemoryStats (bytes). None when nothing was reported,
     not even QEMU's host-side `rss`. With `rss` only (no balloon driver in the guest) the
     guest's fields are None: the core reads no demand from it, only how much of the balloon
-    the host backs."""
+    the host backs.
+
+    Xen: libvirt's libxl driver answers `actual` (the balloon) and `available`, which there
+    is the domain's maxmem, not the guest's MemTotal as with QEMU (seen in the Xen lab: 512
+    MiB for a guest ballooned to 320). Nothing in it comes from the guest: None. Xen guests
+    speak through the agent's xenstore reports."""
+    if hypervisor == "xen":
+        return None
     stats = MemoryStats(
         total=_kib(untrusted, "available"),  # libvirt's "available" is the guest's MemTotal
         available=_kib(untrusted, "usable"),  # and "usable" its MemAvailable

@@ -15,6 +15,7 @@ per namespace:
 from __future__ import annotations
 
 import math
+import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -196,3 +197,26 @@ def saved_image_facts(xml: str) -> tuple[str, int]:
     if memory is None:
         raise ValueError(f"domain '{facts.name}': no <memory> in the saved image")
     return facts.name, memory
+
+
+# libvirt's libxl driver writes its own header before libxl's stream (src/libxl/
+# libxl_driver.c, libxlSavefileHeader): 16 bytes of magic, version and XML length as native
+# u32, 40 bytes unused, then the domain XML. Its saveImageGetXMLDesc is not implemented
+# (libvirt 9.0, seen in the Xen lab), so balloonctl restore reads the header itself.
+LIBXL_SAVE_MAGIC = b"libvirt-xml\n \0 \r"
+_LIBXL_HEADER = 64
+MAX_SAVED_XML = 1 << 20
+
+
+def libxl_saved_xml(head: bytes) -> str:
+    """The domain XML of a libxl save image from its first bytes (at least the header and
+    the XML). Raises ValueError for anything else."""
+    if len(head) < _LIBXL_HEADER or not head.startswith(LIBXL_SAVE_MAGIC):
+        raise ValueError("no libvirt libxl save header")
+    version, length = struct.unpack_from("=II", head, len(LIBXL_SAVE_MAGIC))
+    if version not in (1, 2) or not 0 < length <= MAX_SAVED_XML:
+        raise ValueError(f"libxl save header: version {version}, XML of {length} bytes")
+    xml = head[_LIBXL_HEADER : _LIBXL_HEADER + length]
+    if len(xml) < length:
+        raise ValueError("libxl save header: truncated domain XML")
+    return xml.rstrip(b"\0").decode("utf-8", "replace")

@@ -2,8 +2,9 @@
 `data/balloond/report` (a guest may write only under /local/domain/<id>/data/). Dom0 reads
 it with `xenstore-read`; `xenstore-ls -f` output can be parsed too.
 
-Untested against a real xenstored: no Xen can run on the build machines. The parsing is
-tested with text in the format `xenstore-ls -f` prints; the command runner is a parameter.
+Run against a real xenstored in the Xen lab (tests/xen, docs/e2e.md); the unit tests use
+text in the format `xenstore-read` and `xenstore-ls -f` print, the runner a parameter.
+The domain is the `<id>` of the path read (libvirt's domain id), never the report's content.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "list",
         help="list domains: xm list columns plus target, policy and pressure",
-        description="List every active domain with xm list's columns (Name, ID, Mem(MiB), "
+        description="List every active domain with xm list's columns (Name, ID, Mem in MiB, "
         "VCPUs, State, Time(s)) plus maxmem, target, floor, ceiling, policy, pressure, hold "
         "and the age of the last guest report.",
     )

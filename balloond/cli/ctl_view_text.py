@@ -16,15 +16,17 @@ from balloond.units import MiB, format_size
 # xm list shows six state flags, each in its own position: r b p s c d.
 _FLAG_POSITIONS = "rbpscd"
 
+# xm/xl list's six columns first, in their order (Mem in MiB, as they print it), so a Xen
+# operator's eyes and scripts (`awk '{print $3}'`) find them where they always were.
 LIST_COLUMNS = (
     "Name",
     "ID",
-    "Mem(MiB)",
-    "MaxMem",
-    "Target",
+    "Mem",
     "VCPUs",
     "State",
     "Time(s)",
+    "MaxMem",
+    "Target",
     "Policy",
     "Pressure",
     "Floor",
@@ -82,11 +84,11 @@ def list_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 str(row.get("name", "?")),
                 "-" if row.get("id") is None else str(row["id"]),
                 mib(row.get("mem")),
-                mib(row.get("maxmem")),
-                mib(row.get("target")),
                 str(row.get("vcpus", "-")),
                 state_flags(row.get("state")) + job,
                 f"{row.get('time', 0.0):.1f}" if isinstance(row.get("time"), int | float) else "-",
+                mib(row.get("maxmem")),
+                mib(row.get("target")),
                 str(row.get("policy") or "-"),
                 pct(row.get("pressure")),
                 mib(row.get("floor")),
@@ -97,7 +99,7 @@ def list_table(rows: Sequence[Mapping[str, Any]]) -> str:
                 age(row.get("report_age")),
             )
         )
-    return _columns(table, numeric={1, 2, 3, 4, 5, 7, 9, 10, 11})
+    return _columns(table, numeric={1, 2, 3, 5, 6, 7, 9, 10, 11})
 
 
 def _by_id(row: Mapping[str, Any]) -> tuple[bool, int, str]:

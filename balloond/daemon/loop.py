@@ -40,7 +40,7 @@ from balloond.daemon.holds import HoldBook, within_maxmem
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.reporting import ReportCollector, describe_action, policy_rules
 from balloond.daemon.statefile import PersistedState, StateFile
-from balloond.errors import BackendError, ConnectionLost, DomainNotFound
+from balloond.errors import BackendError, ConnectionLost, DomainNotFound, NotSupported
 from balloond.model import (
     Decision,
     DomainDecision,
@@ -394,6 +394,8 @@ class Daemon:
             self._stats_period_set.add(name)  # once per connection, even if it fails
             try:
                 backend.ensure_stats_period(name, self.settings.stats_period)
+            except NotSupported as error:  # Xen's libxl has no period: nothing to turn on
+                log.debug("domain %r: no statistics period to set: %s", name, error)
             except BackendError as error:
                 log.warning("domain %r: cannot set the statistics period: %s", name, error)
 

@@ -58,6 +58,15 @@ class Dom0Balloond:
         explained: dict[str, Any] = self.ctl_json("explain", name)
         return explained
 
+    def wait_ticks(self, seconds: float = 4.0, timeout: float = 30.0) -> None:
+        """Wait until the daemon has ticked on for `seconds` (2 ticks at the shipped 2 s)."""
+        first = self.metric("balloond_last_tick_timestamp_seconds") or 0.0
+        wait_for(
+            lambda: (self.metric("balloond_last_tick_timestamp_seconds") or 0.0) >= first + seconds,
+            timeout,
+            f"balloond ticking on for {seconds:g} s",
+        )
+
     # -- lifecycle -------------------------------------------------------------------------
     def wait_ready(self, timeout: float = 90.0) -> None:
         wait_for(

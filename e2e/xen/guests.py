@@ -32,7 +32,7 @@ DOMAIN_XML = Template("""\
     <type arch='x86_64' machine='xenpv'>linux</type>
     <kernel>${kernel}</kernel>
     <initrd>${initrd}</initrd>
-    <cmdline>console=hvc0 quiet rdinit=/init</cmdline>
+    <cmdline>console=hvc0 quiet rdinit=/init${extra}</cmdline>
   </os>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
@@ -110,9 +110,15 @@ class XenGuest:
 
 
 def create(
-    host: XenHost, name: str, *, maxmem: int = 512 * MiB, current: int | None = None
+    host: XenHost,
+    name: str,
+    *,
+    maxmem: int = 512 * MiB,
+    current: int | None = None,
+    agent: bool = True,
 ) -> XenGuest:
-    """Create (transient) and start a PV domU; does not wait for it to boot."""
+    """Create (transient) and start a PV domU; does not wait for it to boot. `agent` False:
+    its guest agent does not start (lab.noagent), the test writes its reports."""
     full = name if name.startswith(NAME_PREFIX) else NAME_PREFIX + name
     with contextlib.suppress(Exception):  # a console log of an earlier domain of that name
         host.run("rm", "-f", f"{CONSOLE_DIR}/guest-{full}.log")
@@ -122,6 +128,7 @@ def create(
         current_kib=(current or maxmem) // 1024,
         kernel=host.images.domu_kernel,
         initrd=host.images.domu_initrd,
+        extra="" if agent else " lab.noagent",
     )
     started = time.monotonic()
     host.conn().createXML(xml, 0)

@@ -30,7 +30,7 @@ from e2e.xen.image import XenImages
 XEN_RUN = RUN / "xen"
 DOM0_READY = re.compile(r"balloond-xen: dom0 ready uptime=([0-9.]+)")
 MEMORY_MIB = 3072  # the 3 GiB; dom0 gets DOM0_MIB of it
-DOM0_MIB = 768
+DOM0_MIB = 1024  # the toolstack, libvirtd, balloond, and save images in RAM
 # xen-lab.md: libvirt's libxl driver needs a CPU model it can decode; Nehalem needs no Xen
 # options. bootscrub=0: Xen need not scrub 3 GiB of fresh TCG memory before starting dom0.
 CPU = "Nehalem"

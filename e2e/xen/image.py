@@ -231,12 +231,15 @@ def _domu_root(root: Path, packages: dict[str, str]) -> None:
         root / "opt" / "agent" / "balloond_guest",
         ignore=shutil.ignore_patterns("__pycache__", "tests"),
     )
-    args = " ".join(AGENT_ARGS)
+    # The agent's console script as a package would install it, and how init starts it.
+    cli = root / "usr" / "bin" / "balloond-guest"
+    cli.write_text(
+        '#!/bin/sh\nPYTHONPATH=/opt/agent exec /usr/bin/python3 -m balloond_guest "$@"\n'
+    )
+    cli.chmod(0o755)
     run = root / "opt" / "agent" / "run"
     run.write_text(
-        "#!/bin/sh\n"
-        "export PYTHONPATH=/opt/agent\n"
-        f"exec /usr/bin/python3 -m balloond_guest {args} >/dev/hvc0 2>&1\n"
+        f"#!/bin/sh\nexec /usr/bin/balloond-guest {' '.join(AGENT_ARGS)} >/dev/hvc0 2>&1\n"
     )
     run.chmod(0o755)
     _compile(root)

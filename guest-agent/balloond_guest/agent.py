@@ -119,6 +119,12 @@ class Agent:
                     log.warning("self-adjust: cannot write %d to %s: %s", nxt, path, error)
                     return
                 log.info("self-adjust: %s %d -> %d bytes", path, current, nxt)
+                found = xen.read_target(self.settings.root)  # in the file's unit (KiB)
+                nxt = found[1] if found is not None and found[1] is not None else nxt
+            # The host sets the domain's target too (xenstore memory/target, which the
+            # balloon driver follows): tell it the size chosen here, or it undoes it.
+            if self.adjuster.ready and current is not None:
+                self.auto_request = nxt if nxt is not None else self.adjuster.clamp(current)
             return
         # KVM: no guest-side knob; ask the host, which applies it within policy.
         current = (

@@ -216,15 +216,31 @@ def cmd_target(args: argparse.Namespace) -> int:
         )
         return 2
     if xen.target_file(args.root) is not None:
-        if size is None:
-            print(
-                "balloond-guest: 'auto' needs a running agent with --auto on Xen", file=sys.stderr
-            )
-            return 2
+        return _xen_target(args, size)
+    return _request_from_host(args, size)
+
+
+def _xen_target(args, size):
+    """Xen: the guest moves its own balloon (the target file), and the running agent reports
+    the size as this guest's request, so that balloond keeps it (within the policy's floor
+    and ceiling) instead of setting its own target back at the next tick."""
+    if size is not None:
         path = xen.write_target(args.root, size)
         print("xen: target %s written to %s" % (format_size(size), path))
-        return 0
-    return _request_from_host(args, size)
+    try:
+        answer = control.send_request(args.control, size)
+    except OSError:
+        answer = None
+    if size is None:
+        if answer != "ok":
+            print("balloond-guest: 'auto' needs a running agent on Xen", file=sys.stderr)
+            return 2
+        print("the running agent no longer reports a request to the host")
+    elif answer == "ok":
+        print("the running agent reports it to the host as this guest's request")
+    else:
+        print("no running agent: the host is not told (it may set its own target back)")
+    return 0
 
 
 def _request_from_host(args: argparse.Namespace, size: int | None) -> int:

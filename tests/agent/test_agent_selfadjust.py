@@ -89,14 +89,18 @@ def test_xen_agent_in_auto_mode_walks_its_target_file_down_to_the_floor(
     agent.tick()
     assert target_kb.read_text() == "2097152\n"  # no limits from the host yet: stay put
     assert agent.handle_host_line(_limits(768 * MIB, 3 * GIB)) is not None
-    agent.tick()
+    report = agent.tick()
     assert int(target_kb.read_text()) * KIB == 2 * GIB - (2 * GIB - 768 * MIB) // 8
+    # The host sets memory/target too: every report says what the guest chose, so the
+    # daemon keeps it (self_adjust) instead of setting its own target back next tick.
+    assert report["request"] == int(target_kb.read_text()) * KIB
     for _ in range(80):
-        agent.tick()
+        report = agent.tick()
+        assert report["request"] == int(target_kb.read_text()) * KIB
     assert int(target_kb.read_text()) * KIB == 768 * MIB
     # The host raises the floor: grow at once.
     agent.handle_host_line(_limits(GIB, 3 * GIB))
-    agent.tick()
+    assert agent.tick()["request"] == GIB
     assert int(target_kb.read_text()) * KIB == GIB
 
 

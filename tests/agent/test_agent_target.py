@@ -157,3 +157,52 @@ def test_kvm_target_with_no_channel_to_the_host_says_so(
         str(tmp_path / "none.sock"),
     )
     assert code == 0 and json.loads(out)["request"] == 768 * MIB  # asked for: printed
+
+
+def _serving(path: str, agent: Agent) -> threading.Thread:
+    server = control.ControlServer(path)
+
+    def once() -> None:
+        server.sock.setblocking(True)
+        try:
+            server.serve(agent)
+        finally:
+            server.close()
+
+    thread = threading.Thread(target=once)
+    thread.start()
+    return thread
+
+
+def test_xen_target_is_reported_as_the_guests_request_by_the_running_agent(
+    tree: Callable[[str], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On Xen the guest moves its own balloon, but dom0 owns memory/target too: unless the
+    agent reports the size as this guest's request, balloond sets its own target back at the
+    next tick (seen in the Xen lab, tests/xen)."""
+    root = tree("linux-4.19-xen-pv")
+    agent = Agent(Settings(root=root), transport=None)
+    path = str(tmp_path / "ctl.sock")
+    thread = _serving(path, agent)
+    code, out, _ = run(capsys, "target", "512M", "--root", root, "--control", path)
+    thread.join(10)
+    assert code == 0 and "written to" in out and "request" in out
+    assert xen.read_target(root) == (xen.SYSFS_TARGET_KB, 512 * MIB, None)
+    assert agent.tick("request")["request"] == 512 * MIB
+    thread = _serving(path, agent)  # `target auto` hands the choice back to the host
+    code, out, _ = run(capsys, "target", "auto", "--root", root, "--control", path)
+    thread.join(10)
+    assert code == 0 and "no longer" in out
+    assert "request" not in agent.tick()
+
+
+def test_xen_target_without_an_agent_still_moves_the_balloon_and_says_so(
+    tree: Callable[[str], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tree("linux-4.19-xen-pv")
+    none = str(tmp_path / "none.sock")
+    code, out, _ = run(capsys, "target", "512M", "--root", root, "--control", none)
+    assert code == 0 and "no running agent" in out
+    assert xen.read_target(root) == (xen.SYSFS_TARGET_KB, 512 * MIB, None)
+    code, _, err = run(capsys, "target", "auto", "--root", root, "--control", none)
+    assert code == 2 and "needs a running agent" in err

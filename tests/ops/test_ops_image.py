@@ -11,7 +11,7 @@ from balloond.cli.ctl import main
 from balloond.errors import OperationFailed, Refused
 from balloond.model import Hold
 from balloond.ops import OpsContext, restore_domain, save_domain
-from balloond.ops.image import check_room
+from balloond.ops.image import check_disk_room, check_room
 from balloond.units import GiB, MiB
 
 pytestmark = pytest.mark.libvirt
@@ -204,3 +204,28 @@ def test_restore_from_a_folder_is_one_clear_line(
     assert main(["restore", "--config", str(config_file), str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "is a directory, not a saved domain image" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("memory", "free", "refused"),
+    [(2 * GiB, 2 * GiB, False), (2 * GiB, 2 * GiB - 1, True), (GiB, None, False)],
+)
+def test_check_disk_room_table(memory: int, free: int | None, refused: bool) -> None:
+    if refused:
+        with pytest.raises(Refused, match="has only"):
+            check_disk_room("d", "/saves/d.img", memory, free)
+    else:
+        check_disk_room("d", "/saves/d.img", memory, free)
+
+
+def test_save_refuses_a_full_file_system_before_touching_the_guest(
+    ctx: OpsContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Xen lab's dom0 ran out of space mid-save: libxl left the domain suspended while
+    libvirt said 'running'. The room is checked first, so the guest is never touched."""
+    monkeypatch.setattr("balloond.ops.image._free_bytes", lambda folder: 64 * MiB)
+    with pytest.raises(Refused, match="needs about 2 GiB"):
+        save_domain(ctx, "web1", str(tmp_path / "web1.img"))
+    assert "web1" in names(ctx)
+    assert not (tmp_path / "web1.img").exists()
+    assert ctx.backend.holds() == {}

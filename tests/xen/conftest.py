@@ -18,6 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the e2e package (repo root)
 
 if TYPE_CHECKING:
+    from e2e.xen.daemon import Dom0Balloond
+    from e2e.xen.guests import XenGuest
     from e2e.xen.lab import XenLab
 
 _LAB: XenLab | None = None
@@ -26,6 +28,16 @@ HERE = Path(__file__).parent
 
 def _ours(item: pytest.Item) -> bool:
     return HERE in Path(str(item.fspath)).parents
+
+
+MODULES = ("test_xen_host", "test_xen_daemon", "test_xen_ops", "test_xen_hostile")
+
+
+def _order(item: pytest.Item) -> tuple[bool, int]:
+    if not _ours(item):
+        return (False, 0)
+    stem = Path(str(item.fspath)).stem
+    return (True, MODULES.index(stem) if stem in MODULES else len(MODULES))
 
 
 # The first test sets the lab up: it may wait for the machine's lab lock (another checkout's
@@ -41,8 +53,8 @@ def pytest_collection_modifyitems(
         if _ours(item):
             item.add_marker(pytest.mark.realvm)
             item.add_marker(pytest.mark.xen)
-    # After everything else (the KVM lab included): stable, so each part keeps its order.
-    items.sort(key=_ours)
+    # After everything else (the KVM lab included), the host first, the hostile domU last.
+    items.sort(key=_order)
     yield
     first = next((item for item in items if _ours(item)), None)
     if first is not None:
@@ -71,6 +83,29 @@ def xenlab() -> Iterator[XenLab]:
                 f"Xen lab teardown: errors {errors}, processes left behind (now killed) "
                 f"{the_lab.leftovers}"
             )
+
+
+@pytest.fixture(scope="session")
+def pair(xenlab: XenLab) -> Iterator[tuple[XenGuest, XenGuest]]:
+    """Two PV domUs of 512 MiB (maxmem and start) for the scenarios: `a` stays idle, `b`
+    gets the workload. Created one after the other, booting together."""
+    a = xenlab.create("a", wait=False)
+    b = xenlab.create("b", wait=False)
+    for guest in (a, b):
+        xenlab.report.record("domU create -> ready", guest.name, guest.wait_booted())
+    yield a, b
+    for guest in (a, b):
+        xenlab.destroy(guest)
+
+
+@pytest.fixture(scope="session")
+def daemon(xenlab: XenLab) -> Dom0Balloond:
+    """The balloond dom0's init started (shipped config and policies, xen:///system)."""
+    from e2e.xen.daemon import Dom0Balloond
+
+    d = Dom0Balloond(xenlab.xen)
+    d.wait_ready()
+    return d
 
 
 def _tail(text: str, lines: int) -> str:

@@ -11,6 +11,7 @@ Test-only: it runs as root in a throwaway dom0. Python 3.11 standard library onl
 """
 
 import argparse
+import base64
 import contextlib
 import json
 import socket
@@ -39,7 +40,8 @@ def domu(msg):
     request = {k: v for k, v in msg.items() if k not in ("domid", "id", "wait", "domu_cmd")}
     request["cmd"] = msg["domu_cmd"]
     request["id"] = f"{domid}-{time.time():f}"
-    text = json.dumps(request)
+    # base64: xenstore-write expands backslash escapes, which JSON strings are full of.
+    text = base64.b64encode(json.dumps(request).encode()).decode()
     if xs("xenstore-write", f"/local/domain/{domid}/lab/cmd", text) is None:
         raise RuntimeError(f"xenstore-write of domain {domid}'s lab/cmd failed")
     deadline = time.monotonic() + float(msg.get("wait", 20))

@@ -8,6 +8,7 @@ another domain's path with it.
 Test-only, Python 3.11 standard library only.
 """
 
+import base64
 import contextlib
 import json
 import os
@@ -86,9 +87,12 @@ def serve():
             raw = ""
         if raw and raw != last:
             last = raw
-            answer = json.loads(labctl.answer(raw.encode()))
+            line = b""
             with contextlib.suppress(ValueError):
-                answer["id"] = json.loads(raw).get("id")
+                line = base64.b64decode(raw)  # dom0 encodes (xenstore-write eats backslashes)
+            answer = json.loads(labctl.answer(line))
+            with contextlib.suppress(ValueError):
+                answer["id"] = json.loads(line).get("id")
             text = json.dumps(answer)
             if len(text) > MAX_REPLY:
                 text = json.dumps({"id": answer.get("id"), "ok": False, "error": "reply too long"})
