@@ -51,7 +51,8 @@ class Dom0Balloond:
         return json.loads(done["stdout"])
 
     def row(self, name: str) -> dict[str, Any]:
-        rows = self.ctl_json("list")["rows"]
+        listed = self.ctl_json("list")
+        rows = listed["rows"] if isinstance(listed, dict) else listed
         return next(r for r in rows if r["name"] == name)
 
     def explain(self, name: str) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def _records(names: Iterable[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _alternatives(field: str) -> list[list[str]]:
+def alternatives(field: str) -> list[list[str]]:
     """'a (>= 1), b:any | c' -> [['a'], ['b', 'c']] (versions and arch qualifiers dropped)."""
     groups = []
     for part in field.split(","):
@@ -116,7 +116,7 @@ def _resolve(roots: list[str]) -> dict[str, str]:
         for name in wanted:
             chosen[name] = records[name]["Version"]
             for key in ("Pre-Depends", "Depends"):
-                groups += _alternatives(records[name].get(key, ""))
+                groups += alternatives(records[name].get(key, ""))
         wanted = sorted(_pick(groups, chosen))
     return chosen
 
@@ -150,14 +150,17 @@ def unpack_into(root: Path, packages: dict[str, str]) -> None:
         if not (root / d).exists():
             (root / d).symlink_to(f"usr/{d}")
     for name, version in sorted(packages.items()):
-        src = fetch(name, version)
-        for top in sorted(src.iterdir()):
-            if top.name == ".done":
-                continue
-            dest = (
-                usr / top.name if top.name in ("bin", "sbin", "lib", "lib64") else root / top.name
-            )
-            _merge(top, dest)
+        merge_tree(fetch(name, version), root)
+
+
+def merge_tree(src: Path, root: Path) -> None:
+    """One unpacked package into `root`, its /bin, /sbin, /lib, /lib64 into /usr."""
+    usr = root / "usr"
+    for top in sorted(src.iterdir()):
+        if top.name == ".done":
+            continue
+        dest = usr / top.name if top.name in ("bin", "sbin", "lib", "lib64") else root / top.name
+        _merge(top, dest)
 
 
 def _merge(src: Path, dest: Path) -> None:

@@ -33,7 +33,7 @@ from e2e.image import (
     fetch,
     kernel_package,
 )
-from e2e.xen import debs
+from e2e.xen import debs, owndebs
 
 HERE = Path(__file__).resolve().parent
 GUEST_FILES = ROOT / "e2e" / "guest"
@@ -84,25 +84,25 @@ class XenImages:
     domu_initrd: str
 
 
-def _key(versions: dict[str, str]) -> str:
+def _key(versions: dict[str, str], own: dict[str, owndebs.OwnDeb]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(versions, sort_keys=True).encode())
+    h.update(json.dumps({name: deb.digest for name, deb in sorted(own.items())}).encode())
     h.update(json.dumps(AGENT_ARGS).encode())
     for path in (Path(__file__), GUEST_FILES / "labctl.py", GUEST_FILES / "counter"):
         h.update(path.read_bytes())
-    for folder in (HERE / "dom0", HERE / "domu", ROOT / "guest-agent", ROOT / "balloond"):
+    for folder in (HERE / "dom0", HERE / "domu"):
         _files_digest(h, folder)
-    h.update((ROOT / "policies").name.encode())
-    _files_digest(h, ROOT / "policies")
     return h.hexdigest()[:16]
 
 
 def build(verbose: bool = False) -> XenImages:
     kpkg = kernel_package()
-    dom0 = debs.closure((*DOM0_ROOTS, *XEN_PKGS))
-    domu = debs.closure(DOMU_ROOTS)
+    own = owndebs.ensure_built()  # make deb: balloond for dom0, balloond-guest for domUs
+    dom0 = debs.closure((*DOM0_ROOTS, *XEN_PKGS, *own["balloond"].depends))
+    domu = debs.closure((*DOMU_ROOTS, *own["balloond-guest"].depends))
     versions = {**dom0, **domu, kpkg: debs.closure([kpkg])[kpkg]}
-    key = _key(versions)
+    key = _key(versions, own)
     out = XEN_CACHE / key
     images = XenImages(
         xen=out / "xen-4.17",
@@ -125,9 +125,9 @@ def build(verbose: bool = False) -> XenImages:
         shutil.copyfileobj(src, d)
     shutil.copy(kdir / "boot" / f"vmlinuz-{kver}", tmp / "vmlinuz")
     domu_root = tmp / "domu"
-    _domu_root(domu_root, domu)
+    _domu_root(domu_root, domu, own["balloond-guest"], tmp / "guest-deb")
     dom0_root = tmp / "dom0"
-    _dom0_root(dom0_root, dom0, kdir / "lib" / "modules" / kver)
+    _dom0_root(dom0_root, dom0, kdir / "lib" / "modules" / kver, own["balloond"], tmp / "deb")
     lab = dom0_root / DOMU_DIR.lstrip("/")
     lab.mkdir(parents=True, exist_ok=True)
     _cpio(domu_root, lab / "domu.cpio.gz")
@@ -220,24 +220,15 @@ def _compile(root: Path) -> None:
     _run([*argv, "unchecked-hash", *[str(d) for d in dirs if d.exists()]])
 
 
-def _domu_root(root: Path, packages: dict[str, str]) -> None:
+def _domu_root(root: Path, packages: dict[str, str], guest: owndebs.OwnDeb, scratch: Path) -> None:
     _base(root, packages)
     _lab_files(root, HERE / "domu", ("rc.domu", "labctl", "agent"))
     shutil.copy(GUEST_FILES / "counter", root / "etc" / "lab" / "counter")
     (root / "etc" / "lab" / "counter").chmod(0o755)
     _slim_python(root)
-    shutil.copytree(
-        ROOT / "guest-agent" / "balloond_guest",
-        root / "opt" / "agent" / "balloond_guest",
-        ignore=shutil.ignore_patterns("__pycache__", "tests"),
-    )
-    # The agent's console script as a package would install it, and how init starts it.
-    cli = root / "usr" / "bin" / "balloond-guest"
-    cli.write_text(
-        '#!/bin/sh\nPYTHONPATH=/opt/agent exec /usr/bin/python3 -m balloond_guest "$@"\n'
-    )
-    cli.chmod(0o755)
+    owndebs.unpack(root, guest, scratch)  # the project's balloond-guest package
     run = root / "opt" / "agent" / "run"
+    run.parent.mkdir(parents=True, exist_ok=True)
     run.write_text(
         f"#!/bin/sh\nexec /usr/bin/balloond-guest {' '.join(AGENT_ARGS)} >/dev/hvc0 2>&1\n"
     )
@@ -267,7 +258,9 @@ def _slim_python(root: Path) -> None:
         shutil.rmtree(cache)
 
 
-def _dom0_root(root: Path, packages: dict[str, str], moddir: Path) -> None:
+def _dom0_root(
+    root: Path, packages: dict[str, str], moddir: Path, balloond: owndebs.OwnDeb, scratch: Path
+) -> None:
     _base(root, packages)
     _lab_files(root, HERE / "dom0", ("rc.dom0", "labctl", "balloond"))
     mods = root / "usr" / "lib" / "modules" / "lab"
@@ -280,7 +273,8 @@ def _dom0_root(root: Path, packages: dict[str, str], moddir: Path) -> None:
     for heavy in ("test", "idlelib", "tkinter", "ensurepip", "lib2to3"):
         shutil.rmtree(root / "usr/lib/python3.11" / heavy, ignore_errors=True)
     _libvirt_config(root)
-    _balloond(root)
+    owndebs.unpack(root, balloond, scratch)  # the project's balloond package: /etc/balloond
+    shutil.copy(HERE / "dom0" / "lab-policy.yaml", root / "etc/balloond/policies/xenlab.yaml")
     lost = debs.missing_libraries(root, DOM0_BINARIES)
     if lost:
         raise RuntimeError(f"dom0 image: libraries no package in the closure provides: {lost}")
@@ -295,28 +289,6 @@ def _libvirt_config(root: Path) -> None:
         'listen_tcp = 1\nlisten_tls = 0\nauth_tcp = "none"\nauth_unix_rw = "none"\n'
         'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
     )
-
-
-def _balloond(root: Path) -> None:
-    """balloond as a package would lay it out: the Python package, two entry points, the
-    shipped config and policies under /etc/balloond."""
-    site = root / "usr" / "lib" / "python3" / "dist-packages"
-    shutil.copytree(
-        ROOT / "balloond", site / "balloond", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    for name, module in (("balloond", "balloond.cli.daemon"), ("balloonctl", "balloond.cli.ctl")):
-        script = root / "usr" / "bin" / name
-        script.unlink(missing_ok=True)
-        script.write_text(
-            f"#!/usr/bin/python3\nimport sys\nfrom {module} import main\nsys.exit(main())\n"
-        )
-        script.chmod(0o755)
-    etc = root / "etc" / "balloond"
-    (etc / "policies").mkdir(parents=True)
-    shutil.copy(ROOT / "balloond" / "data" / "balloond.yaml", etc / "balloond.yaml")
-    for policy in sorted((ROOT / "policies").glob("*.yaml")):
-        shutil.copy(policy, etc / "policies" / policy.name)
-    shutil.copy(HERE / "dom0" / "lab-policy.yaml", etc / "policies" / "xenlab.yaml")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def _rejected(daemon: Dom0Balloond) -> dict[str, float]:
 
 
 def _decisions(daemon: Dom0Balloond, names: list[str]) -> dict[str, tuple[int, str]]:
-    rows = {r["name"]: r for r in daemon.ctl_json("list")["rows"]}
+    rows = {n: daemon.row(n) for n in names}
     return {n: (rows[n]["target"], rows[n]["reason"]) for n in names}
 
 
