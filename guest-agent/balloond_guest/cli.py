@@ -220,7 +220,7 @@ def cmd_target(args: argparse.Namespace) -> int:
     return _request_from_host(args, size)
 
 
-def _xen_target(args, size):
+def _xen_target(args: argparse.Namespace, size: int | None) -> int:
     """Xen: the guest moves its own balloon (the target file), and the running agent reports
     the size as this guest's request, so that balloond keeps it (within the policy's floor
     and ceiling) instead of setting its own target back at the next tick."""
