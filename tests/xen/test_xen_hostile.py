@@ -44,11 +44,13 @@ def test_a_hostile_domu_moves_nobody_else(
 ) -> None:
     others = [g.name for g in pair]
     # The others settled first (b's workload is gone; it shrinks back to its floor).
-    wait_for(
-        lambda: all(r == "steady" or r == "floor" for _, r in _decisions(daemon, others).values()),
-        120,
-        "a and b settled",
-    )
+    seen: list[dict[str, tuple[int, str]]] = []
+
+    def settled() -> bool:
+        seen.append(_decisions(daemon, others))
+        return all(reason in ("steady", "floor") for _, reason in seen[-1].values())
+
+    wait_for(settled, 120, "a and b settled (steady or at their floor)")
     settled = _decisions(daemon, others)
     rejected = _rejected(daemon)
     victim = pair[0]
