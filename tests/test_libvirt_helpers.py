@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 libvirt = pytest.importorskip("libvirt")
@@ -10,8 +12,9 @@ from balloond.backend.base import EventKind  # noqa: E402
 from balloond.backend.libvirt import LibvirtBackend  # noqa: E402
 from balloond.backend.libvirt_errors import translate  # noqa: E402
 from balloond.backend.libvirt_events import lifecycle_kind  # noqa: E402
-from balloond.backend.libvirt_migrate import migration_flags  # noqa: E402
+from balloond.backend.libvirt_migrate import migration_flags, run_migration  # noqa: E402
 from balloond.errors import (  # noqa: E402
+    BalloondError,
     ConnectionLost,
     DomainNotFound,
     NotSupported,
@@ -100,3 +103,50 @@ def test_is_local(uri: str, local: bool) -> None:
     backend = LibvirtBackend.__new__(LibvirtBackend)  # no connection needed for the URI rule
     backend._uri = uri
     assert backend.is_local is local
+
+
+class _PausingDomain:
+    """A domain whose migration fails after the driver paused it (libvirt's libxl driver
+    did so on a migration to its own host, in the Xen lab)."""
+
+    def __init__(self) -> None:
+        self.state = libvirt.VIR_DOMAIN_RUNNING
+
+    def isActive(self) -> bool:
+        return True
+
+    def isPersistent(self) -> bool:
+        return False
+
+    def UUIDString(self) -> str:
+        return "00000000-0000-4000-8000-000000000001"
+
+    def info(self) -> list[int]:
+        return [self.state, 524288, 524288, 1, 0]
+
+    def migrateToURI3(self, *_args: object) -> None:
+        self.state = libvirt.VIR_DOMAIN_PAUSED
+        raise libvirt.libvirtError("Attempt to migrate guest to the same host")
+
+    def jobStats(self, *_args: object) -> dict[str, object]:
+        return {}
+
+    def resume(self) -> None:
+        self.state = libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_a_failed_migration_leaves_the_guest_running() -> None:
+    dom = _PausingDomain()
+    with pytest.raises(BalloondError):
+        run_migration(
+            dom,
+            "g",
+            "xen+tcp://127.0.0.1/system",
+            call=lambda _what: contextlib.nullcontext(),
+            live=True,
+            max_downtime=None,
+            progress=None,
+            data_uri=None,
+            poll_interval=0.01,
+        )
+    assert dom.state == libvirt.VIR_DOMAIN_RUNNING
