@@ -194,6 +194,15 @@ class SyncedSource(Protocol):
 
 
 @runtime_checkable
+class HostIdentity(Protocol):
+    """A backend that can name the host it manages (libvirt's host UUID, else its host
+    name), so that an operation aimed at another host can tell when it would land on this
+    one."""
+
+    def host_identity(self) -> str | None: ...
+
+
+@runtime_checkable
 class LimitSink(Protocol):
     """A report source that can pass each guest agent its floor and ceiling (bytes)."""
 

@@ -35,6 +35,7 @@ from balloond.backend.libvirt_ops import LibvirtOperationsMixin
 from balloond.backend.libvirt_stats import job_kind, job_kind_from_info, memory_stats
 from balloond.backend.libvirt_xml import (
     DomainXmlFacts,
+    capabilities_host_uuid,
     parse_domain_xml,
 )
 from balloond.errors import (
@@ -143,6 +144,17 @@ class LibvirtBackend(LibvirtHoldsMixin, LibvirtOperationsMixin):
         return HostSnapshot(
             total=kib_to_bytes(stats.get("total", total // KiB)), free=free_kib * KiB
         )
+
+    def host_identity(self) -> str | None:
+        """'uuid:…' from libvirt's capabilities, else 'host:NAME' for a driver that puts no
+        host UUID there. None for the test driver: its "hosts" are files on one machine."""
+        with self._call(f"identity of the host of '{self._uri}'"):
+            uuid = capabilities_host_uuid(str(self._conn.getCapabilities()))
+            if uuid:
+                return f"uuid:{uuid}"
+            if self._hypervisor == "test":
+                return None
+            return f"host:{self._conn.getHostname()}"
 
     def domains(self) -> list[DomainSnapshot]:
         with self._call(f"listing domains on '{self._uri}'"):

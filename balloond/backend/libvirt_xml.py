@@ -220,3 +220,13 @@ def libxl_saved_xml(head: bytes) -> str:
     if len(xml) < length:
         raise ValueError("libxl save header: truncated domain XML")
     return xml.rstrip(b"\0").decode("utf-8", "replace")
+
+
+def capabilities_host_uuid(xml: str) -> str | None:
+    """<capabilities><host><uuid> of libvirt's capabilities XML, or None."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    found = root.findtext("./host/uuid")
+    return found.strip().lower() if found and found.strip() else None

@@ -13,8 +13,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from balloond.backend.base import JobProgress, MigrationResult
-from balloond.errors import BalloondError
+from balloond.backend.base import HostIdentity, JobProgress, MigrationResult
+from balloond.errors import BalloondError, Refused
 from balloond.model import DomainState
 from balloond.ops.context import OpsContext, destination_uri, find_domain
 from balloond.ops.holding import clear_command_hold, working_hold
@@ -65,6 +65,7 @@ def migrate_domain(
     try:
         floor = ctx.floor_for(dom)
         needed = min(dom.current, floor) if squeeze_to_floor else dom.current
+        _check_elsewhere(backend, target, name, dest_uri)
         check = not force and dom.state != DomainState.SHUTOFF  # offline: its definition only
         if check:
             _check_destination(ctx, target, name, needed, dest_uri)
@@ -91,6 +92,20 @@ def migrate_domain(
         squeezed=squeezed,
         total_seconds=time.monotonic() - start,
     )
+
+
+def _check_elsewhere(source: Any, target: Any, name: str, uri: str) -> None:
+    """Refuse a destination that is this same host, whatever --force says. libvirt's QEMU
+    driver refuses it itself; its libxl driver tries, is refused by its own prepare step,
+    and is left calling the domain 'paused (migrating)' while Xen runs it, unable to resume
+    it (seen in the Xen lab): the daemon then leaves the domain alone as busy."""
+    if not (isinstance(source, HostIdentity) and isinstance(target, HostIdentity)):
+        return
+    here = source.host_identity()
+    if here is not None and here == target.host_identity():
+        raise Refused(
+            f"domain '{name}': '{uri}' is this same host ({here}); migrate to another host"
+        )
 
 
 def _check_destination(ctx: OpsContext, target: Any, name: str, needed: int, uri: str) -> None:

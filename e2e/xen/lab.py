@@ -50,11 +50,13 @@ class XenLab:
         self.guests: list[XenGuest] = []
         self.leftovers: list[tuple[int, str]] = []
         self._lock: contextlib.ExitStack | None = None
+        self._locked_at: float | None = None
 
     def start(self) -> None:
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         self._lock = contextlib.ExitStack()
         self._lock.enter_context(procs.session_lock())
+        self._locked_at = time.monotonic()
         stale = procs.ours()  # we hold the lock: anything of ours still running is stale
         if stale:
             procs.kill_pids([pid for pid, _ in stale])
@@ -71,6 +73,9 @@ class XenLab:
     def stop(self) -> list[str]:
         errors = procs.CLEANUP.run()
         self.leftovers = wait_stopped()
+        if self._locked_at is not None:  # the lab's own time, not the wait for the lock
+            took = time.monotonic() - self._locked_at
+            self.report.record("xen", "whole lab, lock taken -> all stopped s", took)
         self.report.write()
         global LAST_REPORT
         LAST_REPORT = self.report

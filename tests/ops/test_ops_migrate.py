@@ -165,3 +165,29 @@ def test_a_squeeze_that_stops_short_is_checked_again(config: DaemonConfig) -> No
             assert source.holds() == {}
     finally:
         dest.close()
+
+
+class _Host(LibvirtBackend):
+    """test:///default standing for a Xen host: libvirt's libxl driver names its host."""
+
+    def host_identity(self) -> str | None:
+        return "host:dom0"
+
+
+def test_a_migration_to_this_same_host_is_refused_before_libvirt_sees_it(
+    config: DaemonConfig,
+) -> None:
+    """libvirt's libxl driver tries a live migration to its own host, is refused by its
+    own prepare step, and leaves the domain 'paused (migrating)' while Xen runs it (the Xen
+    lab, tests/xen). balloonctl compares the hosts first, even with --force."""
+    with OpsContext(config=config).use(_Host("test:///default")) as ctx:
+        same = _Host("test:///default")
+        try:
+            with pytest.raises(Refused, match=r"is this same host \(host:dom0\)"):
+                migrate_domain(
+                    ctx, "test", "test:///default", live=True, force=True, destination=same
+                )
+        finally:
+            same.close()
+        assert [d.name for d in ctx.backend.domains()] == ["test"]
+        assert ctx.backend.holds() == {}
