@@ -65,10 +65,10 @@ def migrate_domain(
     try:
         floor = ctx.floor_for(dom)
         needed = min(dom.current, floor) if squeeze_to_floor else dom.current
-        _check_elsewhere(backend, target, name, dest_uri)
         check = not force and dom.state != DomainState.SHUTOFF  # offline: its definition only
         if check:
             _check_destination(ctx, target, name, needed, dest_uri)
+        _check_elsewhere(backend, target, name, dest_uri)
         squeezed = None
         with working_hold(backend, dom, "balloonctl migrate", f"migrating to {dest_uri}"):
             if squeeze_to_floor:

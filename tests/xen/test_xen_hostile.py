@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("libvirt", reason="the Xen lab needs libvirt-python")
 
+from e2e.guests import MiB
 from e2e.wait import wait_for
 from e2e.xen.daemon import Dom0Balloond
 from e2e.xen.guests import XenGuest
@@ -34,9 +35,16 @@ def _rejected(daemon: Dom0Balloond) -> dict[str, float]:
     }
 
 
-def _decisions(daemon: Dom0Balloond, names: list[str]) -> dict[str, tuple[int, str]]:
+def _decisions(daemon: Dom0Balloond, names: list[str]) -> dict[str, tuple[int, str, int]]:
+    """{name: (target, reason, balloon size now)}."""
     rows = {n: daemon.row(n) for n in names}
-    return {n: (rows[n]["target"], rows[n]["reason"]) for n in names}
+    return {n: (rows[n]["target"], rows[n]["reason"], rows[n]["mem"]) for n in names}
+
+
+def _same(before: tuple[int, str, int], after: tuple[int, str, int]) -> bool:
+    """The same decision: same reason, and a target that moved no more than the balloon
+    creeping toward it does (Xen's allocation may trail a target by some MiB)."""
+    return before[1] == after[1] and abs(before[0] - after[0]) <= 16 * MiB
 
 
 def test_a_hostile_domu_moves_nobody_else(
@@ -44,14 +52,17 @@ def test_a_hostile_domu_moves_nobody_else(
 ) -> None:
     others = [g.name for g in pair]
     # The others settled first (b's workload is gone; it shrinks back to its floor).
-    seen: list[dict[str, tuple[int, str]]] = []
+    seen: list[dict[str, tuple[int, str, int]]] = []
 
     def settled() -> bool:
         seen.append(_decisions(daemon, others))
-        return all(reason in ("steady", "floor") for _, reason in seen[-1].values())
+        return all(
+            reason in ("steady", "floor") and abs(target - mem) <= 8 * MiB
+            for target, reason, mem in seen[-1].values()
+        )
 
     wait_for(settled, 120, "a and b settled (steady or at their floor)")
-    settled = _decisions(daemon, others)
+    before = _decisions(daemon, others)
     rejected = _rejected(daemon)
     victim = pair[0]
     # Writes balloond's own agent could never send, each an attack on the parser.
@@ -90,7 +101,8 @@ def test_a_hostile_domu_moves_nobody_else(
     assert {"bad_json", "out_of_range", "version", "bad_field"} <= grew, (rejected, after)
     counted = {r: after[r] - rejected.get(r, 0.0) for r in sorted(grew)}
     xenlab.report.record("hostile", "rejections by reason", json.dumps(counted))
-    assert _decisions(daemon, others) == settled
+    after = _decisions(daemon, others)
+    assert all(_same(before[n], after[n]) for n in others), (before, after)
     assert daemon.explain(hostile.name)["report"] is None  # nothing it wrote was accepted
     assert daemon.metric("balloond_libvirt_up") == 1
     # A well-formed report in its own path is this domain's, and only its: identity is the
