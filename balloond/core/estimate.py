@@ -225,8 +225,9 @@ def estimate(
         knows = raw > visible  # a reading above MemTotal already counts what the guest lacks
         if not knows:
             raw = min(raw + hidden, maxmem)
-        shortage = Shortage(pressure, swap_rate, fault_rate) if short else None
-        pressed, pressed_at = pressed_need(memo, raw, visible, shortage, target, now)
+        if short or memo.pressed is not None:  # else nothing was or is pressed out of it
+            shortage = Shortage(pressure, swap_rate, fault_rate) if short else None
+            pressed, pressed_at = pressed_need(memo, raw, visible, shortage, target, now)
         demand = need(raw, visible, knows, pressed, short, report)
         demand = boosted = min(demand, maxmem)
         if short:

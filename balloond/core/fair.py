@@ -58,6 +58,8 @@ def debts(claims: list[Claim], fair: list[int], spare: int) -> list[int]:
     weight first, each down to its fair share at most."""
     owed = sum(max(0, f - commitment(c)) for c, f in zip(claims, fair, strict=True))
     debt = owed - max(0, spare)
+    if debt <= 0:
+        return [0] * len(claims)
     pays = [0] * len(claims)
     givers = [i for i, c in enumerate(claims) if c.dom.current > fair[i]]
     for i in sorted(givers, key=lambda i: claims[i].policy.weight):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from balloond.core.state import DomainMemo
 from balloond.model import GuestReport
-from balloond.units import PAGE
+from balloond.units import PAGE, MiB
 
 # One tick of shortage pushes the need up by PRESS_PER_TARGET x (pressure / pressure_target)
 # of what the guest has (1 % at ten times the target, 10 % at fifty), or by what it paged
@@ -39,6 +39,7 @@ PRESS_WINDOW = 10.0  # seconds of paging counted as memory the guest did not hav
 # every PRESS_HALF_LIFE seconds.
 PRESS_KEEP = 4.0
 PRESS_HALF_LIFE = 10.0
+PRESS_FORGET = MiB  # an excess below this is forgotten (the memo carries it no more)
 
 
 def half_life_factor(age: float, half_life: float) -> float:
@@ -90,11 +91,12 @@ def press_step(shortage: Shortage, pressure_target: float, size: int) -> float:
 def held_pressed(memo: DomainMemo, reading: int, now: float) -> int:
     """The need found earlier, as carried to this tick: whole for PRESS_KEEP seconds after
     the shortage stopped, then its excess over the `reading` halving every PRESS_HALF_LIFE
-    seconds (0: none, or no more than the reading)."""
+    seconds (0: none, no more than the reading, or forgotten)."""
     if memo.pressed is None or memo.pressed_at is None or memo.pressed <= reading:
         return 0
     age = now - memo.pressed_at - PRESS_KEEP
-    return reading + int((memo.pressed - reading) * half_life_factor(age, PRESS_HALF_LIFE))
+    excess = int((memo.pressed - reading) * half_life_factor(age, PRESS_HALF_LIFE))
+    return reading + excess if excess >= PRESS_FORGET else 0
 
 
 def pressed_need(
