@@ -129,4 +129,4 @@ def test_a_hostile_domu_moves_nobody_else(
     assert shown.get("agent_version") == "lab-valid-from-h", shown
     for guest in pair:
         report = daemon.explain(guest.name)["report"] or {}
-        assert report.get("agent_version") == "balloond-guest/0.1", report
+        assert str(report.get("agent_version")).startswith("balloond-guest/"), report
