@@ -42,9 +42,10 @@ def _decisions(daemon: Dom0Balloond, names: list[str]) -> dict[str, tuple[int, s
 
 
 def _same(before: tuple[int, str, int], after: tuple[int, str, int]) -> bool:
-    """The same decision: same reason, and a target that moved no more than the balloon
-    creeping toward it does (Xen's allocation may trail a target by some MiB)."""
-    return before[1] == after[1] and abs(before[0] - after[0]) <= 16 * MiB
+    """Nothing the hostile domain did moved this one: still settled (steady or at its
+    floor), and never grown. A domain whose held workload peak is still decaying after
+    scenario 3 goes on shrinking on its own (seen: 270 -> 251 MiB, 'steady' both times)."""
+    return after[1] in ("steady", "floor") and after[0] <= before[0] + 4 * MiB
 
 
 def test_a_hostile_domu_moves_nobody_else(
@@ -103,6 +104,8 @@ def test_a_hostile_domu_moves_nobody_else(
     xenlab.report.record("hostile", "rejections by reason", json.dumps(counted))
     after = _decisions(daemon, others)
     assert all(_same(before[n], after[n]) for n in others), (before, after)
+    idle = pair[0].name  # at its floor since scenario 2 (released after scenario 5)
+    assert after[idle][:2] == before[idle][:2], (before, after)
     assert daemon.explain(hostile.name)["report"] is None  # nothing it wrote was accepted
     assert daemon.metric("balloond_libvirt_up") == 1
     # A well-formed report in its own path is this domain's, and only its: identity is the
