@@ -142,17 +142,22 @@ def session_lock(timeout: float = 3600.0) -> Iterator[IO[str]]:
     LAB_LOCK.parent.mkdir(parents=True, exist_ok=True)
     f = open(LAB_LOCK, "a+")  # noqa: SIM115 (held for the whole session)
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                f.close()
-                raise TimeoutError(f"another lab session holds {LAB_LOCK}") from None
-            # Short polls: `flock` callers (benchmarks) wait blocked and are woken first when
-            # the lock is released; a slow poll here would lose that race every time.
-            time.sleep(0.05)
+    try:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another lab session holds {LAB_LOCK}") from None
+                # Short polls: `flock` callers (benchmarks) wait blocked and are woken first
+                # when the lock is released; a slow poll here would lose that race every time.
+                time.sleep(0.05)
+    except BaseException:
+        # Timed out, or interrupted while waiting (a test's timeout, Ctrl-C): no lock to
+        # release, but the file must not be left open for the GC to warn about.
+        f.close()
+        raise
     try:
         yield f
     finally:
