@@ -127,7 +127,15 @@ def left_alone(
         return None
     floor, ceiling = bounds
     decision = DomainDecision(
-        dom.name, dom.uuid, policy.name, reason, cur, target, floor, ceiling, why
+        name=dom.name,
+        uuid=dom.uuid,
+        policy=policy.name,
+        reason=reason,
+        current=cur,
+        target=target,
+        floor=floor,
+        ceiling=ceiling,
+        why=why,
     )
     return Fixed(decision=decision, memo=memo, promise=promise)
 

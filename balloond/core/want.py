@@ -128,8 +128,9 @@ def blind(current: int, floor: int, ceiling: int) -> Want:
 def cooled(
     want: Want, grown_at: float | None, now: float, current: int, in_force: int, ceiling: int
 ) -> Want:
-    """Within GROW_COOLDOWN of a grow for pressure or demand, the domain's own estimate may
-    not take back what it has or was promised: its want is at least that. Only the want:
+    """Within GROW_COOLDOWN of a grow (for pressure, demand, or a share under contention:
+    `decide.GROWN`), the domain's own estimate may not take back what it has or was
+    promised: its want is at least that. Only the want:
     when the host cannot cover every want, sharing by weight may still cut it (the real-VM
     lab's contention run starved the heavier guest when cooling guests were kept whole). The
     caller does not apply it while the host is below its reserve (it needs memory back) nor
