@@ -125,16 +125,15 @@ def left_alone(
         reason, why = Reason.STUCK, Explanation(explain.stuck, facts)
     else:
         return None
-    floor, ceiling = bounds
     decision = DomainDecision(
         name=dom.name,
         uuid=dom.uuid,
-        policy=policy.name,
         reason=reason,
+        policy=policy.name,
         current=cur,
         target=target,
-        floor=floor,
-        ceiling=ceiling,
+        floor=bounds[0],
+        ceiling=bounds[1],
         why=why,
     )
     return Fixed(decision=decision, memo=memo, promise=promise)
