@@ -27,7 +27,7 @@ from balloond.model import GuestReport
 from balloond.units import PAGE, MiB
 
 # One tick of shortage pushes the need up by PRESS_PER_TARGET x (pressure / pressure_target)
-# of what the guest has (1 % at ten times the target, 10 % at fifty), or by what it paged
+# of what the guest has (2 % at ten times the target, 10 % at fifty), or by what it paged
 # back in over PRESS_WINDOW seconds, whichever says more; at least PRESS_MIN, at most
 # PRESS_MAX. (Without PSI the paging figures are all there is.)
 PRESS_MIN = 0.01
