@@ -157,7 +157,7 @@ def proposal(claim: Claim, place: Sharing, deficit: bool) -> DomainDecision | Mo
         reason = Reason.SWAP_GUARD
         why = Explanation(explain.swap_guard, (cur, claim.est.swap_in_rate, pays))
     retried = claim.retry and (target != cur or claim.in_force != cur)
-    if not retried and stands(claim, target):
+    if not retried and stands(claim, target, fair):
         return steady(claim, reason, why, target, fair)
     if pays and target < cur and not guarded:
         why = Explanation(explain.paying, (share, fair, pays, claim.policy.weight))

@@ -9,11 +9,13 @@ move is worth making.
   rises to it at once.
 - The swap guard: a guest that swaps in is not shrunk below its size, but for what it pays.
 - The deadband: a move within the deadband of the target in force is not made, nor one within
-  the deadband of the balloon's size that would lower a grow in flight.
+  the deadband of the balloon's size that would lower a grow in flight; but a claimant below
+  its fair share always moves up toward it (`budget.owed`).
 """
 
 from __future__ import annotations
 
+from balloond.core.budget import owed
 from balloond.core.classify import Claim
 from balloond.policy.model import Amount, Policy
 
@@ -69,12 +71,13 @@ def within_deadband(new: int, in_force: int, current: int, band: int) -> bool:
     return new < in_force and abs(new - current) < band and not in_force < current
 
 
-def stands(claim: Claim, new: int) -> bool:
+def stands(claim: Claim, new: int, fair: int) -> bool:
     """The target in force stands: the move to `new` is no move, or too small to make (a
-    domain outside its range always moves back into it)."""
+    domain outside its range always moves back into it, and one below its `fair` share up
+    toward it)."""
     cur, in_force = claim.dom.current, claim.in_force
     if new == in_force:
         return True
-    if not claim.floor <= cur <= claim.ceiling:
+    if not claim.floor <= cur <= claim.ceiling or owed(claim, fair, new):
         return False
     return within_deadband(new, in_force, cur, claim.policy.deadband.resolve(cur))

@@ -279,7 +279,8 @@ POLICY_KNOBS: tuple[Knob, ...] = (
     Knob(
         "deadband",
         AmountKind("current size"),
-        "Changes smaller than this are not applied. " + _base_help("current size"),
+        "Changes smaller than this are not applied, except to raise a domain below its fair "
+        "share. " + _base_help("current size"),
     ),
     Knob(
         "pressure_target",
