@@ -22,6 +22,7 @@ from balloond.daemon.control import ControlClient, ControlServer
 from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.statefile import StateFile
+from balloond.policy.model import Amount
 from balloond.sim.fleet import generate_fleet
 from balloond.telemetry import Telemetry
 from balloond.units import MiB
@@ -44,7 +45,7 @@ def measure(domains: int, ticks: int, state_dir: Path) -> dict[str, float]:
     policies.load_initial()
     daemon = Daemon(
         lambda: host,
-        LoopSettings(interval=INTERVAL, reserve=host.scenario.host.reserve),
+        LoopSettings(interval=INTERVAL, reserve=Amount(size=host.scenario.host.reserve)),
         policies,
         uri=host.uri,
         clock=host.now,

@@ -1,9 +1,10 @@
 """decide() alone, replayed: for instruction counts that do not depend on the machine's load.
 
-Records ticks 20-30 of bench/scale.py's 1,000-domain fleet (the settled part; the snapshot,
-the controller state and the clock of each), then calls decide() on each recorded tick
-REPEAT times. With --from-boot it records ticks 0-10 instead: the fleet coming up from boot,
-where about 450 of the 1,000 domains move every tick (the settled window has few movers).
+Records ticks 20-30 of bench/scale.py's 1,000-domain fleet, run by the daemon's own tick (the
+settled part; the snapshot, holds and controller state each tick decided on), then calls
+the daemon's decide() on each recorded tick REPEAT times. With --from-boot it records ticks
+0-10 instead: the fleet coming up from boot, where about 450 of the 1,000 domains move every
+tick (the settled window has few movers).
 Under cachegrind the difference between REPEAT=2 and REPEAT=0, divided by 20, is the
 instructions of one decide():
 
@@ -49,18 +50,20 @@ def main() -> None:
     first, last = FROM_BOOT if args.from_boot else SETTLED
     fleet = ScaleFleet(DOMAINS, epoch=1_700_000_000.0)
     heap.settle()
+    daemon = fleet.daemon
     recorded = []
     for tick in range(last):
-        snapshot = fleet.collect()
-        if tick >= first:
-            recorded.append((snapshot, fleet.state))
-        fleet.apply(fleet.decide(snapshot))
+        before = daemon.controller_state()
+        fleet.tick()
+        snapshot = daemon.last_snapshot()
+        if tick >= first and snapshot is not None:
+            recorded.append((snapshot, daemon.holds(), before))
         fleet.advance()
     times = []
     for _ in range(repeat):
-        for snapshot, before in recorded:
+        for snapshot, holds, before in recorded:
             started = time.perf_counter()
-            fleet.decide(snapshot, before)
+            daemon.decide(snapshot, holds, before)  # the law as the daemon's tick calls it
             times.append(time.perf_counter() - started)
     if times:
         print(

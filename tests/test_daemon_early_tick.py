@@ -23,6 +23,7 @@ from balloond.daemon.notify import Notifier
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.scheduler import Runner
 from balloond.model import DomainSnapshot, GuestReport
+from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
 from balloond.units import GiB, MiB
 from tests.support.daemon import Recording, sim_host
@@ -74,7 +75,7 @@ def _daemon(
     policies.load_initial()
     return Daemon(
         lambda: backend,
-        LoopSettings(interval=interval, reserve=GiB),
+        LoopSettings(interval=interval, reserve=Amount(size=GiB)),
         policies,
         uri="test",
         clock=clock,

@@ -11,6 +11,7 @@ from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.reporting import describe_action
 from balloond.model import DomainDecision, DomainSnapshot, GuestReport, Reason
+from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
 from balloond.units import GiB, MiB
 from tests.support.daemon import Recording, sim_host
@@ -52,7 +53,7 @@ def _daemon(hub: Hub) -> tuple[Daemon, Recording]:
     policies = PolicyWatcher(None, telemetry)
     daemon = Daemon(
         lambda: backend,
-        LoopSettings(reserve=GiB),
+        LoopSettings(reserve=Amount(size=GiB)),
         policies,
         uri="test",
         clock=host.now,
@@ -118,7 +119,7 @@ def test_limits_are_sent_again_when_a_domains_channel_moves() -> None:
     telemetry = Telemetry()
     daemon = Daemon(
         lambda: backend,
-        LoopSettings(reserve=GiB),
+        LoopSettings(reserve=Amount(size=GiB)),
         PolicyWatcher(None, telemetry),
         uri="test",
         clock=host.now,

@@ -97,7 +97,7 @@ def test_stale_statistics_are_no_data_and_never_shrink() -> None:
     web = next(d for d in snapshot.domains if d.name == "web")
     assert web.stats is not None and web.stats.last_update is not None
     # The same host read again far later: every sample is older than stale_after.
-    later = web.stats.last_update + daemon.settings.stale_seconds + 60
+    later = web.stats.last_update + daemon.settings.stale_after_seconds + 60
     decision, _ = _decide_at(daemon, snapshot, later)
     stale = next(d for d in decision.domains if d.name == "web")
     assert stale.reason is Reason.NO_DATA and stale.target >= web.current
@@ -105,19 +105,12 @@ def test_stale_statistics_are_no_data_and_never_shrink() -> None:
 
 
 def _decide_at(daemon: Any, snapshot: Any, now: float) -> Any:
-    from balloond.core.decide import decide
+    """The daemon's own law on `snapshot` taken at `now`, without reports, from scratch."""
     from balloond.core.state import ControllerState
-    from balloond.policy.match import matcher_for
 
     without_reports = replace(
-        snapshot, domains=tuple(replace(d, report=None) for d in snapshot.domains)
+        snapshot,
+        taken_at=now,
+        domains=tuple(replace(d, report=None) for d in snapshot.domains),
     )
-    return decide(
-        without_reports,
-        matcher_for(daemon.policies.current).select,
-        ControllerState.empty(),
-        reserve=daemon.reserve,
-        holds={},
-        now=now,
-        stale_after=daemon.settings.stale_seconds,
-    )
+    return daemon.decide(without_reports, {}, ControllerState.empty())

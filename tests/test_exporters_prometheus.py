@@ -22,6 +22,7 @@ from balloond.backend.simulated import open_simulated
 from balloond.daemon.assemble import build_daemon
 from balloond.daemon.loop import LoopSettings
 from balloond.metrics import serve
+from balloond.policy.model import Amount
 from balloond.units import MiB
 from tests.support.exporters import (
     ALERTS,
@@ -92,7 +93,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     host = open_simulated("sim://default?clock=manual")
     daemon = build_daemon(
         "sim://default",
-        LoopSettings(interval=10.0, reserve=512 * MiB),
+        LoopSettings(interval=10.0, reserve=Amount(size=512 * MiB)),
         None,
         clock=host.now,
         connect=lambda: host,

@@ -19,6 +19,7 @@ from balloond.daemon.commands import handlers
 from balloond.daemon.control import ControlServer
 from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.metrics import serve, write_textfile
+from balloond.policy.model import Amount
 from balloond.units import MiB
 
 URI = "sim://default?clock=manual"
@@ -29,7 +30,7 @@ def daemon() -> Iterator[tuple[Daemon, SimulatedHost]]:
     host = open_simulated(URI)
     running = build_daemon(
         "sim://default",
-        LoopSettings(interval=10.0, reserve=512 * MiB),
+        LoopSettings(interval=10.0, reserve=Amount(size=512 * MiB)),
         None,
         clock=host.now,
         connect=lambda: host,

@@ -1,7 +1,9 @@
 """A fingerprint of everything decide() produces, for changes that must not change behaviour
 (performance work, refactoring): every domain's decision with its explanation realized, the
 tick's notes, budget and actions, and the next controller state, over every shipped bench
-scenario and two generated fleets. Two trees that print the same digests decided the same.
+scenario and two generated fleets, each driven by the daemon's own tick on the simulated
+host (as `balloond bench` and bench/scale.py drive it). Two trees that print the same
+digests decided the same.
 
     python -m balloond.bench.fingerprint                # all of it (about 10 s)
     python -m balloond.bench.fingerprint --quick        # two scenarios, 100 domains x 10 ticks
@@ -18,10 +20,9 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from balloond.backend.simulated import SimulatedHost
-from balloond.bench.contenders import make
+from balloond.bench.contenders import Contender, TicksItself
 from balloond.bench.contenders.balloond import Balloond
-from balloond.bench.runner import EPOCH, act, observe
+from balloond.bench.runner import EPOCH, run
 from balloond.bench.scale import ScaleFleet
 from balloond.core.state import ControllerState
 from balloond.model import Decision
@@ -74,26 +75,14 @@ def digest_tick(digest: hashlib._Hash, decision: Decision, state: ControllerStat
 
 
 def scenario_digest(path: Path, limit: int | None = None) -> str:
-    """The shipped scenario run as `balloond bench` runs it (every 2 s, shrinks first)."""
-    scenario = load_scenario(str(path))
-    host = SimulatedHost.from_scenario(scenario, clock="manual", epoch=EPOCH)
+    """The shipped scenario run as `balloond bench` runs it: the daemon's tick every 2 s."""
     digest = hashlib.sha256()
-    try:
-        contender = make("balloond", scenario, host.sim)
-        assert isinstance(contender, Balloond)
-        steps = round(scenario.duration / scenario.step)
-        if limit is not None:
-            steps = min(steps, limit)
-        next_decision = 0.0
-        for _ in range(steps):
-            if host.sim.t >= next_decision - 1e-9:
-                act(host, contender, observe(host, contender))
-                assert contender.last is not None
-                digest_tick(digest, contender.last, contender.state)
-                next_decision += contender.interval
-            host.advance(scenario.step)
-    finally:
-        host.close()
+
+    def record(contender: Contender | TicksItself) -> None:
+        assert isinstance(contender, Balloond) and contender.last is not None
+        digest_tick(digest, contender.last, contender.state)
+
+    run(load_scenario(str(path)), "balloond", steps=limit, watch=record)
     return digest.hexdigest()[:16]
 
 
@@ -103,9 +92,8 @@ def fleet_digest(domains: int, ticks: int) -> str:
     digest = hashlib.sha256()
     try:
         for _ in range(ticks):
-            decision = fleet.decide(fleet.collect())
-            digest_tick(digest, decision, fleet.state)
-            fleet.apply(decision)
+            decision = fleet.tick()
+            digest_tick(digest, decision, fleet.daemon.controller_state())
             fleet.advance()
     finally:
         fleet.close()

@@ -23,6 +23,7 @@ from balloond.backend.simulated import open_simulated
 from balloond.cli.ctl_top import render, view_fetch
 from balloond.daemon.assemble import build_daemon, source_tree_policies
 from balloond.daemon.loop import LoopSettings
+from balloond.policy.model import Amount
 
 WIDTH = 150  # columns: the full table (balloonctl top goes compact below 150)
 TICKS = 17  # 170 simulated seconds: growing, shrinking and steady guests at once
@@ -36,7 +37,9 @@ def top_console() -> Console:
     host = open_simulated("sim://default?clock=manual")
     daemon = build_daemon(
         "sim://default",
-        LoopSettings(interval=STEP, reserve=host.scenario.host.reserve, routine_summary=0.0),
+        LoopSettings(
+            interval=STEP, reserve=Amount(size=host.scenario.host.reserve), routine_summary=0.0
+        ),
         source_tree_policies(),
         clock=host.now,
         connect=lambda: host,

@@ -4,18 +4,19 @@ Every `contender.interval` seconds the runner collects an observation through th
 public interface (the same calls the daemon makes: `host()`, `domains()`, and `reports()`
 only for contenders with an in-guest component), asks the contender for targets and applies
 them with `set_target` (targets are clamped to what the backend accepts, as a careful
-deployment would). After every step the recorder samples what the guests really went
-through.
+deployment would). balloond is the daemon itself (`TicksItself`): at its interval the runner
+only calls its tick, which does all of that through the backend as in production. After
+every step the recorder samples what the guests really went through.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from balloond.backend.simulated import MIN_TARGET, SimulatedHost
-from balloond.bench.contenders import Contender, Observation, make
+from balloond.bench.contenders import Contender, Observation, TicksItself, make
 from balloond.bench.contenders.base import guest_configs
 from balloond.bench.metrics import Figures, Recorder, Series
 from balloond.errors import BackendError
@@ -42,27 +43,47 @@ def observe(host: SimulatedHost, contender: Contender) -> Observation:
     return Observation(now=now, t=host.sim.t, snapshot=snapshot, reserve=host.scenario.host.reserve)
 
 
-def run(scenario: Scenario, contender_name: str) -> Run:
+Watch = Callable[[Contender | TicksItself], None]
+
+
+def run(
+    scenario: Scenario,
+    contender_name: str,
+    *,
+    steps: int | None = None,
+    watch: Watch | None = None,
+) -> Run:
+    """The whole scenario (or its first `steps` steps); `watch` is called with the contender
+    after each of its ticks (the behaviour fingerprint reads balloond's decisions there)."""
     host = SimulatedHost.from_scenario(
         scenario, clock="manual", epoch=EPOCH, uri=f"sim://bench-{scenario.name}-{contender_name}"
     )
     try:
-        contender = make(contender_name, scenario, host.sim)
+        contender = make(contender_name, scenario, host)
         recorder = Recorder(host.sim, guest_configs(scenario))
         errors = 0
-        steps = round(scenario.duration / scenario.step)
+        total = round(scenario.duration / scenario.step)
         next_decision = 0.0
-        for _ in range(steps):
+        for _ in range(total if steps is None else min(steps, total)):
             if host.sim.t >= next_decision - 1e-9:
-                ops, failed = act(host, contender, observe(host, contender))
+                ops, failed = tick(host, contender)
                 recorder.ops += ops
                 errors += failed
                 next_decision += contender.interval
+                if watch is not None:
+                    watch(contender)
             host.advance(scenario.step)
             recorder.sample()
         return Run(recorder.figures(scenario.name, contender_name), recorder.series, errors)
     finally:
         host.close()
+
+
+def tick(host: SimulatedHost, contender: Contender | TicksItself) -> tuple[int, int]:
+    """One tick of `contender`: (targets set, targets refused)."""
+    if isinstance(contender, TicksItself):
+        return contender.tick()
+    return act(host, contender, observe(host, contender))
 
 
 def act(host: SimulatedHost, contender: Contender, obs: Observation) -> tuple[int, int]:
@@ -76,8 +97,7 @@ def act(host: SimulatedHost, contender: Contender, obs: Observation) -> tuple[in
         if name in by_name
     )
     for _, name, target in order:  # shrinks first: memory is freed before it is promised
-        dom = by_name[name]
-        target = max(MIN_TARGET, min(int(target), dom.maxmem))
+        target = max(MIN_TARGET, min(int(target), by_name[name].maxmem))
         if target == host.sim.guests[name].target:
             continue
         try:
@@ -85,9 +105,6 @@ def act(host: SimulatedHost, contender: Contender, obs: Observation) -> tuple[in
             ops += 1
         except BackendError:
             failed += 1
-            rejected = getattr(contender, "rejected", None)
-            if rejected is not None:
-                rejected(dom.uuid)
     return ops, failed
 
 

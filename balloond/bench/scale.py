@@ -1,7 +1,7 @@
-"""Scale figures: decide() and a full daemon tick on the simulated host at 100, 1,000 and
-10,000 domains; time per tick (median, p95) and process RSS. Each size runs in its own
-process so that RSS belongs to that size alone (it includes the simulator's own guests),
-with the garbage collector set as the daemon sets it (balloond.daemon.heap).
+"""Scale figures: the daemon's own tick on the simulated host, and decide() within it, at
+100, 1,000 and 10,000 domains; time per tick (median, p95) and process RSS. Each size runs
+in its own process so that RSS belongs to that size alone (it includes the simulator's own
+guests), with the garbage collector set as the daemon sets it (balloond.daemon.heap).
 
 Two phases per size: the first ticks from boot, when the generated fleet starts above its
 demand and most domains move, then the settled fleet the daemon spends its life on (a few
@@ -14,7 +14,6 @@ domains move per tick as their workloads change). Both are printed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -24,12 +23,10 @@ import time
 from typing import Any
 
 from balloond.backend.simulated import SimulatedHost
-from balloond.bench.contenders.balloond import INTERVAL, STALE_AFTER, shipped_policies
-from balloond.core.decide import decide
-from balloond.core.state import ControllerState
+from balloond.bench.contenders.balloond import INTERVAL, settings_for, shipped_policies
 from balloond.daemon import heap
-from balloond.model import Decision, Snapshot
-from balloond.policy.match import matcher_for
+from balloond.daemon.assemble import simulated_daemon
+from balloond.model import Decision
 from balloond.sim.fleet import generate_fleet
 from balloond.units import KiB, MiB
 
@@ -51,70 +48,51 @@ def rss_kib(field: str = "VmRSS") -> int:
 
 
 class ScaleFleet:
-    """The generated `scale` fleet on a manual-clock simulated host, ticked as the daemon
-    ticks it: `collect()` (host, domains, agent reports), `decide()`, `apply()`, `advance()`.
-    Used by the scale figures, the behaviour fingerprint and bench/decide_replay.py."""
+    """The generated `scale` fleet on a manual-clock simulated host, run by the daemon's own
+    tick (balloond.daemon.assemble.simulated_daemon) with the shipped policies at the
+    daemon's default interval: `tick()` collects (host, domains, agent reports, holds),
+    decides and sets targets, as `balloond run` does. Used by the scale figures, the
+    behaviour fingerprint and bench/decide_replay.py."""
 
     def __init__(self, domains: int, epoch: float | None = None) -> None:
         self.host = SimulatedHost.from_scenario(
             generate_fleet("scale", domains), clock="manual", epoch=epoch
         )
-        self.policy_for = matcher_for(shipped_policies()).select  # as the daemon's loop passes it
-        self.reserve = self.host.scenario.host.reserve
-        self.state = ControllerState.empty()
+        self.daemon = simulated_daemon(
+            self.host, settings_for(self.host.scenario), shipped_policies()
+        )
         self.host.advance(INTERVAL)
 
-    def collect(self) -> Snapshot:
-        reports = self.host.reports()
-        doms = tuple(
-            dataclasses.replace(d, report=reports.get(d.uuid)) for d in self.host.domains()
-        )
-        return Snapshot(taken_at=self.host.now(), host=self.host.host(), domains=doms)
-
-    def decide(self, snapshot: Snapshot, state: ControllerState | None = None) -> Decision:
-        """Decide on `snapshot` from `state` (default: the fleet's own, which moves on)."""
-        decision, after = decide(
-            snapshot,
-            self.policy_for,
-            self.state if state is None else state,
-            reserve=self.reserve,
-            holds={},
-            now=snapshot.taken_at,
-            stale_after=STALE_AFTER,
-        )
-        if state is None:
-            self.state = after
+    def tick(self) -> Decision:
+        """One daemon tick now; its decision."""
+        decision = self.daemon.tick()
+        if decision is None:  # a simulated host on a manual clock does not go away
+            raise RuntimeError(f"{self.host.uri}: the daemon's tick read nothing")
         return decision
-
-    def apply(self, decision: Decision) -> int:
-        actions = decision.actions
-        for action in actions:
-            self.host.set_target(action.name, action.target)
-        return len(actions)
 
     def advance(self) -> None:
         self.host.advance(INTERVAL)  # the simulated guests' own time is not part of a tick
 
     def close(self) -> None:
-        self.host.close()
+        self.daemon.close()  # and with it the host
 
 
 def measure(domains: int, ticks: int, boot: int = 0) -> dict[str, Any]:
-    """Run `boot` + `ticks` daemon ticks (collect -> decide -> apply) on a fleet of `domains`;
-    the `boot` ticks first, measured apart (`boot_*`), then the `ticks` the main figures are
-    taken from."""
+    """Run `boot` + `ticks` daemon ticks on a fleet of `domains`; the `boot` ticks first,
+    measured apart (`boot_*`), then the `ticks` the main figures are taken from. A tick's
+    time is the daemon's whole `tick()`; decide() is the law's part of it, as the daemon
+    timed it (`Daemon.last_tick`)."""
     fleet = ScaleFleet(domains)
     heap.settle()  # as `balloond run` does once it is built
     tick_times, decide_times, moves = [], [], []
     for _ in range(boot + ticks):
         started = time.perf_counter()
-        snapshot = fleet.collect()
-        before_decide = time.perf_counter()
-        decision = fleet.decide(snapshot)
-        decide_times.append(time.perf_counter() - before_decide)
-        moves.append(fleet.apply(decision))
+        fleet.tick()
         tick_times.append(time.perf_counter() - started)
-        del decision  # as the daemon drops a tick's decision at the next one
+        record = fleet.daemon.last_tick
+        assert record is not None
+        decide_times.append(record.decide)
+        moves.append(record.applied)
         fleet.advance()
     fleet.close()
     row: dict[str, Any] = {
@@ -198,9 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     baseline = rss_kib() * KiB / MiB
     text = table(run_sizes(tuple(int(s) for s in args.sizes.split(","))))
     text += (
-        f"\n\nOne process per size, {INTERVAL:g} s ticks of collect (host, domains, agent "
-        "reports) → decide → apply on a generated fleet, the garbage collector set as the "
-        "daemon sets it (balloond/daemon/heap.py). Main columns: the settled fleet, after "
+        f"\n\nOne process per size, the daemon's own tick every {INTERVAL:g} s of the "
+        "simulated host's clock (Daemon.tick: collect host, domains, agent reports and holds "
+        "→ decide → set targets, log the decision lines) on a generated fleet; decide() is "
+        "the law's part of that tick. The garbage collector is set as the daemon sets it "
+        "(balloond/daemon/heap.py). Main columns: the settled fleet, after "
         "the ticks from boot (20 at 100 and 1,000 domains, 8 at 10,000), in which the fleet "
         "starts above its demand and most domains move. RSS includes the simulator's "
         f"guests (this driver process alone: {baseline:.0f} MiB). "

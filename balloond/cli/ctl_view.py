@@ -23,8 +23,8 @@ from balloond.config import effective_uri
 from balloond.daemon import present
 from balloond.daemon.assemble import compute_once
 from balloond.daemon.control import ControlClient, DaemonNotRunning
-from balloond.daemon.loop import Daemon
-from balloond.daemon.runconfig import load_daemon_config, loop_settings
+from balloond.daemon.loop import Daemon, LoopSettings
+from balloond.daemon.runconfig import load_daemon_config
 from balloond.errors import DomainNotFound, Refused
 
 COMPUTED_NOW = "daemon not running; computed now"
@@ -155,7 +155,7 @@ class Source:
         return compute_once(
             self.uri,
             self.policy_dir,
-            loop_settings(self.config),
+            LoopSettings.from_config(self.config),
             policy_dir_required=self.policy_dir_given,
         )
 

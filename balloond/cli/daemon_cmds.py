@@ -25,6 +25,7 @@ from balloond.daemon.scheduler import Runner
 from balloond.errors import ConfigError
 from balloond.logs import LEVELS
 from balloond.metrics import DEFAULT_PORT, serve
+from balloond.policy.model import Amount
 from balloond.units import format_size
 
 DEMO_URI = "sim://default"
@@ -146,7 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     policy_dir = args.policy_dir or source_tree_policies()
     # The demo is there to watch decisions: every change on its own line.
     settings = LoopSettings(
-        interval=interval, reserve=host.scenario.host.reserve, routine_summary=0.0
+        interval=interval, reserve=Amount(size=host.scenario.host.reserve), routine_summary=0.0
     )
     daemon = build_daemon(DEMO_URI, settings, policy_dir, connect=lambda: host)
     socket_dir = None if args.socket else tempfile.mkdtemp(prefix="balloond-demo-")
@@ -259,9 +260,8 @@ def _run_once(daemon: Daemon) -> int:
             print("nothing to change")  # each change was logged as it was decided
         snapshot = daemon.last_snapshot()
         if snapshot is not None:
-            settings = daemon.settings
             for line in no_data_advice(
-                snapshot, decision, daemon.uri, settings.stats_period, dry_run=settings.dry_run
+                snapshot, decision, daemon.uri, daemon.stats_period, dry_run=daemon.settings.dry_run
             ):
                 print(line)
     finally:

@@ -1,6 +1,7 @@
 """Build a `Daemon` from settings: the one place that wires backend, policies, reports and
 state together, shared by `balloond run`, `balloond demo` and `balloonctl` (which runs a
-single dry tick when no daemon is there to ask)."""
+single dry tick when no daemon is there to ask), and by the benchmark, the scale figures and
+the metrics demo, which drive the daemon's own tick on a simulated host."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import balloond
 from balloond.backend import open_backend
@@ -19,7 +21,11 @@ from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.statefile import StateFile
 from balloond.errors import BackendError
 from balloond.policy.loader import POLICY_SUFFIXES
+from balloond.policy.model import PolicySet
 from balloond.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from balloond.backend.simulated import SimulatedHost
 
 log = logging.getLogger("balloond.daemon")
 
@@ -108,3 +114,23 @@ def compute_once(
         daemon.close()
         raise
     return daemon
+
+
+def simulated_daemon(
+    host: SimulatedHost, settings: LoopSettings, policies: PolicySet | None = None
+) -> Daemon:
+    """The daemon on a simulated host that is already open, on the host's clock (a manual
+    clock moves only with `host.advance`): `tick()` it and it collects, decides and sets
+    targets exactly as `balloond run` does, so what the benchmark, the scale figures and the
+    metrics demo measure is what the daemon does. `policies` (the built-in default when
+    None) stand for a policy folder; there is no state file and no agent hub (the simulated
+    host reports for its guests). Closing the daemon closes the host."""
+    telemetry = Telemetry()
+    return Daemon(
+        lambda: host,
+        settings,
+        PolicyWatcher(None, telemetry, initial=policies),
+        uri=host.uri,
+        clock=host.now,
+        telemetry=telemetry,
+    )

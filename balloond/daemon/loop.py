@@ -16,6 +16,7 @@ Failure rules, in the order a tick meets them:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from balloond.backend.base import (
     ReportSource,
     StatsPeriod,
 )
-from balloond.config import DEFAULT_INTERVAL, DEFAULT_STATS_PERIOD, default_stale_after
+from balloond.config import DaemonConfig
 from balloond.core.decide import decide
 from balloond.core.state import ControllerState
 from balloond.daemon.decision_log import SUMMARY_EVERY, DecisionLog
@@ -50,9 +51,8 @@ from balloond.model import (
     Snapshot,
 )
 from balloond.policy.match import matcher_for
-from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
-from balloond.units import GiB, format_size
+from balloond.units import format_size
 
 log = logging.getLogger("balloond.daemon")
 decisions_log = logging.getLogger("balloond.decisions")
@@ -82,29 +82,41 @@ _GONE_EVENTS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class LoopSettings:
-    """The knobs of the loop itself (policies are separate and reloadable)."""
+class LoopSettings(DaemonConfig):
+    """The daemon config as the loop runs it: every `DaemonConfig` setting, read through the
+    config's own rules (`stale_after_seconds`, `reserve_for`), plus the loop's own knobs,
+    which operators do not set (the reconnect pace, how often routine shrinks are summed up
+    in the log). A tick reads interval, reserve, stale_after, stuck_after, stats_period and
+    dry_run; the URI it connects to is the one the daemon is given (`--connect` wins over
+    the config's). Policies are separate and reloadable."""
 
-    interval: float = DEFAULT_INTERVAL  # seconds between ticks
-    reserve: int | Amount = GiB  # host memory never promised to guests (Amount: of total)
-    stale_after: float | None = None  # older data is "no data"; None: default_stale_after
-    stuck_after: float = 30.0  # no progress toward a target for this long: stuck
-    stats_period: int = DEFAULT_STATS_PERIOD  # seconds; balloon statistics period to ensure
-    dry_run: bool = False  # decide and report, change nothing
     reconnect_initial: float = 1.0  # first retry delay after a lost connection
     reconnect_cap: float = 60.0  # retry delay never grows past this
     routine_summary: float = SUMMARY_EVERY  # seconds; 0: log every routine shrink at info
 
-    @property
-    def stale_seconds(self) -> float:
-        if self.stale_after is not None:
-            return self.stale_after
-        return default_stale_after(self.interval)
+    @classmethod
+    def from_config(
+        cls, config: DaemonConfig, *, interval: float | None = None, dry_run: bool = False
+    ) -> LoopSettings:
+        """`config` as the loop runs it; `interval` (--interval) and `dry_run` (--dry-run)
+        from the command line win over the file's."""
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(DaemonConfig)}
+        if interval is not None:
+            values["interval"] = interval
+        values["dry_run"] = dry_run or config.dry_run
+        return cls(**values)
 
-    def reserve_for(self, host_total: int) -> int:
-        if isinstance(self.reserve, int):
-            return min(self.reserve, host_total)
-        return min(self.reserve.resolve(host_total), host_total)
+
+@dataclass(frozen=True, slots=True)
+class TickRecord:
+    """What the last tick that decided did, and where its time went (seconds): for the
+    benchmark and the scale figures, which drive this tick and report on it."""
+
+    collect: float  # host, domains, reports and holds read
+    decide: float  # the law
+    act: float  # targets set, limits sent to agents, state written
+    applied: int  # targets the backend took
+    refused: int  # targets it did not (a dry run refuses none: it sets none)
 
 
 class Daemon:
@@ -142,8 +154,8 @@ class Daemon:
         self._holds_seen: dict[str, Hold] = {}
         self._clamp_warned: set[tuple[str, int]] = set()
         # Resolved against the host's total at each tick; before that, what is known.
-        reserve = settings.reserve
-        self._reserve = reserve if isinstance(reserve, int) else (reserve.size or 0)
+        self._reserve = settings.reserve.size or 0
+        self.last_tick: TickRecord | None = None
         self.wake: Callable[[], None] = lambda: None  # set by the scheduler: tick soon
         self._early = Debounce(EARLY_TICK_GAP)  # reports pull ticks forward this often
         self._index: tuple[Snapshot | None, dict[str, DomainSnapshot]] = (None, {})
@@ -199,6 +211,11 @@ class Daemon:
     def clock(self) -> float:
         return self._clock()
 
+    @property
+    def stats_period(self) -> int:
+        """The balloon statistics period set where it is off: libvirt takes whole seconds."""
+        return max(1, round(self.settings.stats_period))
+
     # -- the tick -------------------------------------------------------------------------
 
     def tick(self, now: float | None = None) -> Decision | None:
@@ -207,6 +224,7 @@ class Daemon:
         with self._tick_lock:
             now = self._clock() if now is None else now
             started = time.perf_counter()
+            self.last_tick = None
             self.policies.check()
             decision = self._step(now)
             self._telemetry.record_tick(time.perf_counter() - started, decision is not None, now)
@@ -217,6 +235,7 @@ class Daemon:
         backend = self._backend_or_reconnect(now)
         if backend is None:
             return None
+        started = time.perf_counter()
         try:
             snapshot, holds = self._collect(backend, now)
         except DomainNotFound as error:
@@ -228,24 +247,45 @@ class Daemon:
         except BackendError as error:
             self._lost(now, error)
             return None
+        collected = time.perf_counter()
         policy_set = self.policies.current
         self._reserve = self.settings.reserve_for(snapshot.host.total)
-        decision, state = decide(
-            snapshot,
-            matcher_for(policy_set).select,
-            self._state,
-            reserve=self._reserve,
-            holds=holds,
-            now=now,
-            stale_after=self.settings.stale_seconds,
-            stuck_after=self.settings.stuck_after,
-        )
-        self._state = state
+        decision, self._state = self.decide(snapshot, holds)
+        decided = time.perf_counter()
         self._export(snapshot, decision, holds)
-        self._act(backend, decision, now, policy_rules(snapshot, decision, policy_set))
+        applied, refused = self._act(
+            backend, decision, now, policy_rules(snapshot, decision, policy_set)
+        )
         self._reports.send_limits(decision)
         self._persist()
+        self.last_tick = TickRecord(
+            collect=collected - started,
+            decide=decided - collected,
+            act=time.perf_counter() - decided,
+            applied=applied,
+            refused=refused,
+        )
         return decision
+
+    def decide(
+        self,
+        snapshot: Snapshot,
+        holds: Mapping[str, Hold],
+        state: ControllerState | None = None,
+    ) -> tuple[Decision, ControllerState]:
+        """The law on `snapshot` with this daemon's policies and settings, from `state` (by
+        default the daemon's own). Changes nothing: the tick keeps what it returns, and
+        bench/decide_replay.py replays it on recorded ticks."""
+        return decide(
+            snapshot,
+            matcher_for(self.policies.current).select,
+            self._state if state is None else state,
+            reserve=self.settings.reserve_for(snapshot.host.total),
+            holds=holds,
+            now=snapshot.taken_at,
+            stale_after=self.settings.stale_after_seconds,
+            stuck_after=self.settings.stuck_after,
+        )
 
     def _collect(self, backend: Backend, now: float) -> tuple[Snapshot, dict[str, Hold]]:
         host = backend.host()
@@ -281,8 +321,10 @@ class Daemon:
 
     def _act(
         self, backend: Backend, decision: Decision, now: float, rules: Mapping[str, str]
-    ) -> None:
+    ) -> tuple[int, int]:
+        """Set the targets of the decision's actions; (applied, refused)."""
         applied: set[str] = set()
+        refused = 0
         for action in decision.actions:  # shrinks first: free memory before promising it
             line = describe_action(action, rules.get(action.uuid, ""))
             if self.settings.dry_run:
@@ -290,9 +332,12 @@ class Daemon:
             elif self._backend is not None and self._apply(backend, action, line, now):
                 applied.add(action.uuid)
                 continue
+            else:
+                refused += 1
             # Not applied: it must neither count as promised nor feed stuck detection.
             self._state = self._state.forget_target(action.uuid)
         self._telemetry.record_applied(decision, applied)
+        return len(applied), refused
 
     def _apply(self, backend: Backend, action: DomainDecision, line: str, now: float) -> bool:
         try:
@@ -393,7 +438,7 @@ class Daemon:
                 continue
             self._stats_period_set.add(name)  # once per connection, even if it fails
             try:
-                backend.ensure_stats_period(name, self.settings.stats_period)
+                backend.ensure_stats_period(name, self.stats_period)
             except NotSupported as error:  # Xen's libxl has no period: nothing to turn on
                 log.debug("domain %r: no statistics period to set: %s", name, error)
             except BackendError as error:

@@ -32,19 +32,6 @@ def option_duration(text: str, option: str) -> float:
         raise ConfigError(f"{option}: {error}") from None
 
 
-def loop_settings(
-    config: DaemonConfig, *, interval: float | None = None, dry_run: bool = False
-) -> LoopSettings:
-    return LoopSettings(
-        interval=config.interval if interval is None else interval,
-        reserve=config.reserve,
-        stale_after=config.stale_after,
-        stuck_after=config.stuck_after,
-        stats_period=max(1, round(config.stats_period)),
-        dry_run=dry_run or config.dry_run,
-    )
-
-
 @dataclass(frozen=True)
 class RunConfig:
     config: DaemonConfig
@@ -63,7 +50,7 @@ class RunConfig:
             interval = option_duration(args.interval, "--interval")
             if not 0.1 <= interval <= 3600:
                 raise ConfigError(f"--interval must be 0.1s..3600s, got: {args.interval!r}")
-        settings = loop_settings(config, interval=interval, dry_run=args.dry_run)
+        settings = LoopSettings.from_config(config, interval=interval, dry_run=args.dry_run)
         if args.once:  # one tick: every change it decides on its own line
             settings = replace(settings, routine_summary=0.0)
         return cls(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from balloond.model import Decision, GuestReport, Hold, Snapshot
 from balloond.telemetry import Telemetry
+from balloond.view import DaemonView
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,20 @@ class StaticView:
     held: Mapping[str, Hold] = field(default_factory=dict)
     stuck_until: Mapping[str, float] = field(default_factory=dict)
     last_reports: Mapping[str, GuestReport] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, view: DaemonView) -> StaticView:
+        """What `view` (a running daemon) shows now, fixed."""
+        return cls(
+            uri=view.uri,
+            reserve=view.reserve,
+            snapshot=view.last_snapshot(),
+            decision=view.last_decision(),
+            counters=view.telemetry(),
+            held=dict(view.holds()),
+            stuck_until=dict(view.stuck()),
+            last_reports=dict(view.reports()),
+        )
 
     def last_snapshot(self) -> Snapshot | None:
         return self.snapshot

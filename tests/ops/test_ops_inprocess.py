@@ -19,6 +19,7 @@ from balloond.daemon.commands import handlers
 from balloond.daemon.control import ControlServer
 from balloond.daemon.loop import Daemon, LoopSettings
 from balloond.daemon.reload import PolicyWatcher
+from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
 from balloond.units import GiB
 from tests.support.daemon import run_ticks
@@ -38,7 +39,7 @@ def running(folder: Path) -> Iterator[tuple[Daemon, SimulatedHost, str]]:
     host = open_simulated(URI)
     telemetry = Telemetry()
     policies = PolicyWatcher(None, telemetry)
-    settings = LoopSettings(reserve=GiB)
+    settings = LoopSettings(reserve=Amount(size=GiB))
     daemon = Daemon(lambda: host, settings, policies, uri=URI, clock=host.now, telemetry=telemetry)
     run_ticks(daemon, host, 1)
     socket = folder / "control.sock"

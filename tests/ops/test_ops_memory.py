@@ -18,6 +18,7 @@ from balloond.model import DomainSnapshot, Hold, JobKind, Reason
 from balloond.ops import OpsContext, balloon, release, save_domain, set_maxmem
 from balloond.ops.holding import command_hold
 from balloond.ops.memory import check_balloon
+from balloond.policy.model import Amount
 from balloond.units import GiB, MiB
 from tests.support.pids import dead_pid
 
@@ -111,7 +112,7 @@ def test_maxmem_below_the_target_is_refused(ctx: OpsContext) -> None:
 
 def test_the_daemon_leaves_a_pinned_domain_alone(default_ctx: OpsContext, policy_dir: Path) -> None:
     balloon(default_ctx, "test", 3 * GiB)  # the default floor is 25% of 8 GiB = 2 GiB
-    daemon = compute_once("test:///default", policy_dir, LoopSettings(reserve=0))
+    daemon = compute_once("test:///default", policy_dir, LoopSettings(reserve=Amount(size=0)))
     try:
         decision = daemon.last_decision()
         assert decision is not None
@@ -187,7 +188,7 @@ def test_hold_store_is_what_balloonctl_wrote(ctx: OpsContext) -> None:
 
 
 def _decided(uri: str, policy_dir: Path) -> dict[str, Reason]:
-    daemon = compute_once(uri, policy_dir, LoopSettings(reserve=0))
+    daemon = compute_once(uri, policy_dir, LoopSettings(reserve=Amount(size=0)))
     try:
         decision = daemon.last_decision()
         assert decision is not None

@@ -26,6 +26,7 @@ from balloond.errors import ConfigError, DomainNotFound, OperationFailed, Refuse
 from balloond.ops import OpsContext, migrate_domain
 from balloond.ops.progress import ProgressLine
 from balloond.ops.reporting import daemon_socket, reported, result_of
+from balloond.policy.model import Amount
 
 pytestmark = pytest.mark.libvirt
 
@@ -97,7 +98,7 @@ def reachable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _serve(uri: str, policy_dir: Path, socket: Path) -> tuple[Daemon, ControlServer]:
-    daemon = compute_once(uri, policy_dir, LoopSettings(reserve=0))
+    daemon = compute_once(uri, policy_dir, LoopSettings(reserve=Amount(size=0)))
     return daemon, ControlServer(socket, handlers(daemon, dict))
 
 

@@ -14,6 +14,7 @@ from balloond.daemon.reload import PolicyWatcher
 from balloond.daemon.statefile import StateFile
 from balloond.errors import ConnectionLost
 from balloond.model import DomainSnapshot, Hold
+from balloond.policy.model import Amount
 from balloond.telemetry import Telemetry
 from balloond.units import GiB
 
@@ -104,7 +105,7 @@ def make_daemon(
     policies.load_initial()
     return Daemon(
         connect,
-        LoopSettings(interval=interval, reserve=GiB, dry_run=dry_run),
+        LoopSettings(interval=interval, reserve=Amount(size=GiB), dry_run=dry_run),
         policies,
         uri="test",
         clock=clock,

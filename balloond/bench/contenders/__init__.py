@@ -1,11 +1,15 @@
-"""The contenders, one small module each; `make(name, scenario, sim)` builds one."""
+"""The contenders, one small module each; `make(name, scenario, host)` builds one."""
 
 from __future__ import annotations
 
-from balloond.bench.contenders.base import Contender, GuestConfig, Observation
+from typing import TYPE_CHECKING
+
+from balloond.bench.contenders.base import Contender, GuestConfig, Observation, TicksItself
 from balloond.errors import ConfigError
-from balloond.sim.host import SimHost
 from balloond.sim.scenario import Scenario
+
+if TYPE_CHECKING:
+    from balloond.backend.simulated import SimulatedHost
 
 BASELINES = (
     "static",
@@ -20,11 +24,12 @@ BASELINES = (
 )
 NAMES = (*BASELINES, "oracle", "balloond")
 
-__all__ = ["BASELINES", "NAMES", "Contender", "GuestConfig", "Observation", "make"]
+__all__ = ["BASELINES", "NAMES", "Contender", "GuestConfig", "Observation", "TicksItself", "make"]
 
 
-def make(name: str, scenario: Scenario, sim: SimHost) -> Contender:
-    """A fresh contender for one run. Only the oracle is handed the simulation itself."""
+def make(name: str, scenario: Scenario, host: SimulatedHost) -> Contender | TicksItself:
+    """A fresh contender for one run on `host`. Only the oracle is handed the simulation
+    itself; balloond runs on the host as on any other backend."""
     if name == "static":
         from balloond.bench.contenders.static import Static
 
@@ -64,9 +69,9 @@ def make(name: str, scenario: Scenario, sim: SimHost) -> Contender:
     if name == "oracle":
         from balloond.bench.contenders.oracle import Oracle
 
-        return Oracle(scenario, sim)
+        return Oracle(scenario, host.sim)
     if name == "balloond":
         from balloond.bench.contenders.balloond import Balloond
 
-        return Balloond(scenario)
+        return Balloond(scenario, host)
     raise ConfigError(f"unknown contender {name!r}; known: {', '.join(NAMES)}")

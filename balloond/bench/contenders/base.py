@@ -3,14 +3,16 @@
 A contender sees the host only through `Observation`: the snapshot a real deployment would
 collect (libvirt statistics for everyone; guest-agent reports only for contenders that run
 an in-guest component), plus the operator's configuration (`GuestConfig`). The oracle alone
-is also handed the scenario's future.
+is also handed the scenario's future. balloond is not a decision function but the daemon
+itself (`TicksItself`): it reads the host, decides and sets targets through the backend, as
+it does in production.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from balloond.model import DomainSnapshot, Snapshot
 from balloond.sim.scenario import Scenario
@@ -45,6 +47,20 @@ class Contender(Protocol):
 
     def decide(self, obs: Observation) -> Mapping[str, int]:
         """New balloon targets by domain name (bytes); domains not named are left alone."""
+        ...
+
+
+@runtime_checkable
+class TicksItself(Protocol):
+    """A contender that is a whole controller on the run's host: each tick it reads the host,
+    decides and sets targets itself, through the backend (balloond: the daemon's own tick).
+    The runner neither observes nor applies targets for it."""
+
+    name: str
+    interval: float  # seconds between ticks
+
+    def tick(self) -> tuple[int, int]:
+        """One tick now: (targets set, targets the backend refused)."""
         ...
 
 
